@@ -1,0 +1,82 @@
+"""Text-embedding and video-latent caches: encode only what is not cached yet."""
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.assets.dvc import dvc_metadata
+from dagster_project.assets.model import base_model
+from dagster_project.atomic import write_parquet
+from dagster_project.dataset.cache import TensorCache, folder_sha256
+from dagster_project.dataset.encode import cache_latents, cache_text_embeddings
+from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.models.wan import load_vae
+from dagster_project.resources import ParamsResource
+
+CACHE_CODE = ["dagster_project/dataset", "dagster_project/models"]
+
+
+def _cache_metadata(stats, index: pl.DataFrame) -> dict:
+    return {"entries": index.height, "encoded": stats.encoded, "already_cached": stats.cached}
+
+
+@dg.asset(
+    group_name="encode",
+    deps=["manifest"],
+    metadata=dvc_metadata(
+        outs=["${data.text_index}"],
+        params=["model.text_encoder", "model.text_len"],
+        code=CACHE_CODE,
+        persist=["${data.cache_dir}"],
+    ),
+)
+def text_embeddings(
+    context: dg.AssetExecutionContext, params: ParamsResource
+) -> dg.MaterializeResult:
+    """Caption embeddings, keyed by caption text and encoder identity."""
+    p = params.load()
+    clips = pl.read_parquet(p.path(p.data.manifest))
+    encoder = TextEncoder(p.model.text_encoder, p.model.text_len)
+    cache = TensorCache(p.path(p.data.cache_dir), "text")
+    index, stats = cache_text_embeddings(clips, cache, encoder)
+    write_parquet(index, p.path(p.data.text_index))
+    context.log.info(f"embedded {stats.encoded} captions, {stats.cached} already cached")
+    return dg.MaterializeResult(
+        metadata={**_cache_metadata(stats, index), "encoder": encoder.identity}
+    )
+
+
+@dg.asset(
+    group_name="encode",
+    deps=["manifest", base_model],
+    metadata=dvc_metadata(
+        outs=["${data.latent_index}"],
+        params=["buckets.fps"],
+        deps=["${data.raw_dir}"],
+        code=CACHE_CODE + ["dagster_project/video"],
+        persist=["${data.cache_dir}"],
+    ),
+)
+def video_latents(
+    context: dg.AssetExecutionContext, params: ParamsResource
+) -> dg.MaterializeResult:
+    """VAE posterior moments of every clip at its bucket's shape, keyed by content + settings."""
+    p = params.load()
+    clips = pl.read_parquet(p.path(p.data.manifest))
+    vae_dir = p.path(p.model.base_dir) / "vae"
+    cache = TensorCache(p.path(p.data.cache_dir), "latents")
+
+    def progress(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            context.log.info(f"latents: {done}/{total}")
+
+    index, stats = cache_latents(
+        clips,
+        p.path(p.data.raw_dir),
+        cache,
+        load_vae(vae_dir.parent),
+        vae_identity=folder_sha256(vae_dir),
+        fps=p.buckets.fps,
+        progress=progress,
+    )
+    write_parquet(index, p.path(p.data.latent_index))
+    return dg.MaterializeResult(metadata=_cache_metadata(stats, index))

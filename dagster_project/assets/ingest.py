@@ -1,0 +1,101 @@
+"""Ingestion and resolution probing: raw folder -> videos table -> manifest + rejects."""
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.assets import ui
+from dagster_project.assets.dvc import dvc_metadata
+from dagster_project.atomic import write_parquet
+from dagster_project.dataset.buckets import parse_buckets
+from dagster_project.dataset.ingest import discover_videos
+from dagster_project.dataset.manifest import build_manifest
+from dagster_project.models.wan import WAN
+from dagster_project.resources import ParamsResource
+
+
+@dg.asset(
+    group_name="ingest",
+    metadata=dvc_metadata(
+        outs=["${data.videos}"],
+        params=["data.raw_dir"],
+        deps=["${data.raw_dir}"],
+        code=["dagster_project/dataset"],
+    ),
+)
+def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
+    """Every video file under data.raw_dir with its sidecar caption."""
+    p = params.load()
+    found = discover_videos(p.path(p.data.raw_dir))
+    write_parquet(found, p.path(p.data.videos))
+    context.log.info(f"found {found.height} videos")
+    return dg.MaterializeResult(
+        metadata={
+            "videos": found.height,
+            "without_caption": found["caption"].null_count(),
+            "preview": ui.table(found),
+        }
+    )
+
+
+PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "manifest",
+            group_name="ingest",
+            deps=[videos],
+            description="Usable clips: probe results, sha256, split and bucket.",
+            metadata=dvc_metadata(
+                outs=["${data.manifest}"],
+                params=["data.val_fraction", "data.min_frames", "data.min_side", "buckets"],
+                deps=["${data.raw_dir}"],
+                code=PROBE_CODE,
+            ),
+        ),
+        dg.AssetSpec(
+            "rejects",
+            group_name="ingest",
+            deps=[videos],
+            description="Inputs that cannot be used: path, reason code, message.",
+            metadata=dvc_metadata(outs=["${data.rejects}"], params=[], code=PROBE_CODE),
+        ),
+    ]
+)
+def probe(context: dg.AssetExecutionContext, params: ParamsResource):
+    """ffprobe every video into the manifest of usable clips and the rejects table."""
+    p = params.load()
+    buckets = parse_buckets(p.buckets.sizes, WAN)
+    clips, rejects = build_manifest(
+        pl.read_parquet(p.path(p.data.videos)),
+        p.path(p.data.raw_dir),
+        buckets,
+        fps=p.buckets.fps,
+        val_fraction=p.data.val_fraction,
+        min_frames=p.data.min_frames,
+        min_side=p.data.min_side,
+    )
+    write_parquet(clips, p.path(p.data.manifest))
+    write_parquet(rejects, p.path(p.data.rejects))
+    context.log.info(f"{clips.height} usable clips, {rejects.height} rejected")
+    histogram = clips.group_by("bucket", "split").len().sort("bucket", "split")
+    columns = ["path", "split", "bucket", "width", "height", "frame_count", "fps", "caption"]
+    yield dg.MaterializeResult(
+        asset_key="manifest",
+        metadata={
+            "clips": clips.height,
+            "train": int((clips["split"] == "train").sum()),
+            "val": int((clips["split"] == "val").sum()),
+            "bucket_histogram": ui.table(histogram),
+            "preview": ui.table(clips.select(columns)),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="rejects",
+        metadata={
+            "rejects": rejects.height,
+            "by_reason": ui.table(rejects.group_by("reason").len().sort("reason")),
+            "table": ui.table(rejects),
+        },
+    )

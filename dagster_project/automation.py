@@ -1,0 +1,56 @@
+"""Retraining automation: a sensor for new videos and a schedule."""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+
+from dagster_project.dataset.ingest import VIDEO_SUFFIXES
+from dagster_project.params import Params
+from dagster_project.resources import ParamsResource
+
+pipeline_job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all())
+
+
+def video_fingerprint(p: Params) -> tuple[int, str]:
+    """(count, digest) of the video files under data.raw_dir: names, sizes and mtimes."""
+    raw_dir = p.path(p.data.raw_dir)
+    digest = hashlib.sha256()
+    count = 0
+    for path in sorted(raw_dir.rglob("*")) if raw_dir.is_dir() else []:
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+            stat = path.stat()
+            digest.update(
+                f"{path.relative_to(raw_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
+            count += 1
+    return count, digest.hexdigest()
+
+
+def new_videos_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    """Request one pipeline run whenever the set of videos under data.raw_dir changes."""
+
+    @dg.sensor(
+        job=pipeline_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def new_videos(context: dg.SensorEvaluationContext, params: ParamsResource):
+        count, digest = video_fingerprint(params.load())
+        if context.cursor == digest:
+            return dg.SkipReason(f"no new videos ({count} known)")
+        context.update_cursor(digest)
+        return dg.RunRequest(run_key=digest, tags={"videos": str(count)})
+
+    return new_videos
+
+
+def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
+    """Retrain on a fixed cadence (automation.retrain_cron), whatever the sensor saw."""
+    return dg.ScheduleDefinition(
+        name="retrain",
+        job=pipeline_job,
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )

@@ -1,0 +1,54 @@
+"""A content-addressed tensor cache: safetensors files named by the hash of what shaped them.
+
+The key of an entry hashes everything that determines its tensors (the video's sha256 or the
+caption text, the preprocessing settings, the encoder's identity), so an entry is never stale:
+new content gets a new key, and unchanged content is found again whatever its file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dagster_project.atomic import atomic_path
+
+
+def cache_key(**parts: object) -> str:
+    """A stable hex key for the given named parts (order-insensitive)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class TensorCache:
+    """safetensors entries under `root/kind/ab/abcdef....safetensors`."""
+
+    def __init__(self, root: Path, kind: str) -> None:
+        self.root = root / kind
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def write(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Write an entry atomically: a killed writer leaves no partial file under its name."""
+        with atomic_path(self.path(key)) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+
+    def read(self, key: str) -> dict[str, torch.Tensor]:
+        return load_file(str(self.path(key)))
+
+
+def folder_sha256(folder: Path) -> str:
+    """Identity of a model folder: the hash of every file's name and bytes."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode())
+        with file.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()

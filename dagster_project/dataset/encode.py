@@ -1,0 +1,72 @@
+"""Fill the caches: caption embeddings and VAE latents, encoding only what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from dagster_project.dataset.buckets import Bucket
+from dagster_project.dataset.cache import TensorCache, cache_key
+from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.models.wan import encode_video
+from dagster_project.video.decode import decode_clip
+
+TEXT_INDEX_SCHEMA = {"sha256": pl.String, "text_key": pl.String}
+LATENT_INDEX_SCHEMA = {"sha256": pl.String, "latent_key": pl.String, "bucket": pl.String}
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    encoded: int
+    cached: int
+
+
+def cache_text_embeddings(
+    manifest: pl.DataFrame, cache: TensorCache, encoder: TextEncoder, batch_size: int = 32
+) -> tuple[pl.DataFrame, CacheStats]:
+    """Embed every distinct caption not yet cached; index each clip's embedding key."""
+    keys = [cache_key(caption=c, encoder=encoder.identity) for c in manifest["caption"]]
+    todo = {k: c for k, c in zip(keys, manifest["caption"], strict=True) if k not in cache}
+    items = list(todo.items())
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        embeddings = encoder.encode([caption for _, caption in chunk])
+        for (key, _), embedding in zip(chunk, embeddings, strict=True):
+            cache.write(key, {"embedding": embedding})
+    index = pl.DataFrame({"sha256": manifest["sha256"], "text_key": keys}, schema=TEXT_INDEX_SCHEMA)
+    return index, CacheStats(encoded=len(todo), cached=len(set(keys)) - len(todo))
+
+
+def cache_latents(
+    manifest: pl.DataFrame,
+    raw_dir: Path,
+    cache: TensorCache,
+    vae: torch.nn.Module,
+    vae_identity: str,
+    fps: float,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[pl.DataFrame, CacheStats]:
+    """Decode and encode every clip whose (content, bucket, fps, VAE) is not cached yet."""
+    keys = []
+    encoded = 0
+    for i, row in enumerate(manifest.iter_rows(named=True)):
+        bucket = Bucket.parse(row["bucket"])
+        key = cache_key(video=row["sha256"], bucket=bucket.name, fps=fps, vae=vae_identity)
+        if key not in cache:
+            frames = decode_clip(
+                raw_dir / row["path"], bucket.frames, bucket.height, bucket.width, fps
+            )
+            mean, logvar = encode_video(vae, torch.from_numpy(frames))
+            cache.write(key, {"mean": mean, "logvar": logvar})
+            encoded += 1
+        keys.append(key)
+        progress(i + 1, manifest.height)
+    index = pl.DataFrame(
+        {"sha256": manifest["sha256"], "latent_key": keys, "bucket": manifest["bucket"]},
+        schema=LATENT_INDEX_SCHEMA,
+    )
+    return index, CacheStats(encoded=encoded, cached=manifest.height - encoded)

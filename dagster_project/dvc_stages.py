@@ -1,0 +1,105 @@
+"""Render dvc.yaml from the asset graph: one stage per Dagster group, the same materialization.
+
+Each stage's command materializes its group's assets with the Dagster CLI (so a DVC run and a UI
+run execute the same code, asset checks included); its outs, params, metrics and plots come
+from the assets' `dvc/*` metadata, its deps from the outs of the assets it depends on.
+
+    python -m dagster_project.dvc_stages > dvc.yaml     # regenerate
+    python -m dagster_project.dvc_stages --check        # exit 1 if dvc.yaml is out of date
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+COMMAND = "dagster asset materialize -m dagster_project.definitions --select {keys}"
+PLOT_AXES = {"loss.csv": ("step", "loss"), "checkpoints.csv": ("step", "val_loss")}
+HEADER = (
+    "# Generated from the asset graph by `python -m dagster_project.dvc_stages`; do not edit.\n"
+)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _sections_first(keys: list[str]) -> list[str]:
+    """Unique params keys, dropping `train.steps` when the whole `train` section is listed."""
+    keys = _unique(keys)
+    return [k for k in keys if not any(k.startswith(f"{other}.") for other in keys)]
+
+
+def render(defs: dg.Definitions) -> dict:
+    """The dvc.yaml document for the assets of `defs`."""
+    graph = defs.resolve_asset_graph()
+    order = graph.toposorted_asset_keys
+    meta = {key: graph.get(key).metadata for key in order}
+    group_of = {key: graph.get(key).group_name for key in order}
+
+    def field(key: dg.AssetKey, name: str) -> list[str]:
+        return list(meta[key].get(f"dvc/{name}", []))
+
+    stages: dict[str, dict] = {}
+    for group in _unique([group_of[key] for key in order]):
+        keys = [key for key in order if group_of[key] == group]
+        upstream = [
+            parent
+            for key in keys
+            for parent in graph.get(key).parent_keys
+            if group_of[parent] != group
+        ]
+        deps = [d for key in keys for d in field(key, "code") + field(key, "deps")]
+        deps += [o for parent in upstream for o in field(parent, "outs") + field(parent, "persist")]
+        outs: list = [o for key in keys for o in field(key, "outs")]
+        outs += [
+            {p: {"persist": True, "cache": False}}
+            for p in _unique([p for key in keys for p in field(key, "persist")])
+        ]
+        stage: dict = {
+            "cmd": COMMAND.format(keys=",".join(key.to_user_string() for key in keys)),
+            "deps": _unique(deps),
+            "params": _sections_first([p for key in keys for p in field(key, "params")]),
+            "outs": outs,
+        }
+        metrics = [m for key in keys for m in field(key, "metrics")]
+        if metrics:
+            stage["metrics"] = [{m: {"cache": False}} for m in metrics]
+        plots = [m for key in keys for m in field(key, "plots")]
+        if plots:
+            stage["plots"] = [
+                {
+                    p: {
+                        "cache": False,
+                        "x": PLOT_AXES[Path(p).name][0],
+                        "y": PLOT_AXES[Path(p).name][1],
+                    }
+                }
+                for p in plots
+            ]
+        stages[group] = stage
+    return {"stages": stages}
+
+
+def render_text(defs: dg.Definitions) -> str:
+    return HEADER + yaml.safe_dump(render(defs), sort_keys=False, width=100)
+
+
+def main(argv: list[str]) -> int:
+    from dagster_project.definitions import defs
+
+    text = render_text(defs)
+    if "--check" in argv:
+        if Path("dvc.yaml").read_text() != text:
+            print("dvc.yaml is out of date: python -m dagster_project.dvc_stages > dvc.yaml")
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

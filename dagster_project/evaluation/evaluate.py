@@ -1,0 +1,142 @@
+"""Evaluate every checkpoint of a training run and the final model; write the report."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dagster_project.atomic import atomic_path, write_json, write_text
+from dagster_project.dataset.buckets import Bucket
+from dagster_project.evaluation.diversity import (
+    clip_features,
+    generate_latents,
+    mean_pairwise_distance,
+    nearest_similarity,
+)
+from dagster_project.evaluation.report import markdown_report, plot_losses
+from dagster_project.evaluation.validation import (
+    fixed_sigma_loss,
+    load_clip_latents,
+    load_clip_text,
+)
+from dagster_project.models.wan import latent_stats, load_transformer, load_vae, make_pipeline
+from dagster_project.params import Params
+from dagster_project.training.data import clip_table
+from dagster_project.training.trainer import TrainOutputs
+
+TRAIN_SUBSET = 8  # training clips whose fixed-sigma loss is tracked beside the validation loss
+
+
+@dataclass(frozen=True)
+class EvalOutputs:
+    root: Path
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def checkpoints_csv(self) -> Path:
+        return self.root / "checkpoints.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plot(self) -> Path:
+        return self.root / "loss_curve.png"
+
+
+def evaluate(params: Params, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Validation loss per checkpoint, diversity and memorization of the final model."""
+    cfg = params.eval
+    trained = TrainOutputs(params.path(params.train.output_dir))
+    out = EvalOutputs(params.path(cfg.output_dir))
+    base_dir = params.path(params.model.base_dir)
+    mean, std = latent_stats(base_dir)
+
+    val, train = clip_table(params, "val"), clip_table(params, "train")
+    if val.height == 0:
+        raise RuntimeError(
+            "no validation clips: raise data.val_fraction or add videos (the split is by hash)"
+        )
+    val_latents, val_text = (
+        load_clip_latents(val, mean, std),
+        load_clip_text(val, params.model.text_len),
+    )
+    subset = train.head(TRAIN_SUBSET)
+    sub_latents, sub_text = (
+        load_clip_latents(subset, mean, std),
+        load_clip_text(subset, params.model.text_len),
+    )
+
+    checkpoints = []
+    for folder in sorted(trained.checkpoints.glob("step-*")):
+        transformer = load_transformer(folder / "transformer")
+        val_loss = fixed_sigma_loss(transformer, val_latents, val_text, cfg.sigmas, cfg.seed)
+        train_loss = fixed_sigma_loss(transformer, sub_latents, sub_text, cfg.sigmas, cfg.seed)
+        step = int(folder.name.removeprefix("step-"))
+        checkpoints.append(
+            {
+                "step": step,
+                "val_loss": sum(val_loss.values()) / len(val_loss),
+                "train_fixed_loss": sum(train_loss.values()) / len(train_loss),
+            }
+        )
+        log(f"checkpoint {step}: validation loss {checkpoints[-1]['val_loss']:.4f}")
+    if not checkpoints:
+        raise RuntimeError(f"no checkpoints under {trained.checkpoints}: train first")
+
+    # diversity and memorization of the final model, on validation prompts
+    pipeline = make_pipeline(load_transformer(trained.model), load_vae(base_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    train_features = torch.stack([clip_features(x) for x in load_clip_latents(train, mean, std)])
+    diversities, similarities = [], []
+    seeds = [cfg.seed + i for i in range(cfg.samples_per_prompt)]
+    for row, text in zip(val.head(cfg.max_prompts).iter_rows(named=True), val_text, strict=False):
+        samples = generate_latents(
+            pipeline,
+            text,
+            Bucket.parse(row["bucket"]),
+            seeds,
+            cfg.inference_steps,
+            cfg.guidance_scale,
+        )
+        features = torch.stack([clip_features(s) for s in samples])
+        diversities.append(mean_pairwise_distance(features))
+        similarities += nearest_similarity(features, train_features).tolist()
+    log(f"diversity {sum(diversities) / len(diversities):.4f} over {len(diversities)} prompts")
+
+    best = min(checkpoints, key=lambda c: c["val_loss"])
+    metrics = {
+        "val_loss": checkpoints[-1]["val_loss"],
+        "val_loss_best": best["val_loss"],
+        "best_step": best["step"],
+        "train_fixed_loss": checkpoints[-1]["train_fixed_loss"],
+        "diversity": sum(diversities) / len(diversities),
+        "nearest_train_similarity_mean": sum(similarities) / len(similarities),
+        "nearest_train_similarity_max": max(similarities),
+        "val_clips": val.height,
+        "prompts": len(diversities),
+    }
+    _write_outputs(out, trained, metrics, checkpoints)
+    return metrics
+
+
+def _write_outputs(
+    out: EvalOutputs, trained: TrainOutputs, metrics: dict, checkpoints: list[dict]
+) -> None:
+    with trained.loss_csv.open() as handle:
+        train_curve = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle)]
+    plot_losses(train_curve, checkpoints, out.plot)
+    with atomic_path(out.checkpoints_csv) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", "val_loss", "train_fixed_loss"])
+        writer.writeheader()
+        writer.writerows(checkpoints)
+    write_text(markdown_report(metrics, checkpoints, out.plot.name), out.report)
+    write_json(metrics, out.metrics)

@@ -1,0 +1,128 @@
+"""Wan 2.1 family: the embedded tiny default and real local checkpoints, one spec.
+
+A base model is always a diffusers folder with `transformer/` and `vae/` sub-folders. The
+embedded default is written to such a folder from config (random init, fixed seed), so every
+later stage loads it with `from_pretrained` exactly as it loads a real Wan2.1 checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+
+from dagster_project.params import ModelParams
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Shape constraints a model family puts on buckets."""
+
+    name: str
+    frame_multiple: int  # frames = frame_multiple * k + 1
+    spatial_multiple: int  # VAE spatial factor x patch size
+    fps: float  # the frame rate the family was trained at
+
+    def check_bucket(self, frames: int, height: int, width: int) -> str | None:
+        """Return why (frames, height, width) does not fit this family, or None."""
+        if (frames - 1) % self.frame_multiple:
+            return f"frames {frames} is not {self.frame_multiple}k+1"
+        for side, value in (("height", height), ("width", width)):
+            if value % self.spatial_multiple:
+                return f"{side} {value} is not a multiple of {self.spatial_multiple}"
+        return None
+
+
+WAN = FamilySpec(name="wan", frame_multiple=4, spatial_multiple=16, fps=16.0)
+
+
+def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel, AutoencoderKLWan]:
+    """The embedded default: a small Wan transformer and VAE, random init from `model.seed`."""
+    tiny = model.tiny
+    torch.manual_seed(model.seed)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=tiny.num_attention_heads,
+        attention_head_dim=tiny.attention_head_dim,
+        in_channels=16,
+        out_channels=16,
+        text_dim=text_dim,
+        freq_dim=tiny.freq_dim,
+        ffn_dim=tiny.ffn_dim,
+        num_layers=tiny.num_layers,
+        rope_max_seq_len=256,
+    )
+    # z_dim=16 keeps the default latents_mean/std of the real Wan VAE meaningful
+    vae = AutoencoderKLWan(
+        base_dim=tiny.vae_base_dim,
+        z_dim=16,
+        dim_mult=[1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
+    return transformer, vae
+
+
+def write_base_model(model: ModelParams, text_dim: int, out_dir: Path) -> None:
+    """Save the base model folder (transformer/ + vae/) the rest of the pipeline loads."""
+    if model.pretrained is not None:
+        transformer = WanTransformer3DModel.from_pretrained(
+            model.pretrained, subfolder="transformer"
+        )
+        vae = AutoencoderKLWan.from_pretrained(model.pretrained, subfolder="vae")
+    else:
+        transformer, vae = build_tiny(model, text_dim)
+    if transformer.config.text_dim != text_dim:
+        raise ValueError(
+            f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
+            f"text_dim={transformer.config.text_dim}"
+        )
+    transformer.save_pretrained(out_dir / "transformer")
+    vae.save_pretrained(out_dir / "vae")
+
+
+def load_transformer(path: Path) -> WanTransformer3DModel:
+    return WanTransformer3DModel.from_pretrained(path)
+
+
+def load_vae(base_dir: Path) -> AutoencoderKLWan:
+    vae = AutoencoderKLWan.from_pretrained(base_dir / "vae")
+    vae.eval().requires_grad_(False)
+    return vae
+
+
+def latent_stats(base_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std that map VAE latents to unit scale, shaped [1, C, 1, 1, 1].
+
+    The transformer (and WanPipeline) works on (latent - mean) / std.
+    """
+    config = AutoencoderKLWan.load_config(base_dir / "vae")
+    mean = torch.tensor(config["latents_mean"]).view(1, -1, 1, 1, 1)
+    std = torch.tensor(config["latents_std"]).view(1, -1, 1, 1, 1)
+    return mean, std
+
+
+@torch.no_grad()
+def encode_video(vae: AutoencoderKLWan, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode uint8 frames [F, H, W, 3] to the VAE posterior (mean, logvar), each [C, f, h, w].
+
+    The posterior is kept, not a sample, so each training step draws a fresh latent.
+    """
+    pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
+    posterior = vae.encode(pixels).latent_dist
+    return posterior.mean[0], posterior.logvar[0]
+
+
+def make_pipeline(transformer: WanTransformer3DModel, vae: AutoencoderKLWan) -> WanPipeline:
+    """A WanPipeline that takes cached prompt embeddings (no tokenizer or text encoder)."""
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    return WanPipeline(
+        tokenizer=None, text_encoder=None, vae=vae, scheduler=scheduler, transformer=transformer
+    )

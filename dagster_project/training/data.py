@@ -1,0 +1,65 @@
+"""Training data: clips joined to their cache entries, read through a DataLoader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+from dagster_project.dataset.cache import TensorCache
+from dagster_project.models.text_encoder import pad_embeddings
+from dagster_project.params import Params
+
+
+def clip_table(params: Params, split: str) -> pl.DataFrame:
+    """Clips of one split with the paths of their cached latents and caption embeddings."""
+    data = params.data
+    manifest = pl.read_parquet(params.path(data.manifest)).filter(pl.col("split") == split)
+    latents = pl.read_parquet(params.path(data.latent_index)).drop("bucket")
+    texts = pl.read_parquet(params.path(data.text_index))
+    table = manifest.join(latents, on="sha256", how="left").join(texts, on="sha256", how="left")
+    missing = table.filter(pl.col("latent_key").is_null() | pl.col("text_key").is_null())
+    if missing.height:
+        raise RuntimeError(
+            f"{missing.height} {split} clips have no cache entry (first: {missing['path'][0]}); "
+            "materialize the encoding assets first"
+        )
+    cache_root = params.path(data.cache_dir)
+    latent_cache, text_cache = TensorCache(cache_root, "latents"), TensorCache(cache_root, "text")
+    return table.with_columns(
+        pl.col("latent_key")
+        .map_elements(lambda k: str(latent_cache.path(k)), pl.String)
+        .alias("latent_file"),
+        pl.col("text_key")
+        .map_elements(lambda k: str(text_cache.path(k)), pl.String)
+        .alias("text_file"),
+    ).sort("sha256")
+
+
+class CachedClips(Dataset):
+    """Posterior moments and caption embedding of each clip, read from safetensors files."""
+
+    def __init__(self, table: pl.DataFrame, text_len: int) -> None:
+        self.latent_files = [Path(p) for p in table["latent_file"]]
+        self.text_files = [Path(p) for p in table["text_file"]]
+        self.text_len = text_len
+
+    def __len__(self) -> int:
+        return len(self.latent_files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        latent = load_file(self.latent_files[index])
+        text = load_file(self.text_files[index])["embedding"]
+        return {"mean": latent["mean"], "logvar": latent["logvar"], "text": text}
+
+
+def collate(items: list[dict[str, torch.Tensor]], text_len: int) -> dict[str, torch.Tensor]:
+    """Stack a same-bucket batch; captions are zero-padded to `text_len` tokens."""
+    return {
+        "mean": torch.stack([item["mean"] for item in items]),
+        "logvar": torch.stack([item["logvar"] for item in items]),
+        "text": pad_embeddings([item["text"] for item in items], text_len),
+    }

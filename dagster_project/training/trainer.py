@@ -1,0 +1,163 @@
+"""The training loop: one readable loop over an endless, bucketed stream of cached clips.
+
+Steps count optimizer updates (gradient accumulation does not stretch the LR schedule).
+Runs alone, under `torchrun` (accelerate picks up the process group) or as a Dagster Pipes
+worker (see worker.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers.optimization import get_scheduler
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dagster_project.atomic import atomic_dir, atomic_path, write_json
+from dagster_project.dataset.sampler import ResolutionSampler
+from dagster_project.evaluation.report import plot_losses
+from dagster_project.models.wan import latent_stats, load_transformer
+from dagster_project.params import Params
+from dagster_project.training.data import CachedClips, clip_table, collate
+from dagster_project.training.flow_matching import flow_matching_loss, sample_sigmas
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where a training run writes (all under train.output_dir)."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def loss_csv(self) -> Path:
+        return self.root / "loss.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / "loss.png"
+
+
+def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Train the base transformer on the cached training clips; return summary metrics."""
+    cfg = params.train
+    out = TrainOutputs(params.path(cfg.output_dir))
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision
+    )
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:
+        shutil.rmtree(out.checkpoints, ignore_errors=True)  # only this run's checkpoints
+
+    table = clip_table(params, "train")
+    sampler = ResolutionSampler(
+        table["bucket"].to_list(), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world
+    )
+    loader = DataLoader(
+        CachedClips(table, params.model.text_len),
+        batch_sampler=sampler,
+        collate_fn=functools.partial(collate, text_len=params.model.text_len),
+        num_workers=cfg.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    base_dir = params.path(params.model.base_dir)
+    latents_mean, latents_std = latent_stats(base_dir)
+
+    torch.manual_seed(cfg.seed)
+    transformer = load_transformer(base_dir / "transformer")
+    transformer.train()
+    optimizer = torch.optim.AdamW(
+        transformer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    lr_scheduler = get_scheduler(
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
+    )
+    transformer, optimizer = accelerator.prepare(transformer, optimizer)
+    generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1000 + rank)
+
+    log(
+        f"training {sum(p.numel() for p in transformer.parameters()):,} parameters on "
+        f"{len(table)} clips for {cfg.steps} steps ({world} process(es), {accelerator.device})"
+    )
+    losses: list[tuple[int, float, float]] = []
+    batches = iter(loader)
+    progress = tqdm(range(1, cfg.steps + 1), disable=not accelerator.is_main_process, desc="train")
+    for step in progress:
+        step_loss = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = next(batches)
+            with accelerator.accumulate(transformer):
+                mean = batch["mean"].to(accelerator.device)
+                std = (0.5 * batch["logvar"]).exp().to(accelerator.device)
+                # a fresh draw from the cached VAE posterior at every step
+                eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+                latents = ((mean + std * eps) - latents_mean) / latents_std
+                noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+                sigmas = sample_sigmas(len(latents), cfg.weighting_scheme, generator)
+                loss = flow_matching_loss(
+                    transformer, latents, batch["text"].to(latents.device), sigmas, noise
+                ).mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(transformer.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+            step_loss += accelerator.reduce(loss.detach(), reduction="mean").item() / cfg.grad_accum
+        lr_scheduler.step()
+        losses.append((step, step_loss, lr_scheduler.get_last_lr()[0]))
+        progress.set_postfix(loss=f"{step_loss:.4f}")
+        if accelerator.is_main_process and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            _save_checkpoint(accelerator.unwrap_model(transformer), out, step, sampler, step_loss)
+    if accelerator.is_main_process:
+        with atomic_dir(out.model) as tmp:
+            accelerator.unwrap_model(transformer).save_pretrained(tmp)
+        metrics = _write_loss_log(losses, out)
+        log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return json.loads(out.metrics.read_text()) if out.metrics.exists() else {}
+
+
+def _save_checkpoint(
+    model: torch.nn.Module, out: TrainOutputs, step: int, sampler: ResolutionSampler, loss: float
+) -> None:
+    with atomic_dir(out.checkpoints / f"step-{step:06d}") as tmp:
+        model.save_pretrained(tmp / "transformer")
+        (tmp / "state.json").write_text(
+            json.dumps({"step": step, "loss": loss, "sampler": sampler.state_dict()}, indent=2)
+        )
+
+
+def _write_loss_log(losses: list[tuple[int, float, float]], out: TrainOutputs) -> dict[str, float]:
+    """loss.csv (a DVC plot) and metrics.json: the mean loss of the first and last few steps."""
+    with atomic_path(out.loss_csv) as tmp:
+        lines = ["step,loss,lr"] + [f"{s},{loss:.6f},{lr:.6g}" for s, loss, lr in losses]
+        tmp.write_text("\n".join(lines) + "\n")
+    window = max(1, len(losses) // 5)
+    values = [loss for _, loss, _ in losses]
+    metrics = {
+        "steps": len(losses),
+        "loss_first": sum(values[:window]) / window,
+        "loss_last": sum(values[-window:]) / window,
+    }
+    write_json(metrics, out.metrics)
+    plot_losses([(s, loss) for s, loss, _ in losses], [], out.loss_plot)
+    return metrics

@@ -1,0 +1,90 @@
+"""Decode a clip into a fixed-size RGB frame array, resampled and cropped by ffmpeg."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import ffmpeg
+import numpy as np
+
+from dagster_project.video.probe import ffmpeg_url
+
+# Matroska and WebM store timestamps in milliseconds, which can move a clip's end by up to
+# a millisecond and so drop the last resampled frame when it sits exactly half-way.
+_TIMESTAMP_SLACK_SECONDS = 0.001
+
+
+class DecodeError(Exception):
+    """ffmpeg could not produce the requested frames."""
+
+
+def frames_at_fps(frame_count: int, src_fps: float, fps: float) -> int:
+    """How many frames ffmpeg's fps filter yields from `frame_count` frames at `src_fps`.
+
+    The filter keeps round(duration * fps) frames; ties are rounded down so the result
+    never exceeds what ffmpeg produces.
+    """
+    if frame_count <= 0 or src_fps <= 0 or fps <= 0:
+        return 0
+    duration = frame_count / src_fps
+    return max(0, math.floor((duration - _TIMESTAMP_SLACK_SECONDS) * fps + 0.5))
+
+
+def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from `stream`; return how many bytes arrived before end of stream."""
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(buffer[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def decode_clip(path: Path, frames: int, height: int, width: int, fps: float) -> np.ndarray:
+    """The first `frames` frames of `path` at `fps`, scaled to cover and center-cropped.
+
+    Returns a uint8 array of shape [frames, height, width, 3] in RGB order.
+    """
+    if frames <= 0 or height <= 0 or width <= 0 or fps <= 0:
+        raise ValueError(f"invalid clip shape {frames}x{height}x{width} at {fps} fps")
+    process = (
+        ffmpeg.input(ffmpeg_url(path), protocol_whitelist="file")
+        .filter("fps", fps=fps)
+        .filter("scale", w=width, h=height, force_original_aspect_ratio="increase")
+        .filter("setsar", 1)
+        .filter("crop", width, height)
+        .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=frames)
+        .global_args("-loglevel", "error", "-nostdin")
+        .run_async(pipe_stdout=True, pipe_stderr=True)
+    )
+    # A damaged stream can log an error per frame; drain stderr so ffmpeg never blocks on it.
+    stderr: list[bytes] = []
+    drain = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    drain.start()
+
+    clip = np.empty((frames, height, width, 3), dtype=np.uint8)
+    rows = clip.reshape(frames, -1)
+    decoded = 0
+    try:
+        while decoded < frames:
+            if _read_into(process.stdout, memoryview(rows[decoded])) < rows.shape[1]:
+                break
+            decoded += 1
+    except BaseException:
+        process.kill()
+        raise
+    finally:
+        process.stdout.close()
+        process.wait()
+        drain.join()
+        process.stderr.close()
+
+    if decoded < frames:
+        message = b"".join(stderr).decode("utf-8", errors="replace").strip()
+        detail = f": {message.splitlines()[-1]}" if message else ""
+        raise DecodeError(f"{path}: decoded {decoded} of {frames} frames{detail}")
+    return clip
