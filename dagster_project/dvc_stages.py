@@ -46,12 +46,8 @@ def render(defs: dg.Definitions) -> dict:
     stages: dict[str, dict] = {}
     for group in _unique([group_of[key] for key in order]):
         keys = [key for key in order if group_of[key] == group]
-        upstream = [
-            parent
-            for key in keys
-            for parent in graph.get(key).parent_keys
-            if group_of[parent] != group
-        ]
+        parents = {parent for key in keys for parent in graph.get(key).parent_keys}
+        upstream = [key for key in order if key in parents and group_of[key] != group]
         deps = [d for key in keys for d in field(key, "code") + field(key, "deps")]
         deps += [o for parent in upstream for o in field(parent, "outs") + field(parent, "persist")]
         outs: list = [o for key in keys for o in field(key, "outs")]

@@ -61,7 +61,10 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
     cfg = params.train
     out = TrainOutputs(params.path(cfg.output_dir))
     accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.mixed_precision,
+        # without a GPU, accelerate only joins a torchrun process group (gloo) when told cpu=True
+        cpu=not torch.cuda.is_available(),
     )
     rank, world = accelerator.process_index, accelerator.num_processes
     if accelerator.is_main_process:
@@ -93,10 +96,11 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1000 + rank)
 
-    log(
-        f"training {sum(p.numel() for p in transformer.parameters()):,} parameters on "
-        f"{len(table)} clips for {cfg.steps} steps ({world} process(es), {accelerator.device})"
-    )
+    if accelerator.is_main_process:
+        log(
+            f"training {sum(p.numel() for p in transformer.parameters()):,} parameters on "
+            f"{len(table)} clips for {cfg.steps} steps ({world} process(es), {accelerator.device})"
+        )
     losses: list[tuple[int, float, float]] = []
     batches = iter(loader)
     progress = tqdm(range(1, cfg.steps + 1), disable=not accelerator.is_main_process, desc="train")

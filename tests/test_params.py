@@ -1,0 +1,81 @@
+"""params.yaml is validated as a whole; errors name the key, before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from dagster_project.dataset.buckets import parse_buckets
+from dagster_project.definitions import build_definitions
+from dagster_project.models.wan import WAN
+from dagster_project.params import Params, ParamsError, load_params
+from tests.conftest import REPO, write_params
+
+
+def test_repo_params_are_the_defaults() -> None:
+    loaded = load_params(REPO / "params.yaml")
+    assert loaded.model_dump(exclude={"root"}) == Params().model_dump(exclude={"root"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train": {"steps": -5}}, "train.steps: Input should be greater than 0 (got -5)"),
+        ({"train": {"stepz": 3}}, "train.stepz: unknown key"),
+        ({"train": {"batch_size": "2"}}, "train.batch_size: Input should be a valid integer"),
+        ({"guard": {"max_exposures": "fifty"}}, "guard.max_exposures: Input should be a valid"),
+        ({"data": {"raw_dir": 3}}, "data.raw_dir: Input should be a valid string"),
+        ({"eval": {"sigmas": [0.5, 1.5]}}, "eval.sigmas.1: Input should be less than 1"),
+        ({"model": {"tiny": {"num_layers": 1.5}}}, "model.tiny.num_layers"),
+        ({"train": {"lr_scheduler": "warp"}}, "train.lr_scheduler: Input should be"),
+    ],
+)
+def test_bad_value_names_the_key(tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_params(write_params(tmp_path, **overrides))
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"trian": {"steps": 3}}))
+    with pytest.raises(ParamsError, match="trian: unknown key"):
+        load_params(path)
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+
+
+def test_bucket_that_breaks_wan_constraints_names_its_index() -> None:
+    with pytest.raises(ParamsError, match=r"buckets.sizes.1: 16x64x64 .* frames 16 is not 4k\+1"):
+        parse_buckets([(17, 64, 64), (16, 64, 64)], WAN)
+    with pytest.raises(ParamsError, match="buckets.sizes.0: 17x60x64 .* height 60"):
+        parse_buckets([(17, 60, 64)], WAN)
+
+
+def test_paths_resolve_against_the_params_folder(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path))
+    assert params.path(params.data.manifest) == tmp_path / "data" / "manifest.parquet"
+
+
+def test_invalid_params_stop_loading_and_every_asset_before_it_writes(project: Path) -> None:
+    defs = build_definitions(str(project))  # loads while params.yaml is valid
+    bad = yaml.safe_load(project.read_text())
+    bad["train"]["steps"] = -1
+    project.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ParamsError, match="train.steps: Input should be greater than 0"):
+        build_definitions(str(project))
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[dg.AssetKey("videos")], raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "train.steps: Input should be greater than 0" in str(failure.event_specific_data.error)
+    assert not (project.parent / "data" / "videos.parquet").exists()

@@ -1,0 +1,85 @@
+"""ResolutionSampler and the exposure guard built on its replay."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import islice
+
+import pytest
+
+from dagster_project.dataset.exposure import plan_exposures
+from dagster_project.dataset.sampler import ResolutionSampler, count_exposures
+
+BUCKETS = ["a"] * 7 + ["b"] * 5 + ["c"] * 1
+
+
+def take(sampler: ResolutionSampler, n: int) -> list[list[int]]:
+    return list(islice(iter(sampler), n))
+
+
+def test_every_batch_holds_one_bucket() -> None:
+    for batch in take(ResolutionSampler(BUCKETS, batch_size=2, seed=1), 200):
+        assert len(batch) == 2
+        assert len({BUCKETS[i] for i in batch}) == 1
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds() -> None:
+    assert take(ResolutionSampler(BUCKETS, 2, seed=3), 50) == take(
+        ResolutionSampler(BUCKETS, 2, seed=3), 50
+    )
+    assert take(ResolutionSampler(BUCKETS, 2, seed=3), 50) != take(
+        ResolutionSampler(BUCKETS, 2, seed=4), 50
+    )
+
+
+def test_no_clip_is_lost_leftovers_carry_over() -> None:
+    # 7 clips in "a" with batch 2 leave one over each pass: it must open the next pass
+    counts = Counter(i for batch in take(ResolutionSampler(BUCKETS, 2), 600) for i in batch)
+    assert set(counts) == set(range(len(BUCKETS)))  # the lone clip of "c" is seen too
+    seen = [counts[i] for i in range(len(BUCKETS))]
+    assert max(seen) - min(seen) <= 2
+
+
+def test_save_and_restore_resumes_the_exact_stream() -> None:
+    whole = take(ResolutionSampler(BUCKETS, 2, seed=5), 40)
+    first = ResolutionSampler(BUCKETS, 2, seed=5)
+    head = take(first, 17)
+    resumed = ResolutionSampler(BUCKETS, 2, seed=5)
+    resumed.load_state_dict(first.state_dict())
+    assert head + take(resumed, 23) == whole
+
+
+def test_ranks_take_disjoint_clips_of_the_same_bucket() -> None:
+    buckets = ["a"] * 8 + ["b"] * 8
+    rank0 = take(ResolutionSampler(buckets, 2, seed=0, rank=0, world_size=2), 30)
+    rank1 = take(ResolutionSampler(buckets, 2, seed=0, rank=1, world_size=2), 30)
+    for b0, b1 in zip(rank0, rank1, strict=True):
+        assert not set(b0) & set(b1)
+        assert {buckets[i] for i in b0 + b1} in ({"a"}, {"b"})
+
+
+def test_exposure_counts_add_up() -> None:
+    counts = count_exposures(BUCKETS, batch_size=2, world_size=1, micro_steps=30, seed=0)
+    assert sum(counts) == 60
+
+
+@pytest.mark.parametrize(("steps", "verdict"), [(30, "ok"), (80, "warn"), (400, "error")])
+def test_exposure_verdicts(steps: int, verdict: str) -> None:
+    plan = plan_exposures(["a"] * 10, steps, 2, 1, 1, 0, max_exposures=50, warn_exposures=10)
+    assert plan.verdict == verdict
+
+
+def test_exposure_message_names_count_and_what_would_pass() -> None:
+    plan = plan_exposures(["a"] * 10, 400, 2, 1, 1, 0, max_exposures=50, warn_exposures=10)
+    message = plan.message()
+    assert "400 steps x 2 samples/step over 10 training videos" in message
+    assert "80.0 times on average" in message
+    assert "above the limit of 50" in message
+    assert "at least 16 training videos, or at most 250 steps" in message
+
+
+def test_grad_accumulation_and_ranks_count_as_exposures() -> None:
+    plan = plan_exposures(["a"] * 10, 50, 2, 2, 2, 0, max_exposures=50, warn_exposures=10)
+    assert plan.samples_per_step == 8
+    assert plan.mean == 40
+    assert sum(plan.per_video) == 400
