@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export DAGSTER_HOME := $(CURDIR)/dagster_home
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -26,11 +26,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
-
-setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+setup: $(VENV)/.installed
 
 sample-data: setup
 	$(BIN)/python -m dagster_project.sample_data data/raw
@@ -47,8 +43,9 @@ test: setup
 	$(BIN)/python -m dagster_project.dvc_stages --check
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
 
+UI_PORT ?= 3000
 ui: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
 dvc-yaml: setup
 	$(BIN)/python -m dagster_project.dvc_stages > dvc.yaml

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +57,46 @@ def test_select_materializes_assets_and_checks(project: Path) -> None:
     assert blocked.returncode != 0
     assert "exposure_guard" in blocked.stderr and "88.9 times on average" in blocked.stderr
     assert not (project.parent / "data" / "train" / "model").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webserver_serves_the_asset_graph_on_loopback(tmp_path: Path) -> None:
+    """What `make ui` serves: the repo's workspace, bound to 127.0.0.1."""
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    command = [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1"]
+    command += ["-p", str(port), "-w", "workspace.yaml"]
+    server = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=query,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    nodes = json.load(response)["data"]["assetNodes"]
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "the webserver did not answer"
+                assert server.poll() is None, "the webserver exited"
+                time.sleep(1)
+        keys = {node["assetKey"]["path"][0] for node in nodes}
+        assert keys == {
+            "base_model", "videos", "manifest", "rejects", "text_embeddings", "video_latents",
+            "training_plan", "trained_model", "evaluation",
+        }  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

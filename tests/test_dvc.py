@@ -39,7 +39,7 @@ def run(command: list[str], cwd: Path) -> str:
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "DAGSTER_HOME": str(cwd / ".dagster_home"),
+        "DAGSTER_HOME": str(cwd / "dagster_home"),
     }
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -52,8 +52,6 @@ def stages_run(output: str) -> list[str]:
 
 def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
     copy_repo(tmp_path)
-    (tmp_path / ".dagster_home").mkdir()
-    shutil.copy(REPO / "dagster.yaml", tmp_path / ".dagster_home" / "dagster.yaml")
     run(["git", "init", "-q"], tmp_path)
     write_sample_dataset(tmp_path / "data" / "raw")
     run([str(BIN / "dvc"), "add", "-q", "data/raw"], tmp_path)
