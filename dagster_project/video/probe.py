@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +33,9 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     has_audio: bool
+    sample_aspect_ratio: str  # "1:1" for square pixels
+    variable_fps: bool  # the stream's timestamps are not evenly spaced
+    bit_depth: int  # bits per colour sample
 
 
 def ffmpeg_url(path: Path) -> str:
@@ -59,13 +65,18 @@ def _rotation(stream: dict[str, Any]) -> int:
         return 0
 
 
-def _frame_count(stream: dict[str, Any]) -> int:
-    # Matroska and WebM have no nb_frames; -count_packets gives nb_read_packets instead.
-    for key in ("nb_frames", "nb_read_packets"):
-        value = stream.get(key)
-        if value is not None and str(value).isdigit() and int(value) > 0:
-            return int(value)
-    return 0
+def _count(stream: dict[str, Any], key: str) -> int:
+    value = stream.get(key)
+    return int(value) if value is not None and str(value).isdigit() else 0
+
+
+def _bit_depth(stream: dict[str, Any]) -> int:
+    # bits_per_raw_sample is set by most decoders; else the pixel format says (yuv420p10le -> 10)
+    raw = _count(stream, "bits_per_raw_sample")
+    if raw:
+        return raw
+    match = re.search(r"p(\d+)(le|be)$", str(stream.get("pix_fmt", "")))
+    return int(match.group(1)) if match else 8
 
 
 def _duration(stream: dict[str, Any], container: dict[str, Any]) -> float:
@@ -114,7 +125,13 @@ def probe_video(path: Path) -> VideoInfo:
         raise ProbeError("not_video", f"{path}: has no video stream ({format_name or 'unknown'})")
 
     video = videos[0]
-    frame_count = _frame_count(video)
+    # count what can be read (-count_packets): the header's nb_frames may promise more
+    declared, frame_count = _count(video, "nb_frames"), _count(video, "nb_read_packets")
+    if declared and frame_count < declared:
+        raise ProbeError(
+            "corrupt",
+            f"{path}: truncated: the header declares {declared} frames, {frame_count} can be read",
+        )
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     width, height = int(video.get("width", 0)), int(video.get("height", 0))
     if frame_count == 0 or fps <= 0 or width <= 0 or height <= 0:
@@ -131,10 +148,44 @@ def probe_video(path: Path) -> VideoInfo:
         codec=str(video.get("codec_name", "")),
         pix_fmt=str(video.get("pix_fmt", "")),
         has_audio=has_audio,
+        sample_aspect_ratio=_sample_aspect_ratio(video),
+        variable_fps=_variable_fps(video),
+        bit_depth=_bit_depth(video),
     )
+
+
+def _sample_aspect_ratio(stream: dict[str, Any]) -> str:
+    sar = str(stream.get("sample_aspect_ratio", "1:1"))
+    return "1:1" if sar in ("0:1", "N/A", "") or ":" not in sar else sar
+
+
+def _variable_fps(stream: dict[str, Any]) -> bool:
+    # r_frame_rate is the base timestamp rate; an average that differs means uneven timestamps
+    base, average = _rate(stream.get("r_frame_rate")), _rate(stream.get("avg_frame_rate"))
+    return base > 0 and average > 0 and abs(base - average) / base > 0.01
 
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _probe_and_hash(path: Path) -> tuple[VideoInfo, str] | ProbeError:
+    try:
+        return probe_video(path), sha256_file(path)
+    except ProbeError as error:
+        return error
+    except OSError as error:
+        return ProbeError("unreadable", f"{path}: cannot be read ({error.strerror or error})")
+
+
+def probe_many(
+    paths: list[Path], workers: int | None = None
+) -> list[tuple[VideoInfo, str] | ProbeError]:
+    """probe_video + sha256 of every path, in parallel; results in input order.
+
+    Threads suffice: the work happens in ffprobe processes and in hashlib, which releases the GIL.
+    """
+    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2) * 2) as pool:
+        return list(pool.map(_probe_and_hash, paths))
