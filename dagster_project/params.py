@@ -31,8 +31,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FolderParams(_Section):
+    """A folder of videos inside data.raw_dir and its caption convention."""
+
+    path: str = "."
+    captions: Literal["auto", "sidecar", "metadata", "prompts"] = "auto"
+
+
 class DataParams(_Section):
     raw_dir: str = "data/raw"
+    folders: list[FolderParams] = [FolderParams()]
     videos: str = "data/videos.parquet"
     manifest: str = "data/manifest.parquet"
     rejects: str = "data/rejects.parquet"
@@ -40,6 +48,8 @@ class DataParams(_Section):
     text_index: str = "data/text_embeddings.parquet"
     latent_index: str = "data/latents.parquet"
     val_fraction: Fraction = 0.2
+    # paths (relative to raw_dir) or sha256s held out; when given, val_fraction is not used
+    val_files: list[str] = []
     min_frames: PositiveInt = 9
     min_side: PositiveInt = 32
 

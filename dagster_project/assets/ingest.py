@@ -17,7 +17,7 @@ from dagster_project.resources import ParamsResource
     group_name="ingest",
     metadata=dvc_metadata(
         outs=["${data.videos}"],
-        params=["data.raw_dir"],
+        params=["data.raw_dir", "data.folders"],
         deps=["${data.raw_dir}"],
         code=["dagster_project/dataset"],
     ),
@@ -25,13 +25,16 @@ from dagster_project.resources import ParamsResource
 def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """Every video file under data.raw_dir with its sidecar caption."""
     p = params.load()
-    found = discover_videos(p.path(p.data.raw_dir))
+    folders = [(f.path, f.captions) for f in p.data.folders]
+    found = discover_videos(p.path(p.data.raw_dir), folders)
     write_parquet(found, p.path(p.data.videos))
-    context.log.info(f"found {found.height} videos")
+    usable = found.filter(pl.col("reason").is_null())
+    context.log.info(f"found {found.height} inputs, {usable.height} with a caption")
     return dg.MaterializeResult(
         metadata={
-            "videos": found.height,
-            "without_caption": found["caption"].null_count(),
+            "inputs": found.height,
+            "with_caption": usable.height,
+            "by_source": ui.table(found.group_by("source").len().sort("source")),
             "preview": ui.table(found),
         }
     )
@@ -49,7 +52,13 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
             description="Usable clips: probe results, sha256, split and bucket.",
             metadata=dvc_metadata(
                 outs=["${data.manifest}"],
-                params=["data.val_fraction", "data.min_frames", "data.min_side", "buckets"],
+                params=[
+                    "data.val_fraction",
+                    "data.val_files",
+                    "data.min_frames",
+                    "data.min_side",
+                    "buckets",
+                ],
                 deps=["${data.raw_dir}"],
                 code=PROBE_CODE,
             ),
@@ -75,6 +84,7 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
         val_fraction=p.data.val_fraction,
         min_frames=p.data.min_frames,
         min_side=p.data.min_side,
+        val_files=p.data.val_files,
     )
     write_parquet(clips, p.path(p.data.manifest))
     write_parquet(rejects, p.path(p.data.rejects))

@@ -58,7 +58,7 @@ def cache_latents(
         key = cache_key(video=row["sha256"], bucket=bucket.name, fps=fps, vae=vae_identity)
         if key not in cache:
             frames = decode_clip(
-                raw_dir / row["path"], bucket.frames, bucket.height, bucket.width, fps
+                raw_dir / row["path"], *bucket, fps, sample_aspect_ratio=row["sample_aspect_ratio"]
             )
             mean, logvar = encode_video(vae, torch.from_numpy(frames))
             cache.write(key, {"mean": mean, "logvar": logvar})

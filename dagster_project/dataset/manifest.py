@@ -7,8 +7,6 @@ train/validation split and a resolution bucket.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,103 +14,113 @@ import polars as pl
 
 from dagster_project.dataset.buckets import Bucket, assign_bucket
 from dagster_project.video.decode import frames_at_fps
-from dagster_project.video.probe import ProbeError, VideoInfo, probe_video, sha256_file
+from dagster_project.video.probe import ProbeError, VideoInfo, probe_many
 
 MANIFEST_SCHEMA = {
     "path": pl.String,
     "sha256": pl.String,
     "caption": pl.String,
+    "source": pl.String,
     "split": pl.String,
     "bucket": pl.String,
     "width": pl.Int64,
     "height": pl.Int64,
+    "sample_aspect_ratio": pl.String,
     "frame_count": pl.Int64,
     "fps": pl.Float64,
+    "variable_fps": pl.Boolean,
     "duration": pl.Float64,
     "codec": pl.String,
     "pix_fmt": pl.String,
+    "bit_depth": pl.Int64,
     "has_audio": pl.Boolean,
     "size_bytes": pl.Int64,
 }
 REJECTS_SCHEMA = {"path": pl.String, "reason": pl.String, "message": pl.String}
 
 
-def split_of(sha256: str, val_fraction: float) -> str:
-    """Split by content hash: the same bytes always land in the same split."""
+def display_width(info: VideoInfo) -> int:
+    """Width in square pixels: what the clip looks like, and what its bucket must match."""
+    num, den = (int(x) for x in info.sample_aspect_ratio.split(":"))
+    return max(1, round(info.width * num / den)) if num and den else info.width
+
+
+def split_of(sha256: str, path: str, val_fraction: float, val_files: frozenset[str]) -> str:
+    """The clip's split, from its content alone (or the explicit list): adding other videos
+    never moves it, and the same bytes always land in the same split."""
+    if val_files:
+        return "val" if sha256 in val_files or path in val_files else "train"
     return "val" if int(sha256[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
-
-
-def _probe(path: Path) -> tuple[VideoInfo, str] | ProbeError:
-    try:
-        return probe_video(path), sha256_file(path)
-    except ProbeError as exc:
-        return exc
-    except OSError as exc:
-        return ProbeError("unreadable", f"{path}: {exc.strerror or exc}")
 
 
 def build_manifest(
     videos: pl.DataFrame,
-    raw_dir: Path,
+    data_dir: Path,
     buckets: list[Bucket],
     fps: float,
     val_fraction: float,
     min_frames: int,
     min_side: int,
+    val_files: list[str] = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Probe `videos` (from `discover_videos`) in parallel; return (manifest, rejects)."""
-    paths = [raw_dir / p for p in videos["path"]]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        probed = list(pool.map(_probe, paths))
+    """Probe the usable rows of `videos` (from `discover_videos`) in parallel.
+
+    Returns (manifest, rejects); rows already rejected at ingestion pass straight to rejects.
+    """
+    rejects = videos.filter(pl.col("reason").is_not_null()).select(list(REJECTS_SCHEMA))
+    candidates = videos.filter(pl.col("reason").is_null()).sort("path")
+    probed = probe_many([data_dir / p for p in candidates["path"]])
+    explicit_val = frozenset(val_files)
 
     accepted: list[dict] = []
-    rejects: list[dict] = []
+    rejected: list[dict] = []
     seen: dict[str, str] = {}
-    for row, result in zip(videos.iter_rows(named=True), probed, strict=True):
+    for row, result in zip(candidates.iter_rows(named=True), probed, strict=True):
         path = row["path"]
-
-        def reject(reason: str, message: str, path: str = path) -> None:
-            rejects.append({"path": path, "reason": reason, "message": message})
-
+        problem = None
         if isinstance(result, ProbeError):
-            reject(result.reason, result.message)
-            continue
-        info, sha = result
-        available = frames_at_fps(info.frame_count, info.fps, fps)
-        bucket = assign_bucket(available, info.width, info.height, buckets)
-        if row["caption"] is None:
-            reject("missing_caption", f"{path}: no caption (expected a non-empty sidecar .txt)")
-        elif min(info.width, info.height) < min_side:
-            reject(
-                "too_small",
-                f"{path}: {info.width}x{info.height} is below data.min_side={min_side}",
-            )
-        elif available < min_frames:
-            reject(
-                "too_few_frames",
-                f"{path}: {available} frames at {fps:g} fps, below data.min_frames={min_frames}",
-            )
-        elif bucket is None:
-            shortest = min(b.frames for b in buckets)
-            reject(
-                "no_bucket",
-                f"{path}: {available} frames at {fps:g} fps, shorter than every bucket "
-                f"(shortest needs {shortest})",
-            )
-        elif sha in seen:
-            reject("duplicate", f"{path}: same content as {seen[sha]}")
+            problem = result.reason, result.message
         else:
-            seen[sha] = path
-            accepted.append(
-                {
-                    **asdict(info),
-                    "path": path,
-                    "sha256": sha,
-                    "caption": row["caption"],
-                    "split": split_of(sha, val_fraction),
-                    "bucket": bucket.name,
-                    "size_bytes": row["size_bytes"],
-                }
-            )
+            info, sha = result
+            available = frames_at_fps(info.frame_count, info.fps, fps)
+            bucket = assign_bucket(available, display_width(info), info.height, buckets)
+            if min(info.width, info.height) < min_side:
+                size = f"{info.width}x{info.height}"
+                problem = "too_small", f"{path}: {size} is below data.min_side={min_side}"
+            elif available < min_frames:
+                problem = (
+                    "too_few_frames",
+                    (
+                        f"{path}: {available} frames at {fps:g} fps, "
+                        f"below data.min_frames={min_frames}"
+                    ),
+                )
+            elif bucket is None:
+                problem = (
+                    "no_bucket",
+                    (
+                        f"{path}: {available} frames at {fps:g} fps, shorter than every bucket "
+                        f"(the shortest needs {min(b.frames for b in buckets)})"
+                    ),
+                )
+            elif sha in seen:
+                problem = "duplicate", f"{path}: same content (sha256) as {seen[sha]}"
+        if problem:
+            rejected.append({"path": path, "reason": problem[0], "message": problem[1]})
+            continue
+        seen[sha] = path
+        accepted.append(
+            {
+                **asdict(info),
+                "path": path,
+                "sha256": sha,
+                "caption": row["caption"],
+                "source": row["source"],
+                "split": split_of(sha, path, val_fraction, explicit_val),
+                "bucket": bucket.name,
+                "size_bytes": (data_dir / path).stat().st_size,
+            }
+        )
     manifest = pl.DataFrame(accepted, schema=MANIFEST_SCHEMA)
-    return manifest, pl.DataFrame(rejects, schema=REJECTS_SCHEMA)
+    rejects = pl.concat([rejects, pl.DataFrame(rejected, schema=REJECTS_SCHEMA)]).sort("path")
+    return manifest, rejects

@@ -44,17 +44,21 @@ def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
     return filled
 
 
-def decode_clip(path: Path, frames: int, height: int, width: int, fps: float) -> np.ndarray:
+def decode_clip(
+    path: Path, frames: int, height: int, width: int, fps: float, sample_aspect_ratio: str = "1:1"
+) -> np.ndarray:
     """The first `frames` frames of `path` at `fps`, scaled to cover and center-cropped.
 
-    Returns a uint8 array of shape [frames, height, width, 3] in RGB order.
+    Non-square pixels (`sample_aspect_ratio` other than 1:1) are first made square, so the clip
+    keeps its displayed shape. Returns a uint8 array [frames, height, width, 3] in RGB order.
     """
     if frames <= 0 or height <= 0 or width <= 0 or fps <= 0:
         raise ValueError(f"invalid clip shape {frames}x{height}x{width} at {fps} fps")
+    stream = ffmpeg.input(ffmpeg_url(path), protocol_whitelist="file").filter("fps", fps=fps)
+    if sample_aspect_ratio != "1:1":
+        stream = stream.filter("scale", w="trunc(iw*sar/2)*2", h="ih").filter("setsar", 1)
     process = (
-        ffmpeg.input(ffmpeg_url(path), protocol_whitelist="file")
-        .filter("fps", fps=fps)
-        .filter("scale", w=width, h=height, force_original_aspect_ratio="increase")
+        stream.filter("scale", w=width, h=height, force_original_aspect_ratio="increase")
         .filter("setsar", 1)
         .filter("crop", width, height)
         .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=frames)
