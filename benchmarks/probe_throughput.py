@@ -47,6 +47,7 @@ CLIP_DIR = Path(__file__).resolve().parent / ".data" / "probe_clips"
 FPS = 24
 ROUNDS = 3
 GOAL = 1.8
+BUSY_WARNING = 0.2  # cores used by other processes above which the result is flagged
 
 SOURCES = ("testsrc2", "mandelbrot", "life", "smptebars")
 SIZES = ((96, 96), (128, 72), (72, 128), (160, 96))
@@ -128,10 +129,40 @@ def run_parallel(
     return probe_many(paths, workers=workers)
 
 
-def timed(function: Callable[[], Any]) -> tuple[float, Any]:
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (all cores), from /proc/stat; Linux only."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    jiffies = [int(f) for f in fields]
+    idle = jiffies[3] + jiffies[4]  # idle + iowait
+    return (sum(jiffies[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds used by this process and its finished children (the ffprobe processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    other_cores: float | None  # mean cores used meanwhile by processes other than this benchmark
+
+
+def timed(function: Callable[[], Any]) -> Timing:
+    """Wall time of one call, and how busy the rest of the machine was during it."""
+    busy, own = _machine_busy_seconds(), _own_cpu_seconds()
     start = time.perf_counter()
-    result = function()
-    return time.perf_counter() - start, result
+    function()
+    wall = time.perf_counter() - start
+    busy_after = _machine_busy_seconds()
+    if busy is None or busy_after is None:
+        return Timing(wall, None)
+    other = (busy_after - busy) - (_own_cpu_seconds() - own)
+    return Timing(wall, max(other, 0.0) / wall)
 
 
 def verify(
@@ -191,26 +222,40 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"verified: both methods describe all {len(specs)} clips, no ProbeError")
 
-    times: dict[str, list[float]] = {"sequential": [], "parallel": []}
+    timings: dict[str, list[Timing]] = {"sequential": [], "parallel": []}
     methods = {"sequential": sequential, "parallel": parallel}
     for round_ in range(ROUNDS):
         order = ["sequential", "parallel"] if round_ % 2 == 0 else ["parallel", "sequential"]
         for name in order:
-            seconds, _ = timed(methods[name])
-            times[name].append(seconds)
-            print(f"  round {round_ + 1}: {name:<10} {seconds:7.3f} s")
+            timing = timed(methods[name])
+            timings[name].append(timing)
+            other = "" if timing.other_cores is None else f"{timing.other_cores:.2f}"
+            print(
+                f"  round {round_ + 1}: {name:<10} {timing.wall:7.3f} s   other load: {other} cores"
+            )
 
-    seq = statistics.median(times["sequential"])
-    par = statistics.median(times["parallel"])
-    ratio = seq / par
     n = len(paths)
+    labels = {
+        "sequential": "sequential  ffmpeg.probe loop",
+        "parallel": "parallel    probe_many (+count_packets, sha256)",
+    }
+    medians = {name: statistics.median(t.wall for t in timings[name]) for name in labels}
+    ratio = medians["sequential"] / medians["parallel"]
     print()
     print(f"files: {n}   cpu_count: {cpus} (usable: {usable})   workers: {workers_shown}")
-    print(f"median of {ROUNDS} runs after one warm-up")
-    print(f"{'method':<44} {'wall s':>8} {'files/s':>9}")
-    print(f"{'sequential  ffmpeg.probe loop':<44} {seq:8.3f} {n / seq:9.1f}")
-    print(f"{'parallel    probe_many (+count_packets, sha256)':<44} {par:8.3f} {n / par:9.1f}")
-    print(f"{'ratio (sequential / parallel)':<44} {ratio:8.2f}x")
+    print(f"median (and best) of {ROUNDS} alternating runs after one warm-up")
+    print(f"{'method':<48} {'wall s':>8} {'files/s':>9} {'best s':>8}")
+    for name, label in labels.items():
+        median, best = medians[name], min(t.wall for t in timings[name])
+        print(f"{label:<48} {median:8.3f} {n / median:9.1f} {best:8.3f}")
+    print(f"{'ratio (sequential / parallel), medians':<48} {ratio:8.2f}x")
+
+    loads = [t.other_cores for ts in timings.values() for t in ts if t.other_cores is not None]
+    if loads and max(loads) > BUSY_WARNING:
+        print(
+            f"WARNING: other processes used up to {max(loads):.2f} of {usable} cores during the"
+            " runs; the ratio is unreliable, rerun on a quiet machine"
+        )
     print(f"RESULT probe_throughput ratio={ratio:.2f} (goal >= {GOAL})")
     return 0
 

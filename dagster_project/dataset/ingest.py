@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,12 +90,8 @@ def _check_file(data_dir: Path, path: Path, caption: str | None, source: str) ->
 
 
 def _relative(data_dir: Path, path: Path) -> str:
-    """The path as the user wrote it, relative to the data folder when it lies under it."""
-    absolute = Path(data_dir, path) if not path.is_absolute() else path
-    try:
-        return absolute.relative_to(data_dir).as_posix()
-    except ValueError:
-        return absolute.as_posix()
+    """The path normalized (`a/../b` -> `b`, symlinks kept), relative to the data folder."""
+    return Path(os.path.relpath(os.path.normpath(data_dir / path), data_dir)).as_posix()
 
 
 def _sidecar(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candidate]:
@@ -197,7 +194,8 @@ def discover_videos(data_dir: Path, folders: list[tuple[str, str]]) -> pl.DataFr
     rows = []
     for c in candidates:
         if c.reason is None and c.path in seen:
-            c = Candidate(c.path, c.caption, c.source, "duplicate", f"{c.path}: listed twice")
+            message = f"{c.path}: listed twice (again in {c.source})"
+            c = Candidate(c.path, c.caption, c.source, "duplicate", message)
         seen.add(c.path)
         rows.append(asdict(c))
     return pl.DataFrame(rows, schema=VIDEOS_SCHEMA)

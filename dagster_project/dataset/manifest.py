@@ -79,7 +79,7 @@ def build_manifest(
         path = row["path"]
         problem = None
         if isinstance(result, ProbeError):
-            problem = result.reason, result.message
+            problem = result.reason, result.message.replace(str(data_dir / path), path)
         else:
             info, sha = result
             available = frames_at_fps(info.frame_count, info.fps, fps)
