@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,11 +104,16 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
         )
     losses: list[tuple[int, float, float]] = []
     batches = iter(loader)
+    data_wait = 0.0  # seconds the loop spent waiting for batches (after the first step)
+    started = time.perf_counter()  # reset after step 1, pushed back by checkpoint writes
     progress = tqdm(range(1, cfg.steps + 1), disable=not accelerator.is_main_process, desc="train")
     for step in progress:
         step_loss = 0.0
         for _ in range(cfg.grad_accum):
+            waited = time.perf_counter()
             batch = next(batches)
+            if step > 1:
+                data_wait += time.perf_counter() - waited
             with accelerator.accumulate(transformer):
                 mean = batch["mean"].to(accelerator.device)
                 std = (0.5 * batch["logvar"]).exp().to(accelerator.device)
@@ -127,13 +133,20 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
             step_loss += accelerator.reduce(loss.detach(), reduction="mean").item() / cfg.grad_accum
         lr_scheduler.step()
         losses.append((step, step_loss, lr_scheduler.get_last_lr()[0]))
+        if step == 1:
+            started = time.perf_counter()  # the first step pays for start-up
         progress.set_postfix(loss=f"{step_loss:.4f}")
         if accelerator.is_main_process and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            saving = time.perf_counter()
             _save_checkpoint(accelerator.unwrap_model(transformer), out, step, sampler, step_loss)
+            started += time.perf_counter() - saving  # step timing excludes checkpoint writes
     if accelerator.is_main_process:
         with atomic_dir(out.model) as tmp:
             accelerator.unwrap_model(transformer).save_pretrained(tmp)
-        metrics = _write_loss_log(losses, out)
+        elapsed = time.perf_counter() - started
+        timing = {"data_wait_fraction": data_wait / elapsed if elapsed > 0 else 0.0}
+        timing["seconds_per_step"] = elapsed / max(1, cfg.steps - 1)
+        metrics = _write_loss_log(losses, out, timing)
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -150,7 +163,9 @@ def _save_checkpoint(
         )
 
 
-def _write_loss_log(losses: list[tuple[int, float, float]], out: TrainOutputs) -> dict[str, float]:
+def _write_loss_log(
+    losses: list[tuple[int, float, float]], out: TrainOutputs, timing: dict[str, float]
+) -> dict[str, float]:
     """loss.csv (a DVC plot) and metrics.json: the mean loss of the first and last few steps."""
     with atomic_path(out.loss_csv) as tmp:
         lines = ["step,loss,lr"] + [f"{s},{loss:.6f},{lr:.6g}" for s, loss, lr in losses]
@@ -159,6 +174,7 @@ def _write_loss_log(losses: list[tuple[int, float, float]], out: TrainOutputs) -
     values = [loss for _, loss, _ in losses]
     metrics = {
         "steps": len(losses),
+        **timing,
         "loss_first": sum(values[:window]) / window,
         "loss_last": sum(values[-window:]) / window,
     }
