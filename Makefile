@@ -55,5 +55,5 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf data/videos.parquet data/manifest.parquet data/rejects.parquet data/*.parquet \
+	rm -rf data/*.parquet \
 	  data/cache data/models data/train data/eval

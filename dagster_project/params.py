@@ -45,6 +45,7 @@ class DataParams(_Section):
     manifest: str = "data/manifest.parquet"
     rejects: str = "data/rejects.parquet"
     cache_dir: str = "data/cache"
+    probe_cache: str = "data/probe_cache.parquet"
     text_index: str = "data/text_embeddings.parquet"
     latent_index: str = "data/latents.parquet"
     val_fraction: Fraction = 0.2

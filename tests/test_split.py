@@ -57,11 +57,11 @@ def test_manifest_splits_survive_new_videos(sample_raw: Path, tmp_path: Path) ->
             shutil.copy(
                 file, data / file.name if data.exists() else (data.mkdir() or data / file.name)
             )
-    first, _ = build_manifest(
+    first, _, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.3, 9, 32
     )
     shutil.copytree(sample_raw, data, dirs_exist_ok=True)
-    second, _ = build_manifest(
+    second, _, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.3, 9, 32
     )
     assert second.height == 14

@@ -21,7 +21,8 @@ def dvc_metadata(
 
     Paths are `${params.key}` templates or literal paths; `deps` lists extra inputs that are not
     another asset's outs (the raw videos), `code` the core packages the asset runs, `persist`
-    outs that DVC must keep between runs (the incremental cache; not copied into DVC's cache).
+    outs that DVC must keep between runs (the incremental caches; not copied into DVC's cache),
+    which are nobody's deps unless an asset lists them in `deps`.
     """
     return {
         "dvc/outs": list(outs),

@@ -61,6 +61,7 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
                 ],
                 deps=["${data.raw_dir}"],
                 code=PROBE_CODE,
+                persist=["${data.probe_cache}"],
             ),
         ),
         dg.AssetSpec(
@@ -76,7 +77,7 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
     """ffprobe every video into the manifest of usable clips and the rejects table."""
     p = params.load()
     buckets = parse_buckets(p.buckets.sizes, WAN)
-    clips, rejects = build_manifest(
+    clips, rejects, probed = build_manifest(
         pl.read_parquet(p.path(p.data.videos)),
         p.path(p.data.raw_dir),
         buckets,
@@ -85,16 +86,18 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
         min_frames=p.data.min_frames,
         min_side=p.data.min_side,
         val_files=p.data.val_files,
+        probe_cache=p.path(p.data.probe_cache),
     )
     write_parquet(clips, p.path(p.data.manifest))
     write_parquet(rejects, p.path(p.data.rejects))
-    context.log.info(f"{clips.height} usable clips, {rejects.height} rejected")
+    context.log.info(f"{clips.height} usable clips, {rejects.height} rejected, {probed} probed now")
     histogram = clips.group_by("bucket", "split").len().sort("bucket", "split")
     columns = ["path", "split", "bucket", "width", "height", "frame_count", "fps", "caption"]
     yield dg.MaterializeResult(
         asset_key="manifest",
         metadata={
             "clips": clips.height,
+            "probed_now": probed,
             "train": int((clips["split"] == "train").sum()),
             "val": int((clips["split"] == "val").sum()),
             "bucket_histogram": ui.table(histogram),

@@ -86,6 +86,7 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     metadata=dvc_metadata(
         outs=["${train.output_dir}/model", "${train.output_dir}/checkpoints"],
         params=["train", "guard", "model.text_len"],
+        deps=["${data.cache_dir}"],
         code=["dagster_project/training", "dagster_project/models", "dagster_project/dataset"],
         metrics=["${train.output_dir}/metrics.json"],
         plots=["${train.output_dir}/loss.csv"],

@@ -52,3 +52,23 @@ def folder_sha256(folder: Path) -> str:
         with file.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
+
+
+def verify_entry(path: Path) -> str | None:
+    """Why the cache file at `path` is unusable (unreadable, truncated, non-finite), or None."""
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # safetensors raises several types for a damaged file
+        return f"unreadable: {error}"
+    bad = [name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()]
+    return f"non-finite values in {', '.join(bad)}" if bad else None
+
+
+def cache_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """(entries, leftover temporary files of killed writers) under a cache folder."""
+    if not root.is_dir():
+        return [], []
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    leftovers = [p for p in files if p.name.startswith(".") and p.name.endswith(".tmp")]
+    entries = [p for p in files if p.suffix == ".safetensors" and p not in leftovers]
+    return entries, leftovers

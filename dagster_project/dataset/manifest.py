@@ -13,8 +13,9 @@ from pathlib import Path
 import polars as pl
 
 from dagster_project.dataset.buckets import Bucket, assign_bucket
+from dagster_project.dataset.probe_cache import probe_with_cache
 from dagster_project.video.decode import frames_at_fps
-from dagster_project.video.probe import ProbeError, VideoInfo, probe_many
+from dagster_project.video.probe import ProbeError, VideoInfo
 
 MANIFEST_SCHEMA = {
     "path": pl.String,
@@ -62,14 +63,16 @@ def build_manifest(
     min_frames: int,
     min_side: int,
     val_files: list[str] = (),
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    probe_cache: Path | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Probe the usable rows of `videos` (from `discover_videos`) in parallel.
 
-    Returns (manifest, rejects); rows already rejected at ingestion pass straight to rejects.
+    Returns (manifest, rejects, files probed now); rows already rejected at ingestion pass
+    straight to rejects; files `probe_cache` knows unchanged are not probed again.
     """
     rejects = videos.filter(pl.col("reason").is_not_null()).select(list(REJECTS_SCHEMA))
     candidates = videos.filter(pl.col("reason").is_null()).sort("path")
-    probed = probe_many([data_dir / p for p in candidates["path"]])
+    probed, probed_now = probe_with_cache([data_dir / p for p in candidates["path"]], probe_cache)
     explicit_val = frozenset(val_files)
 
     accepted: list[dict] = []
@@ -123,4 +126,4 @@ def build_manifest(
         )
     manifest = pl.DataFrame(accepted, schema=MANIFEST_SCHEMA)
     rejects = pl.concat([rejects, pl.DataFrame(rejected, schema=REJECTS_SCHEMA)]).sort("path")
-    return manifest, rejects
+    return manifest, rejects, probed_now
