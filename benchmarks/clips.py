@@ -83,7 +83,9 @@ def small_clip(index: int) -> Clip:
         graph = f"testsrc2={size},hue=h={hue}"
         what = f"a test pattern with a running counter, hue shifted by {hue} degrees"
     name = f"small_{index:04d}_{width}x{height}"
-    return Clip(CLIP_DIR / "small" / f"{name}.mp4", graph, frames, f"clip {index}: {what}", _X264_SMALL)
+    return Clip(
+        CLIP_DIR / "small" / f"{name}.mp4", graph, frames, f"clip {index}: {what}", _X264_SMALL
+    )
 
 
 def hd_clip(index: int) -> Clip:

@@ -78,19 +78,33 @@ class ModelParams(_Section):
     tiny: TinyWanParams = TinyWanParams()
 
 
+class BucketRules(_Section):
+    """Generate buckets: every (frames, pixel area, aspect ratio) combination, sides rounded to
+    the model family's multiple."""
+
+    frames: list[PositiveInt]
+    areas: list[PositiveInt]  # height x width in pixels
+    aspect_ratios: list[PositiveFloat]  # width / height
+
+
 class BucketParams(_Section):
+    """Either an explicit list of (frames, height, width) or `rules`; not both."""
+
     fps: PositiveFloat = 16.0
     # (frames, height, width): frames = 4k+1 and sides a multiple of 16 for Wan
-    sizes: list[tuple[PositiveInt, PositiveInt, PositiveInt]] = [
+    sizes: list[tuple[PositiveInt, PositiveInt, PositiveInt]] | None = [
         (17, 64, 64),
         (17, 48, 80),
         (17, 80, 48),
     ]
+    rules: BucketRules | None = None
 
     @model_validator(mode="after")
-    def _nonempty(self) -> BucketParams:
-        if not self.sizes:
-            raise ValueError("sizes: give at least one (frames, height, width) bucket")
+    def _one_source(self) -> BucketParams:
+        if self.rules is not None and self.sizes:
+            raise ValueError("give either sizes or rules, not both (set sizes: null)")
+        if self.rules is None and not self.sizes:
+            raise ValueError("give at least one (frames, height, width) in sizes, or rules")
         return self
 
 

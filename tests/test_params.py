@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from dagster_project.dataset.buckets import parse_buckets
+from dagster_project.dataset.buckets import Bucket, parse_buckets
 from dagster_project.definitions import build_definitions
-from dagster_project.models.wan import WAN
+from dagster_project.models.families import WAN
 from dagster_project.params import Params, ParamsError, load_params
 from tests.conftest import REPO, write_params
 
@@ -79,3 +79,26 @@ def test_invalid_params_stop_loading_and_every_asset_before_it_writes(project: P
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "train.steps: Input should be greater than 0" in str(failure.event_specific_data.error)
     assert not (project.parent / "data" / "videos.parquet").exists()
+
+
+def test_bucket_rules_generate_family_conformant_buckets() -> None:
+    from dagster_project.dataset.buckets import generate_buckets
+    from dagster_project.models.families import LTX
+
+    buckets = generate_buckets([17, 33], [64 * 64, 96 * 96], [1.0, 16 / 9, 9 / 16], WAN)
+    assert len(buckets) == 12
+    for bucket in buckets:
+        assert WAN.check_bucket(*bucket) is None
+    assert Bucket(17, 48, 80) in buckets and Bucket(33, 128, 64) in buckets
+    ltx = generate_buckets([25], [512 * 512], [1.0, 1.5], LTX)
+    assert ltx == [Bucket(25, 416, 640), Bucket(25, 512, 512)]
+    with pytest.raises(ParamsError, match=r"buckets.rules.frames.0: 17 is not 8k\+1 \(ltx\)"):
+        generate_buckets([17], [4096], [1.0], LTX)
+
+
+def test_bucket_sizes_or_rules_not_both(tmp_path: Path) -> None:
+    rules = {"frames": [17], "areas": [4096], "aspect_ratios": [1.0]}
+    with pytest.raises(ParamsError, match="buckets: give either sizes or rules"):
+        load_params(write_params(tmp_path, buckets={"rules": rules}))
+    params = load_params(write_params(tmp_path, buckets={"rules": rules, "sizes": None}))
+    assert params.buckets.rules.areas == [4096]

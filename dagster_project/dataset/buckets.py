@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from dagster_project.models.wan import FamilySpec
+from dagster_project.models.families import FamilySpec
 from dagster_project.params import ParamsError
 
 
@@ -38,6 +38,36 @@ def parse_buckets(sizes: list[tuple[int, int, int]], family: FamilySpec) -> list
     if len(set(buckets)) != len(buckets):
         raise ParamsError("buckets.sizes: the same bucket is listed twice")
     return buckets
+
+
+def generate_buckets(
+    frames: list[int], areas: list[int], aspect_ratios: list[float], family: FamilySpec
+) -> list[Bucket]:
+    """Buckets from rules: for each area and aspect ratio (width / height), the sides closest
+    to it that are multiples of the family's spatial multiple; each frame count must fit."""
+    for i, count in enumerate(frames):
+        if (count - 1) % family.frame_multiple:
+            raise ParamsError(
+                f"buckets.rules.frames.{i}: {count} is not {family.frame_multiple}k+1 "
+                f"({family.name})"
+            )
+    step = family.spatial_multiple
+    buckets = set()
+    for area in areas:
+        for ratio in aspect_ratios:
+            height = max(step, round(math.sqrt(area / ratio) / step) * step)
+            width = max(step, round(math.sqrt(area * ratio) / step) * step)
+            buckets |= {Bucket(count, height, width) for count in frames}
+    return sorted(buckets)
+
+
+def buckets_from_params(
+    sizes: list[tuple[int, int, int]] | None, rules: object | None, family: FamilySpec
+) -> list[Bucket]:
+    """The bucket list of params.yaml (`buckets.sizes` or `buckets.rules`), validated."""
+    if rules is not None:
+        return generate_buckets(rules.frames, rules.areas, rules.aspect_ratios, family)
+    return parse_buckets(sizes, family)
 
 
 def assign_bucket(

@@ -7,7 +7,6 @@ later stage loads it with `from_pretrained` exactly as it loads a real Wan2.1 ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,28 +18,6 @@ from diffusers import (
 )
 
 from dagster_project.params import ModelParams
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """Shape constraints a model family puts on buckets."""
-
-    name: str
-    frame_multiple: int  # frames = frame_multiple * k + 1
-    spatial_multiple: int  # VAE spatial factor x patch size
-    fps: float  # the frame rate the family was trained at
-
-    def check_bucket(self, frames: int, height: int, width: int) -> str | None:
-        """Return why (frames, height, width) does not fit this family, or None."""
-        if (frames - 1) % self.frame_multiple:
-            return f"frames {frames} is not {self.frame_multiple}k+1"
-        for side, value in (("height", height), ("width", width)):
-            if value % self.spatial_multiple:
-                return f"{side} {value} is not a multiple of {self.spatial_multiple}"
-        return None
-
-
-WAN = FamilySpec(name="wan", frame_multiple=4, spatial_multiple=16, fps=16.0)
 
 
 def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel, AutoencoderKLWan]:
