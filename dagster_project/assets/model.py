@@ -19,7 +19,7 @@ from dagster_project.resources import ParamsResource
 def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """Write the base model (transformer/ + vae/) as a diffusers folder."""
     p = params.load()
-    encoder = TextEncoder(p.model.text_encoder, p.model.text_len)
+    encoder = TextEncoder.from_params(p.model)
     out_dir = p.path(p.model.base_dir)
     with atomic_dir(out_dir) as tmp:
         write_base_model(p.model, encoder.dim, tmp)

@@ -35,8 +35,8 @@ def cache_text_embeddings(
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         embeddings = encoder.encode([caption for _, caption in chunk])
-        for (key, _), embedding in zip(chunk, embeddings, strict=True):
-            cache.write(key, {"embedding": embedding})
+        for (key, _), tensors in zip(chunk, embeddings, strict=True):
+            cache.write(key, tensors)
     index = pl.DataFrame({"sha256": manifest["sha256"], "text_key": keys}, schema=TEXT_INDEX_SCHEMA)
     return index, CacheStats(encoded=len(todo), cached=len(set(keys)) - len(todo))
 
