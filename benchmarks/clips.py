@@ -178,6 +178,23 @@ def fresh_project(folder: Path, clips: Iterable[Clip], **overrides: dict[str, An
     return write_params(folder, **overrides)
 
 
+def reused_project(folder: Path, clips: Iterable[Clip], **overrides: dict[str, Any]) -> Path:
+    """Like `fresh_project`, but keeps what earlier runs wrote under data/ (the caches).
+
+    data/raw is made to hold exactly `clips`; params.yaml is rewritten from the repository's.
+    The project's caches are content-addressed, so whatever is stale is simply not found.
+    """
+    clips = list(clips)
+    raw = folder / "data" / "raw"
+    wanted = {name for c in clips for name in (c.path.name, c.caption_path.name)}
+    if raw.is_dir():
+        for entry in raw.iterdir():
+            if entry.name not in wanted:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    link_clips(clips, raw)
+    return write_params(folder, **overrides)
+
+
 # --- timing and machine load ---------------------------------------------------------------
 
 
