@@ -25,10 +25,10 @@ def referenced(params: Params) -> set[Path]:
         (params.data.text_index, "text", "text_key"),
         (params.data.latent_index, "latents", "latent_key"),
     ):
-        path = params.path(index)
-        if path.is_file():
-            cache = TensorCache(root, kind)
-            keep |= {cache.path(key) for key in pl.read_parquet(path)[column]}
+        cache = TensorCache(root, kind)
+        keep |= {
+            cache.path(key) for key in pl.read_parquet(params.path(index))[column].drop_nulls()
+        }
     return keep
 
 
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(entries)} entries, {len(damaged)} damaged, {len(leftovers)} leftover temp files"
         )
         return 1 if damaged else 0
+    missing = [i for i in (params.data.text_index, params.data.latent_index)
+               if not params.path(i).is_file()]  # fmt: skip
+    if missing:
+        print(f"refusing to prune: no index at {', '.join(missing)} (run the encoding first)")
+        return 2
     keep = referenced(params)
     stale = [p for p in entries if p not in keep or p in damaged]
     for path in stale + leftovers:

@@ -3,7 +3,12 @@
 import dagster as dg
 import polars as pl
 
-from dagster_project.dataset.schema import ManifestSchema, RejectsSchema, contract_errors
+from dagster_project.dataset.schema import (
+    ManifestSchema,
+    RejectsSchema,
+    contract_errors,
+    split_problems,
+)
 from dagster_project.resources import ParamsResource
 
 
@@ -15,8 +20,7 @@ def manifest_contract(params: ParamsResource) -> dg.AssetCheckResult:
     rejects = pl.read_parquet(p.path(p.data.rejects))
     failures = [f"{p.data.manifest}: {e}" for e in contract_errors(clips, ManifestSchema)]
     failures += [f"{p.data.rejects}: {e}" for e in contract_errors(rejects, RejectsSchema)]
-    if clips.filter(pl.col("split") == "train").is_empty():
-        failures.append(f"{p.data.manifest}: no clip in the train split")
+    failures += [f"{p.data.manifest}: {e}" for e in split_problems(clips, p.data.val_files)]
     return dg.AssetCheckResult(
         passed=not failures,
         description="\n".join(failures[:50]) or "manifest and rejects match the contract",

@@ -49,7 +49,8 @@ def render(defs: dg.Definitions) -> dict:
         parents = {parent for key in keys for parent in graph.get(key).parent_keys}
         upstream = [key for key in order if key in parents and group_of[key] != group]
         deps = [d for key in keys for d in field(key, "code") + field(key, "deps")]
-        deps += [o for parent in upstream for o in field(parent, "outs")]
+        # the cache itself is no dep: the indexes (outs) pin its content-addressed entries
+        deps += [o for parent in upstream for o in field(parent, "outs") + field(parent, "plots")]
         outs: list = [o for key in keys for o in field(key, "outs")]
         outs += [
             {p: {"persist": True, "cache": False}}

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dagster_project.models.families import FAMILIES, FamilySpec
+
 # strict: YAML "5" (a string) is not an int, 5.5 is not an int; ints are fine where floats go
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
@@ -92,7 +94,7 @@ class BucketRules(_Section):
 class BucketParams(_Section):
     """Either an explicit list of (frames, height, width) or `rules`; not both."""
 
-    fps: PositiveFloat = 16.0
+    fps: PositiveFloat | None = None  # frames are resampled to this rate; null: the family's
     # (frames, height, width): frames = 4k+1 and sides a multiple of 16 for Wan
     sizes: list[tuple[PositiveInt, PositiveInt, PositiveInt]] | None = [
         (17, 64, 64),
@@ -165,6 +167,25 @@ class Params(_Section):
     def path(self, relative: str) -> Path:
         """Resolve a path from params.yaml against the folder of params.yaml."""
         return (self.root / relative).resolve()
+
+    @property
+    def family(self) -> FamilySpec:
+        return FAMILIES[self.model.family]
+
+    @property
+    def fps(self) -> float:
+        """The frame rate clips are resampled to: buckets.fps, else the family's own."""
+        return self.buckets.fps or self.family.fps
+
+    @model_validator(mode="after")
+    def _buckets_fit_the_family(self) -> Params:
+        from dagster_project.dataset.buckets import buckets_from_params
+
+        try:
+            buckets_from_params(self.buckets.sizes, self.buckets.rules, self.family)
+        except ParamsError as error:
+            raise ValueError(str(error)) from None
+        return self
 
 
 def _describe(error: dict) -> str:

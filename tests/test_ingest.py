@@ -99,8 +99,15 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFram
     (hf / "metadata.csv").write_bytes(
         "\ufefffile_name,caption\r\na.mp4,  colour bars  \r\n"
         'b.mp4,"cells\r\ngrowing"\r\n../side/plain.mp4,sneaky\r\n../../outside.mp4,escape\r\n'
-        "http://host/x.mp4,remote\r\nconcat:a.mp4|b.mp4,joined\r\n".encode()
+        "http://host/x.mp4,remote\r\nconcat:a.mp4|b.mp4,joined\r\n"
+        "link/../../../inner.mp4,through a link\r\n".encode()
     )
+    # `link/../../..` walks up from the link's target, not from hf/: it names data/inner.mp4,
+    # while the same text read without following the link would name ../inner.mp4 (outside)
+    (data / "side" / "a" / "b").mkdir(parents=True)
+    os.symlink(data / "side" / "a" / "b", hf / "link")
+    clip(data / "inner.mp4", source="smptebars", size="80x48", caption=None)
+    clip(root / "inner.mp4", source="testsrc", caption=None)
     clip(root / "outside.mp4", caption=None)
     jsonl = data / "jsonl"
     clip(jsonl / "c.mp4", source="yuvtestsrc", caption=None)
@@ -179,9 +186,10 @@ def test_rejects_explain_truncation(dataset: tuple) -> None:
         ("side/odd.mp4", {"width": 99, "height": 67}),
         ("side/-ünïcødé clip.mp4", {"caption": "a test clip", "width": 80}),
         ("side/concat:evil.mp4", {"width": 64, "height": 48}),
-        ("side/anamorphic.mp4", {"sample_aspect_ratio": "2:1", "bucket": "17x48x80"}),
+        ("side/anamorphic.mp4", {"sample_aspect_ratio": "2:1", "width": 128, "bucket": "17x48x80"}),
         ("hf/a.mp4", {"caption": "colour bars", "source": "hf/metadata.csv"}),
         ("hf/b.mp4", {"caption": "cells growing"}),
+        ("inner.mp4", {"caption": "through a link", "width": 80}),
         ("jsonl/c.mp4", {"caption": "yuv bars", "source": "jsonl/metadata.jsonl"}),
         ("ft/videos/e.mp4", {"caption": "a test pattern", "source": "ft/videos.txt"}),
         ("ft/videos/f.mp4", {"caption": "a fractal"}),
@@ -203,7 +211,7 @@ def test_tables_meet_the_contract(dataset: tuple) -> None:
     assert twice["path"].to_list() == ["side/plain.mp4"]
     assert "again in hf/metadata.csv" in twice["message"][0]
     assert set(manifest["path"]) & set(rejects["path"]) == {"side/plain.mp4"}
-    assert manifest.height + rejects.height == 38
+    assert manifest.height + rejects.height == 39
 
 
 def test_contract_errors_name_the_rows(dataset: tuple) -> None:

@@ -31,6 +31,7 @@ def test_repo_params_are_the_defaults() -> None:
         ({"eval": {"sigmas": [0.5, 1.5]}}, "eval.sigmas.1: Input should be less than 1"),
         ({"model": {"tiny": {"num_layers": 1.5}}}, "model.tiny.num_layers"),
         ({"train": {"lr_scheduler": "warp"}}, "train.lr_scheduler: Input should be"),
+        ({"buckets": {"sizes": [[16, 64, 64]]}}, "buckets.sizes.0: 16x64x64 does not fit wan"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path: Path, overrides: dict, message: str) -> None:
@@ -102,3 +103,23 @@ def test_bucket_sizes_or_rules_not_both(tmp_path: Path) -> None:
         load_params(write_params(tmp_path, buckets={"rules": rules}))
     params = load_params(write_params(tmp_path, buckets={"rules": rules, "sizes": None}))
     assert params.buckets.rules.areas == [4096]
+
+
+@pytest.mark.parametrize(
+    ("frames", "width", "height", "expected"),
+    [
+        (17, 64, 64, Bucket(17, 64, 64)),  # exactly enough frames for the longest bucket
+        (16, 64, 64, Bucket(9, 64, 64)),  # one frame short: the shorter bucket
+        (8, 64, 64, None),  # shorter than every bucket
+        (40, 300, 100, Bucket(33, 64, 64)),  # longest frames win over a better aspect ratio
+        (20, 100, 60, Bucket(17, 48, 80)),  # 1.67 -> the wide bucket, in log space
+        (20, 60, 100, Bucket(17, 80, 48)),
+        (20, 64, 52, Bucket(17, 64, 64)),  # 1.23: nearer 1.0 than 1.67 in log space
+    ],
+)
+def test_bucket_assignment(frames: int, width: int, height: int, expected: Bucket | None) -> None:
+    from dagster_project.dataset.buckets import assign_bucket
+
+    buckets = [Bucket(9, 64, 64), Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
+    buckets.append(Bucket(33, 64, 64))
+    assert assign_bucket(frames, width, height, buckets) == expected

@@ -34,9 +34,10 @@ def test_deterministic_for_a_seed_and_different_across_seeds() -> None:
 
 def test_no_clip_is_lost_leftovers_carry_over() -> None:
     # 7 clips in "a" with batch 2 leave one over each pass: it must open the next pass
-    counts = Counter(i for batch in take(ResolutionSampler(BUCKETS, 2), 600) for i in batch)
-    assert set(counts) == set(range(len(BUCKETS)))  # the lone clip of "c" is seen too
-    seen = [counts[i] for i in range(len(BUCKETS))]
+    buckets = BUCKETS[:-1]
+    counts = Counter(i for batch in take(ResolutionSampler(buckets, 2), 600) for i in batch)
+    assert set(counts) == set(range(len(buckets)))
+    seen = [counts[i] for i in range(len(buckets))]
     assert max(seen) - min(seen) <= 2
 
 
@@ -50,17 +51,17 @@ def test_save_and_restore_resumes_the_exact_stream() -> None:
 
 
 def test_ranks_take_disjoint_clips_of_the_same_bucket() -> None:
-    buckets = ["a"] * 8 + ["b"] * 8
+    buckets = ["a"] * 7 + ["b"] * 6  # global batch 4: both buckets carry leftovers
     rank0 = take(ResolutionSampler(buckets, 2, seed=0, rank=0, world_size=2), 30)
     rank1 = take(ResolutionSampler(buckets, 2, seed=0, rank=1, world_size=2), 30)
     for b0, b1 in zip(rank0, rank1, strict=True):
-        assert not set(b0) & set(b1)
+        assert len(set(b0 + b1)) == 4
         assert {buckets[i] for i in b0 + b1} in ({"a"}, {"b"})
 
 
 def test_exposure_counts_add_up() -> None:
     counts = count_exposures(BUCKETS, batch_size=2, world_size=1, micro_steps=30, seed=0)
-    assert sum(counts) == 60
+    assert sum(counts) == 60 and counts[12] == 0
 
 
 @pytest.mark.parametrize(("steps", "verdict"), [(30, "ok"), (80, "warn"), (400, "error")])
@@ -83,3 +84,14 @@ def test_grad_accumulation_and_ranks_count_as_exposures() -> None:
     assert plan.samples_per_step == 8
     assert plan.mean == 40
     assert sum(plan.per_video) == 400
+
+
+def test_buckets_smaller_than_a_batch_are_skipped_and_reported() -> None:
+    sampler = ResolutionSampler(BUCKETS, batch_size=2)  # "c" holds a single clip
+    assert sampler.skipped == {"c": [12]}
+    assert all(12 not in batch for batch in take(sampler, 100))
+    plan = plan_exposures(BUCKETS, 30, 2, 1, 1, 0, max_exposures=50, warn_exposures=10)
+    assert plan.unused == 1 and plan.verdict == "warn"
+    assert "1 clips are never shown" in plan.message()
+    with pytest.raises(ValueError, match="no bucket holds a whole batch of 4 clips"):
+        ResolutionSampler(["a", "a", "b"], batch_size=2, world_size=2)

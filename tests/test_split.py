@@ -80,3 +80,19 @@ def test_validation_clips_never_reach_training(project: Path) -> None:
     val = set(manifest.filter(pl.col("split") == "val")["sha256"])
     assert val
     assert not val & set(clip_table(p, "train")["sha256"])
+
+
+def test_split_problems_name_empty_splits_and_unmatched_entries(sample_raw: Path) -> None:
+    from dagster_project.dataset.schema import split_problems
+
+    data = sample_raw
+    manifest, _, _ = build_manifest(
+        discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.2, 9, 32,
+        val_files=["life_tall.mp4", "nope.mp4"],
+    )  # fmt: skip
+    assert manifest.filter(pl.col("split") == "val")["path"].to_list() == ["life_tall.mp4"]
+    assert split_problems(manifest, ["life_tall.mp4", "nope.mp4"]) == [
+        "data.val_files entries match no clip: nope.mp4"
+    ]
+    everything_train = manifest.with_columns(split=pl.lit("train"))
+    assert split_problems(everything_train, []) == ["no clip in the val split"]

@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_parquet
@@ -35,7 +36,7 @@ def text_embeddings(
     """Caption embeddings, keyed by caption text and encoder identity."""
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
-    encoder = TextEncoder.from_params(p.model)
+    encoder = TextEncoder.from_params(p)
     cache = TensorCache(p.path(p.data.cache_dir), "text")
     index, stats = cache_text_embeddings(clips, cache, encoder)
     write_parquet(index, p.path(p.data.text_index))
@@ -50,7 +51,7 @@ def text_embeddings(
     deps=["manifest", base_model],
     metadata=dvc_metadata(
         outs=["${data.latent_index}"],
-        params=["buckets.fps"],
+        params=["buckets.fps", "model.family"],
         deps=["${data.raw_dir}"],
         code=CACHE_CODE + ["dagster_project/video"],
         persist=["${data.cache_dir}"],
@@ -75,8 +76,17 @@ def video_latents(
         cache,
         load_vae(vae_dir.parent),
         vae_identity=folder_sha256(vae_dir),
-        fps=p.buckets.fps,
+        fps=p.fps,
         progress=progress,
     )
     write_parquet(index, p.path(p.data.latent_index))
-    return dg.MaterializeResult(metadata=_cache_metadata(stats, index))
+    failures = index.filter(pl.col("error").is_not_null())
+    for error in failures["error"]:
+        context.log.warning(f"left out of training: {error}")
+    return dg.MaterializeResult(
+        metadata={
+            **_cache_metadata(stats, index),
+            "decode_failures": failures.height,
+            "failures": ui.table(failures.select("sha256", "error")),
+        }
+    )

@@ -17,7 +17,6 @@ from dagster_project.resources import ParamsResource
     metadata=dvc_metadata(
         outs=["${eval.output_dir}/report.md", "${eval.output_dir}/loss_curve.png"],
         params=["eval", "model.text_len"],
-        deps=["${data.cache_dir}"],
         code=["dagster_project/evaluation", "dagster_project/models"],
         metrics=["${eval.output_dir}/metrics.json"],
         plots=["${eval.output_dir}/checkpoints.csv"],

@@ -9,7 +9,6 @@ from dagster_project.atomic import write_parquet
 from dagster_project.dataset.buckets import buckets_from_params
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
-from dagster_project.models.families import FAMILIES
 from dagster_project.resources import ParamsResource
 
 
@@ -76,12 +75,12 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
 def probe(context: dg.AssetExecutionContext, params: ParamsResource):
     """ffprobe every video into the manifest of usable clips and the rejects table."""
     p = params.load()
-    buckets = buckets_from_params(p.buckets.sizes, p.buckets.rules, FAMILIES[p.model.family])
+    buckets = buckets_from_params(p.buckets.sizes, p.buckets.rules, p.family)
     clips, rejects, probed = build_manifest(
         pl.read_parquet(p.path(p.data.videos)),
         p.path(p.data.raw_dir),
         buckets,
-        fps=p.buckets.fps,
+        fps=p.fps,
         val_fraction=p.data.val_fraction,
         min_frames=p.data.min_frames,
         min_side=p.data.min_side,

@@ -11,8 +11,7 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
-from dagster_project.dataset.exposure import plan_exposures
-from dagster_project.params import Params
+from dagster_project.dataset.exposure import plan_run
 from dagster_project.resources import ParamsResource
 from dagster_project.training.trainer import TrainOutputs
 
@@ -26,22 +25,6 @@ PLAN_PARAMS = [
 ]
 
 
-def _plan(p: Params):
-    clips = (
-        pl.read_parquet(p.path(p.data.manifest)).filter(pl.col("split") == "train").sort("sha256")
-    )
-    return plan_exposures(
-        clips["bucket"].to_list(),
-        steps=p.train.steps,
-        batch_size=p.train.batch_size,
-        grad_accum=p.train.grad_accum,
-        world_size=p.train.nproc_per_node,
-        seed=p.train.seed,
-        max_exposures=p.guard.max_exposures,
-        warn_exposures=p.guard.warn_exposures,
-    )
-
-
 @dg.asset(
     group_name="train",
     deps=["manifest"],
@@ -50,7 +33,7 @@ def _plan(p: Params):
 def training_plan(params: ParamsResource) -> dg.MaterializeResult:
     """How many times the planned run shows each training video (replaying the sampler)."""
     p = params.load()
-    plan = _plan(p)
+    plan = plan_run(p)
     write_json(
         {**plan.summary(), "verdict": plan.verdict, "per_video": plan.per_video},
         p.path(p.train.output_dir) / "plan.json",
@@ -68,13 +51,13 @@ def training_plan(params: ParamsResource) -> dg.MaterializeResult:
 
 @dg.asset_check(asset=training_plan, blocking=True)
 def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
-    """Blocks training when a video would be seen more than guard.max_exposures times."""
-    plan = _plan(params.load())
+    """Fails above guard.max_exposures (ERROR: training is blocked) and above
+    guard.warn_exposures (WARN: shown, not blocking)."""
+    plan = plan_run(params.load())
+    error = plan.verdict == "error"
     return dg.AssetCheckResult(
-        passed=plan.verdict != "error",
-        severity=dg.AssetCheckSeverity.ERROR
-        if plan.verdict == "error"
-        else dg.AssetCheckSeverity.WARN,
+        passed=plan.verdict == "ok",
+        severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
         description=plan.message(),
         metadata={**plan.summary(), "verdict": plan.verdict},
     )
@@ -84,9 +67,12 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=["${train.output_dir}/model", "${train.output_dir}/checkpoints"],
+        outs=[
+            "${train.output_dir}/model",
+            "${train.output_dir}/checkpoints",
+            "${train.output_dir}/loss.png",
+        ],
         params=["train", "guard", "model.text_len"],
-        deps=["${data.cache_dir}"],
         code=["dagster_project/training", "dagster_project/models", "dagster_project/dataset"],
         metrics=["${train.output_dir}/metrics.json"],
         plots=["${train.output_dir}/loss.csv"],
@@ -99,7 +85,7 @@ def trained_model(
 ) -> dg.MaterializeResult:
     """Run the training worker (under torchrun when train.nproc_per_node > 1)."""
     p = params.load()
-    plan = _plan(p)  # the guard again: training never starts on an over-planned run
+    plan = plan_run(p)  # the guard again: training never starts on an over-planned run
     if plan.verdict == "error":
         raise dg.Failure(description=plan.message())
     worker = ["-m", "dagster_project.training.worker", params.path]

@@ -13,10 +13,15 @@ from dagster_project.dataset.buckets import Bucket
 from dagster_project.dataset.cache import TensorCache, cache_key
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.models.wan import encode_video
-from dagster_project.video.decode import decode_clip
+from dagster_project.video.decode import DecodeError, decode_clip
 
 TEXT_INDEX_SCHEMA = {"sha256": pl.String, "text_key": pl.String}
-LATENT_INDEX_SCHEMA = {"sha256": pl.String, "latent_key": pl.String, "bucket": pl.String}
+LATENT_INDEX_SCHEMA = {
+    "sha256": pl.String,
+    "latent_key": pl.String,  # null when the clip could not be decoded
+    "bucket": pl.String,
+    "error": pl.String,
+}
 
 
 @dataclass(frozen=True)
@@ -50,23 +55,30 @@ def cache_latents(
     fps: float,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[pl.DataFrame, CacheStats]:
-    """Decode and encode every clip whose (content, bucket, fps, VAE) is not cached yet."""
-    keys = []
+    """Decode and encode every clip whose (content, bucket, fps, VAE) is not cached yet.
+
+    A clip ffmpeg cannot decode does not stop the others: its index row has no key and says why
+    (training leaves it out).
+    """
+    rows = []
     encoded = 0
     for i, row in enumerate(manifest.iter_rows(named=True)):
         bucket = Bucket.parse(row["bucket"])
         key = cache_key(video=row["sha256"], bucket=bucket.name, fps=fps, vae=vae_identity)
+        error = None
         if key not in cache:
-            frames = decode_clip(
-                raw_dir / row["path"], *bucket, fps, sample_aspect_ratio=row["sample_aspect_ratio"]
-            )
-            mean, logvar = encode_video(vae, torch.from_numpy(frames))
-            cache.write(key, {"mean": mean, "logvar": logvar})
-            encoded += 1
-        keys.append(key)
+            try:
+                frames = decode_clip(
+                    raw_dir / row["path"], *bucket, fps, row["sample_aspect_ratio"]
+                )
+            except DecodeError as failure:
+                key, error = None, str(failure)
+            else:
+                mean, logvar = encode_video(vae, torch.from_numpy(frames))
+                cache.write(key, {"mean": mean, "logvar": logvar})
+                encoded += 1
+        rows.append((row["sha256"], key, row["bucket"], error))
         progress(i + 1, manifest.height)
-    index = pl.DataFrame(
-        {"sha256": manifest["sha256"], "latent_key": keys, "bucket": manifest["bucket"]},
-        schema=LATENT_INDEX_SCHEMA,
-    )
-    return index, CacheStats(encoded=encoded, cached=manifest.height - encoded)
+    index = pl.DataFrame(rows, schema=LATENT_INDEX_SCHEMA, orient="row")
+    failed = index["error"].is_not_null().sum()
+    return index, CacheStats(encoded=encoded, cached=manifest.height - encoded - failed)

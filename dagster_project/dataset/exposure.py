@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Literal
 
+import polars as pl
+
+from dagster_project.dataset.manifest import split_clips
 from dagster_project.dataset.sampler import count_exposures
+from dagster_project.params import Params
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,16 @@ class ExposurePlan:
         return self.steps * self.samples_per_step / self.videos
 
     @property
+    def unused(self) -> int:
+        """Training clips the run never shows (their bucket cannot fill a batch)."""
+        return sum(1 for count in self.per_video if count == 0)
+
+    @property
     def verdict(self) -> Literal["ok", "warn", "error"]:
         worst = max(self.per_video)
         if worst > self.max_exposures:
             return "error"
-        return "warn" if worst > self.warn_exposures else "ok"
+        return "warn" if worst > self.warn_exposures or self.unused else "ok"
 
     def summary(self) -> dict[str, float]:
         return {
@@ -46,6 +55,11 @@ class ExposurePlan:
             f"training videos shows each video {self.mean:.1f} times on average "
             f"(max {max(self.per_video)})"
         )
+        if self.unused:
+            head += (
+                f"; {self.unused} clips are never shown: their bucket has fewer clips than one "
+                "batch (add clips of that shape, or lower the batch size)"
+            )
         if self.verdict == "ok":
             return f"{head}: within the safe zone (<= {self.warn_exposures:g})."
         limit = self.max_exposures if self.verdict == "error" else self.warn_exposures
@@ -79,4 +93,20 @@ def plan_exposures(
         per_video=per_video,
         max_exposures=max_exposures,
         warn_exposures=warn_exposures,
+    )
+
+
+def plan_run(params: Params) -> ExposurePlan:
+    """The exposure plan of the run params.yaml describes, over the manifest's training clips."""
+    clips = split_clips(pl.read_parquet(params.path(params.data.manifest)), "train")
+    train = params.train
+    return plan_exposures(
+        clips["bucket"].to_list(),
+        steps=train.steps,
+        batch_size=train.batch_size,
+        grad_accum=train.grad_accum,
+        world_size=train.nproc_per_node,
+        seed=train.seed,
+        max_exposures=params.guard.max_exposures,
+        warn_exposures=params.guard.warn_exposures,
     )

@@ -73,20 +73,28 @@ def _is_video(path: Path) -> bool:
 
 
 def _check_file(data_dir: Path, path: Path, caption: str | None, source: str) -> Candidate:
-    """A candidate for `path` (inside or not) with its caption, or the reason it is unusable."""
+    """A candidate for `path` with its caption, or the reason it is unusable.
+
+    An accepted candidate's path is the resolved file (symlinks followed), relative to the
+    data folder: later stages open exactly the file that was confined here.
+    """
     relative = _relative(data_dir, path)
-    if confine(data_dir, path) is None:
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError) as error:  # a loop of links, a NUL in a metadata name
+        return Candidate(relative, caption, source, "unreadable", f"{relative}: {error}")
+    if not resolved.is_relative_to(data_dir):
         return Candidate(
             relative, caption, source, "outside_data_folder",
-            f"{relative}: resolves to {path.resolve()}, outside the data folder {data_dir}",
+            f"{relative}: resolves to {resolved}, outside the data folder {data_dir}",
         )  # fmt: skip
-    if not path.resolve().is_file():
+    if not resolved.is_file():
         return Candidate(relative, caption, source, "unreadable", f"{relative}: no such file")
     if caption is None:
         return Candidate(
             relative, None, source, "missing_caption", f"{relative}: no caption ({source})"
         )
-    return Candidate(relative, caption, source)
+    return Candidate(resolved.relative_to(data_dir).as_posix(), caption, source)
 
 
 def _relative(data_dir: Path, path: Path) -> str:
@@ -101,9 +109,10 @@ def _sidecar(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candida
         sidecar = video.with_suffix(".txt")
         try:
             caption = normalize_caption(read_text(sidecar)) if sidecar.is_file() else None
-        except UnicodeDecodeError:
+        except (OSError, UnicodeDecodeError) as error:
             relative = _relative(data_dir, video)
-            message = f"{relative}: caption file {sidecar.name} is not UTF-8"
+            why = "is not UTF-8" if isinstance(error, UnicodeDecodeError) else "cannot be read"
+            message = f"{relative}: caption file {sidecar.name} {why}"
             yield Candidate(relative, None, "sidecar", "unreadable", message)
             continue
         yield _check_file(data_dir, video, caption, "sidecar")
@@ -121,7 +130,7 @@ def _metadata_rows(metadata: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _metadata(data_dir: Path, folder: Path) -> Iterator[Candidate]:
+def _metadata(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candidate]:
     found = [folder / name for name in METADATA_FILES if (folder / name).is_file()]
     metadata = found[0] if found else folder / METADATA_FILES[0]
     source = _relative(data_dir, metadata)
@@ -137,6 +146,8 @@ def _metadata(data_dir: Path, folder: Path) -> Iterator[Candidate]:
         caption = row["caption"] if isinstance(row["caption"], str) else None
         yield _check_file(data_dir, video, normalize_caption(caption), source)
     for video in sorted(folder.rglob("*")):
+        if any(video.is_relative_to(s) for s in skip):
+            continue
         if _is_video(video) and video.resolve() not in listed and video.is_file():
             yield _check_file(data_dir, video, None, f"{source} (not listed)")
 
@@ -182,20 +193,21 @@ def discover_videos(data_dir: Path, folders: list[tuple[str, str]]) -> pl.DataFr
     candidates: list[Candidate] = []
     for root, (_, captions) in zip(roots, folders, strict=True):
         convention = _convention(root, captions)
+        nested = [r for r in roots if r != root and r.is_relative_to(root)]  # scanned on their own
         if convention == "metadata":
-            candidates += _metadata(data_dir, root)
+            candidates += _metadata(data_dir, root, nested)
         elif convention == "prompts":
             candidates += _prompts(data_dir, root)
         else:
-            others = [r for r in roots if r != root and r.is_relative_to(root)]
-            candidates += _sidecar(data_dir, root, others)
+            candidates += _sidecar(data_dir, root, nested)
 
-    seen: set[str] = set()
+    accepted: set[str] = set()
     rows = []
     for c in candidates:
-        if c.reason is None and c.path in seen:
+        if c.reason is None and c.path in accepted:
             message = f"{c.path}: listed twice (again in {c.source})"
             c = Candidate(c.path, c.caption, c.source, "duplicate", message)
-        seen.add(c.path)
+        elif c.reason is None:
+            accepted.add(c.path)
         rows.append(asdict(c))
     return pl.DataFrame(rows, schema=VIDEOS_SCHEMA)

@@ -13,9 +13,10 @@ from pathlib import Path
 import polars as pl
 
 from dagster_project.dataset.buckets import Bucket, assign_bucket
+from dagster_project.dataset.ingest import confine
 from dagster_project.dataset.probe_cache import probe_with_cache
 from dagster_project.video.decode import frames_at_fps
-from dagster_project.video.probe import ProbeError, VideoInfo
+from dagster_project.video.probe import ProbeError
 
 MANIFEST_SCHEMA = {
     "path": pl.String,
@@ -40,10 +41,10 @@ MANIFEST_SCHEMA = {
 REJECTS_SCHEMA = {"path": pl.String, "reason": pl.String, "message": pl.String}
 
 
-def display_width(info: VideoInfo) -> int:
-    """Width in square pixels: what the clip looks like, and what its bucket must match."""
-    num, den = (int(x) for x in info.sample_aspect_ratio.split(":"))
-    return max(1, round(info.width * num / den)) if num and den else info.width
+def split_clips(manifest: pl.DataFrame, split: str) -> pl.DataFrame:
+    """The clips of one split in their canonical order (by sha256), which the sampler indexes:
+    the exposure replay and the trainer must see the same order."""
+    return manifest.filter(pl.col("split") == split).sort("sha256")
 
 
 def split_of(sha256: str, path: str, val_fraction: float, val_files: frozenset[str]) -> str:
@@ -70,8 +71,17 @@ def build_manifest(
     Returns (manifest, rejects, files probed now); rows already rejected at ingestion pass
     straight to rejects; files `probe_cache` knows unchanged are not probed again.
     """
-    rejects = videos.filter(pl.col("reason").is_not_null()).select(list(REJECTS_SCHEMA))
-    candidates = videos.filter(pl.col("reason").is_null()).sort("path")
+    # confined again here: whatever produced `videos`, nothing outside data_dir reaches ffprobe
+    inside = pl.Series(
+        [confine(data_dir, data_dir / p) is not None for p in videos["path"]], dtype=pl.Boolean
+    )
+    outside = videos.filter(~inside & pl.col("reason").is_null()).with_columns(
+        reason=pl.lit("outside_data_folder"),
+        message=pl.col("path") + pl.lit(f": outside the data folder {data_dir}"),
+    )
+    rejects = pl.concat([videos.filter(pl.col("reason").is_not_null()), outside])
+    rejects = rejects.select(list(REJECTS_SCHEMA))
+    candidates = videos.filter(pl.col("reason").is_null() & inside).sort("path")
     probed, probed_now = probe_with_cache([data_dir / p for p in candidates["path"]], probe_cache)
     explicit_val = frozenset(val_files)
 
@@ -86,7 +96,7 @@ def build_manifest(
         else:
             info, sha = result
             available = frames_at_fps(info.frame_count, info.fps, fps)
-            bucket = assign_bucket(available, display_width(info), info.height, buckets)
+            bucket = assign_bucket(available, info.width, info.height, buckets)
             if min(info.width, info.height) < min_side:
                 size = f"{info.width}x{info.height}"
                 problem = "too_small", f"{path}: {size} is below data.min_side={min_side}"

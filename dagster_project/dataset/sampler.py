@@ -6,6 +6,10 @@ leftovers (fewer than a global batch) are not dropped: they open that bucket in 
 Every rank walks the same global batch list and takes its own disjoint slice, so all ranks take
 same-bucket batches at every step. The state (pass, position, carried leftovers) is a small dict:
 saving and restoring it resumes the exact stream.
+
+A bucket with fewer clips than one global batch cannot fill a batch without repeating a clip
+(within the batch or across ranks): it is left out and named in `skipped`, and the exposure
+guard reports its clips as never seen.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ class ResolutionSampler:
         members: dict[str, list[int]] = {}
         for index, bucket in enumerate(buckets):
             members.setdefault(bucket, []).append(index)
-        self._members = dict(sorted(members.items()))
+        self.skipped = {b: m for b, m in sorted(members.items()) if len(m) < self.global_batch}
+        self._members = {b: m for b, m in sorted(members.items()) if b not in self.skipped}
+        if not self._members:
+            sizes = ", ".join(f"{b}: {len(m)}" for b, m in self.skipped.items())
+            raise ValueError(
+                f"no bucket holds a whole batch of {self.global_batch} clips "
+                f"(batch_size x processes); clips per bucket: {sizes}"
+            )
         self._pass = 0
         self._position = 0
         self._carry: dict[str, list[int]] = {}  # leftovers entering the current pass

@@ -76,3 +76,17 @@ def contract_errors(frame: pl.DataFrame, schema: type[pa.DataFrameModel]) -> lis
             problems.append(f"{where}: {column} = {case['failure_case']!r} fails {case['check']}")
         return problems
     return []
+
+
+def split_problems(manifest: pl.DataFrame, val_files: list[str]) -> list[str]:
+    """What makes the split unusable: no training or no validation clip, or explicit
+    validation entries (paths or sha256s) that match no clip."""
+    problems = []
+    for split in ("train", "val"):
+        if manifest.filter(pl.col("split") == split).is_empty():
+            problems.append(f"no clip in the {split} split")
+    known = set(manifest["path"]) | set(manifest["sha256"])
+    unmatched = [entry for entry in val_files if entry not in known]
+    if unmatched:
+        problems.append(f"data.val_files entries match no clip: {', '.join(unmatched)}")
+    return problems

