@@ -124,3 +124,32 @@ def test_prune_removes_unreferenced_damaged_and_leftover_files(project: Path) ->
     assert not orphan.exists() and not leftover.exists() and not damaged.exists()
     assert len(remaining) == len(entries) - 1 and not leftovers
     assert cache_tool(["verify", "--params", str(project)]) == 0
+
+
+def test_a_clip_that_cannot_be_decoded_is_reported_not_fatal(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    from dagster_project.dataset.buckets import Bucket
+    from dagster_project.dataset.cache import TensorCache
+    from dagster_project.dataset.encode import cache_latents
+    from dagster_project.dataset.ingest import discover_videos
+    from dagster_project.dataset.manifest import build_manifest
+    from dagster_project.models.wan import build_tiny
+    from dagster_project.params import ModelParams
+
+    buckets = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
+    videos = discover_videos(sample_raw, [(".", "auto")])
+    manifest, _, _ = build_manifest(videos, sample_raw, buckets, 16.0, 0.2, 9, 32)
+    # a bucket longer than the clip: ffmpeg runs out of frames mid-clip
+    manifest = manifest.with_columns(
+        bucket=pl.when(pl.col("path") == "life_tall.mp4").then(pl.lit("65x80x48"))
+        .otherwise(pl.col("bucket"))
+    )  # fmt: skip
+    _, vae = build_tiny(ModelParams(), 384)
+    index, stats = cache_latents(
+        manifest, sample_raw, TensorCache(tmp_path, "latents"), vae, "tiny", 16.0
+    )
+    assert stats.encoded == 13
+    [failure] = index.filter(pl.col("error").is_not_null()).to_dicts()
+    assert failure["latent_key"] is None
+    assert "life_tall.mp4" in failure["error"] and "frames" in failure["error"]
