@@ -23,6 +23,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -244,3 +245,50 @@ def load_note(timings: Iterable[Timing], limit: float = 0.2) -> str | None:
             " (this machine has 2); rerun on a quiet machine for a reliable ratio"
         )
     return None
+
+
+# --- the pipeline, in-process -------------------------------------------------------------
+
+
+def materialize_quietly(params: Path, selection: str, checks: bool = True) -> Any:
+    """`tests.conftest.materialize`, with Dagster's console log kept out of the output.
+
+    With `checks=False` the asset checks of the selection (manifest_contract, exposure_guard)
+    are left out. Returns the Dagster result; on failure, the end of the captured log is printed.
+    """
+    import contextlib
+    import io
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    import dagster as dg
+
+    from dagster_project.definitions import build_definitions
+    from tests.conftest import materialize
+
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        if checks:
+            result = materialize(params, selection)
+        else:
+            job = build_definitions(str(params)).resolve_implicit_global_asset_job_def()
+            keys = {dg.AssetKey(k) for k in selection.split(",")}
+            subset = job.get_subset(asset_selection=keys, asset_check_selection=set())
+            result = subset.execute_in_process(raise_on_error=False)
+    if not result.success:
+        print("\n".join(log.getvalue().strip().splitlines()[-20:]), file=sys.stderr)
+    return result
+
+
+def failed_checks(result: Any) -> list[str]:
+    """The asset checks that failed in a Dagster result, with their descriptions."""
+    import dagster as dg
+
+    failed = []
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                failed.append(f"{evaluation.check_name}: {evaluation.description}")
+    return failed

@@ -20,9 +20,11 @@ def manifest_contract(params: ParamsResource) -> dg.AssetCheckResult:
     rejects = pl.read_parquet(p.path(p.data.rejects))
     failures = [f"{p.data.manifest}: {e}" for e in contract_errors(clips, ManifestSchema)]
     failures += [f"{p.data.rejects}: {e}" for e in contract_errors(rejects, RejectsSchema)]
-    failures += [f"{p.data.manifest}: {e}" for e in split_problems(clips, p.data.val_files)]
+    # an unusable split does not stop caching (ERROR would block it): a warning, before training
+    split = [f"{p.data.manifest}: {e}" for e in split_problems(clips, p.data.val_files)]
     return dg.AssetCheckResult(
-        passed=not failures,
-        description="\n".join(failures[:50]) or "manifest and rejects match the contract",
+        passed=not failures and not split,
+        severity=dg.AssetCheckSeverity.ERROR if failures else dg.AssetCheckSeverity.WARN,
+        description="\n".join((failures + split)[:50]) or "manifest and rejects match the contract",
         metadata={"clips": clips.height, "rejects": rejects.height, "violations": len(failures)},
     )

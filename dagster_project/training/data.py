@@ -44,21 +44,32 @@ def clip_table(params: Params, split: str) -> pl.DataFrame:
     )
 
 
-class CachedClips(Dataset):
-    """Posterior moments and caption embedding of each clip, read from safetensors files."""
+PRELOAD_BYTES = 2 * 1024**3  # a cache smaller than this is read into memory once
 
-    def __init__(self, table: pl.DataFrame, text_len: int) -> None:
+
+class CachedClips(Dataset):
+    """Posterior moments and caption embedding of each clip, from safetensors files.
+
+    safetensors reads through a memory map; when the whole cache is small (under
+    `preload_bytes`), it is read once up front, so no training step waits on file reads.
+    """
+
+    def __init__(self, table: pl.DataFrame, preload_bytes: int = PRELOAD_BYTES) -> None:
         self.latent_files = [Path(p) for p in table["latent_file"]]
         self.text_files = [Path(p) for p in table["text_file"]]
-        self.text_len = text_len
+        size = sum(p.stat().st_size for p in self.latent_files + self.text_files)
+        self.preloaded = [self._read(i) for i in range(len(self))] if size < preload_bytes else None
 
     def __len__(self) -> int:
         return len(self.latent_files)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _read(self, index: int) -> dict[str, torch.Tensor]:
         latent = load_file(self.latent_files[index])
         text = load_file(self.text_files[index])["embedding"]
         return {"mean": latent["mean"], "logvar": latent["logvar"], "text": text}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.preloaded[index] if self.preloaded is not None else self._read(index)
 
 
 def collate(items: list[dict[str, torch.Tensor]], text_len: int) -> dict[str, torch.Tensor]:

@@ -76,7 +76,7 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
         table["bucket"].to_list(), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world
     )
     loader = DataLoader(
-        CachedClips(table, params.model.text_len),
+        CachedClips(table),
         batch_sampler=sampler,
         collate_fn=functools.partial(collate, text_len=params.model.text_len),
         num_workers=cfg.num_workers,
