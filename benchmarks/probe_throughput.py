@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 import ffmpeg
 
+from benchmarks.clips import Timing, timed
 from dagster_project.video.probe import ProbeError, VideoInfo, probe_many
 
 CLIP_DIR = Path(__file__).resolve().parent / ".data" / "probe_clips"
@@ -127,42 +127,6 @@ def run_parallel(
     paths: list[Path], workers: int | None
 ) -> list[tuple[VideoInfo, str] | ProbeError]:
     return probe_many(paths, workers=workers)
-
-
-def _machine_busy_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (all cores), from /proc/stat; Linux only."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    jiffies = [int(f) for f in fields]
-    idle = jiffies[3] + jiffies[4]  # idle + iowait
-    return (sum(jiffies[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    """CPU seconds used by this process and its finished children (the ffprobe processes)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-@dataclass(frozen=True)
-class Timing:
-    wall: float  # seconds
-    other_cores: float | None  # mean cores used meanwhile by processes other than this benchmark
-
-
-def timed(function: Callable[[], Any]) -> Timing:
-    """Wall time of one call, and how busy the rest of the machine was during it."""
-    busy, own = _machine_busy_seconds(), _own_cpu_seconds()
-    start = time.perf_counter()
-    function()
-    wall = time.perf_counter() - start
-    busy_after = _machine_busy_seconds()
-    if busy is None or busy_after is None:
-        return Timing(wall, None)
-    other = (busy_after - busy) - (_own_cpu_seconds() - own)
-    return Timing(wall, max(other, 0.0) / wall)
 
 
 def verify(
