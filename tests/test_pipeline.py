@@ -128,3 +128,21 @@ def test_exposure_guard_blocks_an_over_planned_run(
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     assert "trained_model" not in started
     assert model.stat().st_mtime_ns == before
+
+
+def test_training_under_torchrun_with_two_processes(
+    run: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    """The asset launches `torchrun --nproc-per-node 2` through Pipes; rank 0 writes."""
+    params_path = run[0]
+    params = yaml.safe_load(params_path.read_text())
+    params["train"].update(nproc_per_node=2, steps=10, checkpoint_every=5, output_dir="data/ddp")
+    ddp_params = params_path.parent / "ddp_params.yaml"
+    ddp_params.write_text(yaml.safe_dump(params))
+    result = materialize(ddp_params, selection="trained_model")
+    assert result.success
+    p = load_params(ddp_params)
+    out = p.path(p.train.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["steps"], metrics["processes"]) == (10, 2)
+    assert sorted(c.name for c in (out / "checkpoints").iterdir()) == ["step-000005", "step-000010"]

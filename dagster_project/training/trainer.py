@@ -150,6 +150,7 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
         elapsed = time.perf_counter() - started
         timing = {"data_wait_fraction": data_wait / elapsed if elapsed > 0 else 0.0}
         timing["seconds_per_step"] = elapsed / max(1, cfg.steps - 1)
+        timing["processes"] = world
         metrics = _write_loss_log(losses, out, timing)
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
     accelerator.wait_for_everyone()
