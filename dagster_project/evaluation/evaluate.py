@@ -69,11 +69,9 @@ def evaluate(params: Params, log: Callable[[str], None] = print) -> dict[str, fl
         load_clip_latents(val, mean, std),
         load_clip_text(val, params.model.text_len),
     )
-    subset = train.head(TRAIN_SUBSET)
-    sub_latents, sub_text = (
-        load_clip_latents(subset, mean, std),
-        load_clip_text(subset, params.model.text_len),
-    )
+    train_latents = load_clip_latents(train, mean, std)
+    sub_latents = train_latents[:TRAIN_SUBSET]
+    sub_text = load_clip_text(train.head(TRAIN_SUBSET), params.model.text_len)
 
     checkpoints = []
     for folder in sorted(trained.checkpoints.glob("step-*")):
@@ -95,7 +93,7 @@ def evaluate(params: Params, log: Callable[[str], None] = print) -> dict[str, fl
     # diversity and memorization of the final model, on validation prompts
     pipeline = make_pipeline(load_transformer(trained.model), load_vae(base_dir))
     pipeline.set_progress_bar_config(disable=True)
-    train_features = torch.stack([clip_features(x) for x in load_clip_latents(train, mean, std)])
+    train_features = torch.stack([clip_features(x) for x in train_latents])
     diversities, similarities = [], []
     seeds = [cfg.seed + i for i in range(cfg.samples_per_prompt)]
     for row, text in zip(val.head(cfg.max_prompts).iter_rows(named=True), val_text, strict=False):

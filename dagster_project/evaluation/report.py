@@ -22,10 +22,10 @@ def plot_losses(
     steps = [s for s, _ in train]
     values = [v for _, v in train]
     window = max(1, len(values) // 10)
-    smooth = [
-        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
-        for i in range(len(values))
-    ]
+    smooth = []
+    for i in range(len(values)):
+        recent = values[max(0, i - window + 1) : i + 1]
+        smooth.append(sum(recent) / len(recent))
     ax.plot(steps, values, color="tab:blue", alpha=0.25, label="train loss (per step)")
     ax.plot(steps, smooth, color="tab:blue", label=f"train loss (mean of {window})")
     ax.plot(

@@ -58,7 +58,8 @@ class TrainOutputs:
 
 
 def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Train the base transformer on the cached training clips; return summary metrics."""
+    """Train the base transformer on the cached training clips; return summary metrics
+    (on the main process; other ranks return {})."""
     cfg = params.train
     out = TrainOutputs(params.path(cfg.output_dir))
     accelerator = Accelerator(
@@ -103,6 +104,7 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
             f"{len(table)} clips for {cfg.steps} steps ({world} process(es), {accelerator.device})"
         )
     losses: list[tuple[int, float, float]] = []
+    metrics: dict[str, float] = {}  # written by the main process at the end
     batches = iter(loader)
     data_wait = 0.0  # seconds the loop spent waiting for batches (after the first step)
     started = time.perf_counter()  # reset after step 1, pushed back by checkpoint writes
@@ -155,7 +157,7 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return json.loads(out.metrics.read_text()) if out.metrics.exists() else {}
+    return metrics
 
 
 def _save_checkpoint(model: torch.nn.Module, out: TrainOutputs, state: dict) -> None:
