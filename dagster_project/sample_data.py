@@ -1,6 +1,10 @@
-"""A small, deterministic video dataset rendered from ffmpeg's synthetic sources.
+"""A small video dataset rendered from ffmpeg's synthetic sources.
 
 Usage: python -m dagster_project.sample_data data/raw
+
+Clips go into `train/` and `validation/` folders (the Hugging Face convention), so the split is
+the same on every machine: the encoded bytes, and so each clip's sha256, depend on the ffmpeg
+build and would move clips between splits if the split followed the content hash.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class SampleClip:
     graph: str  # an ffmpeg filtergraph with source filters only, one video output
     frames: int
     caption: str
+    split: str = "train"  # the folder it is written to: train or validation
 
 
 def _box(size: str, width: int, height: int) -> str:
@@ -50,6 +55,7 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
         f"testsrc=size=96x96:rate={RATE}",
         36,
         "vertical color bars inside a white circle above a rainbow strip",
+        split="validation",
     ),
     SampleClip(
         "mandelbrot_square",
@@ -62,6 +68,7 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
         f"mandelbrot=size=160x96:rate={RATE}:maxiter=256:start_scale=1.5:end_pts=60",
         60,
         "a fast zoom into a mandelbrot fractal toward a green bulb",
+        split="validation",
     ),
     SampleClip(
         "life_square",
@@ -75,6 +82,7 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
         "life_color=lime:death_color=black:mold_color=darkgreen",
         44,
         "bright green game of life cells over dark green trails",
+        split="validation",
     ),
     SampleClip(
         "cellauto_wide",
@@ -155,17 +163,17 @@ def _encode(clip: SampleClip, out: Path) -> None:
 
 
 def write_sample_dataset(out_dir: Path) -> list[Path]:
-    """Render every sample clip as `name.mp4` with a one-line caption `name.txt`.
+    """Render every sample clip as `SPLIT/name.mp4` with a one-line caption `SPLIT/name.txt`.
 
-    Returns the video paths. Files are always regenerated; the output is deterministic.
+    Returns the video paths. Files are always regenerated; with one ffmpeg build the bytes are
+    the same from run to run (other builds may write other bytes).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     videos = []
     for clip in SAMPLE_CLIPS:
-        video = out_dir / f"{clip.name}.mp4"
+        video = out_dir / clip.split / f"{clip.name}.mp4"
         with atomic_path(video) as tmp:
             _encode(clip, tmp)
-        write_text(clip.caption + "\n", out_dir / f"{clip.name}.txt")
+        write_text(clip.caption + "\n", video.with_suffix(".txt"))
         videos.append(video)
     return videos
 

@@ -30,7 +30,7 @@ def test_one_run_for_new_videos_then_none(project: Path) -> None:
     assert same == cursor
 
     raw = project.parent / "data" / "raw"
-    shutil.copy(raw / "life_square.mp4", raw / "life_copy.mp4")
+    shutil.copy(raw / "train" / "life_square.mp4", raw / "train" / "life_copy.mp4")
     third, newer = tick(project, cursor)
     assert isinstance(third, dg.RunRequest)
     assert third.tags["videos"] == "15"

@@ -63,7 +63,7 @@ def test_each_change_costs_exactly_its_share(project: Path) -> None:
     new_clip(raw, "new_clip.mp4", "a hue-shifted test pattern")
     assert counts(materialize(project, selection=ENCODE)) == {"probed": 1, "texts": 1, "latents": 1}
 
-    (raw / "life_square.txt").write_text("conway's game of life, seen from above")
+    (raw / "train" / "life_square.txt").write_text("conway's game of life, seen from above")
     assert counts(materialize(project, selection=ENCODE)) == {"probed": 0, "texts": 1, "latents": 0}
 
     p = load_params(project)
@@ -142,7 +142,7 @@ def test_a_clip_that_cannot_be_decoded_is_reported_not_fatal(
     manifest, _, _ = build_manifest(videos, sample_raw, buckets, 16.0, 0.2, 9, 32)
     # a bucket longer than the clip: ffmpeg runs out of frames mid-clip
     manifest = manifest.with_columns(
-        bucket=pl.when(pl.col("path") == "life_tall.mp4").then(pl.lit("65x80x48"))
+        bucket=pl.when(pl.col("path") == "validation/life_tall.mp4").then(pl.lit("65x80x48"))
         .otherwise(pl.col("bucket"))
     )  # fmt: skip
     _, vae = build_tiny(ModelParams(), 384)
@@ -152,4 +152,4 @@ def test_a_clip_that_cannot_be_decoded_is_reported_not_fatal(
     assert stats.encoded == 13
     [failure] = index.filter(pl.col("error").is_not_null()).to_dicts()
     assert failure["latent_key"] is None
-    assert "life_tall.mp4" in failure["error"] and "frames" in failure["error"]
+    assert "validation/life_tall.mp4" in failure["error"] and "frames" in failure["error"]

@@ -1,35 +1,81 @@
-"""The synthetic sample dataset is deterministic and usable for training."""
+"""The sample dataset: what holds on any ffmpeg build (names, frames, sizes, split, buckets).
+
+Encoded bytes, and so each clip's sha256 and file size, differ between ffmpeg builds: nothing
+here (or in any other test) depends on them.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import polars as pl
+
+from dagster_project.dataset.buckets import buckets_from_params
+from dagster_project.dataset.ingest import discover_videos
+from dagster_project.dataset.manifest import build_manifest
+from dagster_project.params import load_params
 from dagster_project.sample_data import write_sample_dataset
-from dagster_project.video.decode import frames_at_fps
 from dagster_project.video.probe import probe_video, sha256_file
+from tests.conftest import REPO
+
+# name -> (split folder, width, height, frames), as the generator is asked to render them
+EXPECTED = {
+    "testsrc2_wide": ("train", 160, 96, 48),
+    "testsrc2_tall": ("train", 72, 128, 40),
+    "testsrc_square": ("validation", 96, 96, 36),
+    "mandelbrot_square": ("train", 96, 96, 72),
+    "mandelbrot_wide": ("validation", 160, 96, 60),
+    "life_square": ("train", 96, 96, 52),
+    "life_tall": ("validation", 72, 128, 44),
+    "cellauto_wide": ("train", 128, 72, 56),
+    "smptebars_wide": ("train", 128, 72, 36),
+    "gradients_square": ("train", 96, 96, 64),
+    "rgbtestsrc_wide": ("train", 160, 96, 40),
+    "yuvtestsrc_tall": ("train", 72, 128, 48),
+    "sierpinski_tall": ("train", 72, 128, 60),
+    "color_box_wide": ("train", 128, 72, 68),
+}
+TWO_PROCESS_BATCH = 4  # test_pipeline's torchrun test: batch 2 x 2 processes, one bucket
 
 
-def digests(folder: Path) -> dict[str, str]:
-    return {path.name: sha256_file(path) for path in sorted(folder.iterdir())}
+def test_sample_dataset_is_the_same_on_any_ffmpeg_build(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    videos = write_sample_dataset(raw)
+    assert {v.stem: v.parent.name for v in videos} == {k: e[0] for k, e in EXPECTED.items()}
+    # only videos and captions, no temporary files left behind
+    files = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*") if p.is_file())
+    assert files == sorted(
+        f"{e[0]}/{k}{ext}" for k, e in EXPECTED.items() for ext in (".mp4", ".txt")
+    )
 
-
-def test_sample_dataset(tmp_path: Path) -> None:
-    first = write_sample_dataset(tmp_path / "a")
-    second = write_sample_dataset(tmp_path / "b")
-    assert [p.name for p in first] == [p.name for p in second]
-    assert digests(tmp_path / "a") == digests(tmp_path / "b")
-    # Only videos and captions, no temporary files left behind.
-    assert len(list((tmp_path / "a").iterdir())) == 2 * len(first)
-
-    assert 12 <= len(first) <= 16
-    aspect_ratios = set()
-    for video in first:
+    for video in videos:
+        _, width, height, frames = EXPECTED[video.stem]
+        info = probe_video(video)
+        assert (info.width, info.height, info.frame_count) == (width, height, frames), video
+        assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", 24.0)
         caption = video.with_suffix(".txt").read_text(encoding="utf-8")
         assert caption.strip() and len(caption.strip().splitlines()) == 1
 
-        info = probe_video(video)
-        aspect_ratios.add(round(info.width / info.height, 2))
-        assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", 24.0)
-        assert 1.5 <= info.duration <= 3.0
-        assert frames_at_fps(info.frame_count, info.fps, 16) >= 17, video.name
-    assert len(aspect_ratios) >= 3
+    # the split follows the folders, whatever the bytes hash to; every bucket can fill a batch
+    p = load_params(REPO / "params.yaml")
+    buckets = buckets_from_params(p.buckets.sizes, p.buckets.rules, p.family)
+    found = discover_videos(raw, [(".", "auto")])
+    manifest, rejects, _ = build_manifest(
+        found, raw, buckets, p.fps, p.data.val_fraction, p.data.min_frames, p.data.min_side
+    )
+    assert rejects.is_empty(), rejects.to_dicts()
+    splits = dict(zip(manifest["path"], manifest["split"], strict=True))
+    expected_split = {"train": "train", "validation": "val"}
+    assert splits == {f"{e[0]}/{k}.mp4": expected_split[e[0]] for k, e in EXPECTED.items()}
+    per_bucket = Counter(manifest.filter(pl.col("split") == "train")["bucket"])
+    assert len(per_bucket) == len(buckets), per_bucket
+    assert min(per_bucket.values()) >= p.train.batch_size, per_bucket
+    assert max(per_bucket.values()) >= TWO_PROCESS_BATCH, per_bucket
+
+
+def test_same_build_same_bytes(tmp_path: Path) -> None:
+    """One ffmpeg build renders the same bytes twice (single thread, bitexact)."""
+    first = write_sample_dataset(tmp_path / "a")
+    second = write_sample_dataset(tmp_path / "b")
+    assert [sha256_file(p) for p in first] == [sha256_file(p) for p in second]

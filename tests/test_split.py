@@ -49,18 +49,21 @@ def test_an_explicit_list_decides_alone(videos: list[str], data: st.DataObject) 
     assert split_of(videos[0], "named.mp4", 0.0, frozenset({"named.mp4"})) == "val"
 
 
-def test_manifest_splits_survive_new_videos(sample_raw: Path, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    half = sorted(sample_raw.glob("*.mp4"))[:7]
-    for video in half:
+def flat_copy(raw: Path, target: Path, count: int | None = None) -> Path:
+    """The first `count` sample clips and captions, out of their split folders: split by hash."""
+    target.mkdir(parents=True, exist_ok=True)
+    for video in sorted(raw.rglob("*.mp4"), key=lambda v: v.name)[:count]:
         for file in (video, video.with_suffix(".txt")):
-            shutil.copy(
-                file, data / file.name if data.exists() else (data.mkdir() or data / file.name)
-            )
+            shutil.copy(file, target / file.name)
+    return target
+
+
+def test_manifest_splits_survive_new_videos(sample_raw: Path, tmp_path: Path) -> None:
+    data = flat_copy(sample_raw, tmp_path / "data", count=7)
     first, _, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.3, 9, 32
     )
-    shutil.copytree(sample_raw, data, dirs_exist_ok=True)
+    flat_copy(sample_raw, data)
     second, _, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.3, 9, 32
     )
@@ -68,6 +71,54 @@ def test_manifest_splits_survive_new_videos(sample_raw: Path, tmp_path: Path) ->
     joined = first.join(second, on="sha256", suffix="_after")
     assert joined.height == 7
     assert (joined["split"] == joined["split_after"]).all()
+
+
+def test_split_folders_fix_the_split_and_the_rest_follows_params(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(sample_raw, data)
+    for name in ("extra_a", "extra_b"):  # outside the split folders: data.val_files decides
+        shutil.copy(data / "train" / "life_square.mp4", data / f"{name}.mp4")
+        (data / f"{name}.mp4").open("ab").write(name.encode())  # other bytes, still decodable
+        (data / f"{name}.txt").write_text(f"an extra clip {name}")
+    videos = discover_videos(data, [(".", "auto")])
+    manifest, rejects, _ = build_manifest(
+        videos, data, BUCKETS, 16.0, 0.0, 9, 32, val_files=["extra_b.mp4"]
+    )
+    assert rejects.is_empty(), rejects.to_dicts()
+    split = dict(zip(manifest["path"], manifest["split"], strict=True))
+    assert {path: split[path] for path in ("extra_a.mp4", "extra_b.mp4")} == {
+        "extra_a.mp4": "train",
+        "extra_b.mp4": "val",
+    }
+    # an explicit list does not move the clips whose folder fixes their split
+    assert {p: s for p, s in split.items() if p.startswith(("train/", "validation/"))} == {
+        p.relative_to(data).as_posix(): "val" if p.parent.name == "validation" else "train"
+        for p in data.rglob("*.mp4")
+        if p.parent != data
+    }
+
+
+def test_split_folders_with_their_own_metadata(sample_raw: Path, tmp_path: Path) -> None:
+    """The Hugging Face layout: train/metadata.csv and validation/metadata.jsonl."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_raw, data)
+    for caption in data.rglob("*.txt"):
+        caption.unlink()
+    train = sorted(p.name for p in (data / "train").glob("*.mp4"))
+    rows = "".join(f'{name},"train clip {name}"\n' for name in train)
+    (data / "train" / "metadata.csv").write_text("file_name,caption\n" + rows)
+    (data / "validation" / "metadata.jsonl").write_text(
+        '{"file_name": "life_tall.mp4", "caption": "green life"}\n'
+    )
+    videos = discover_videos(data, [(".", "auto")])
+    manifest, rejects, _ = build_manifest(videos, data, BUCKETS, 16.0, 0.5, 9, 32)
+    assert manifest.filter(pl.col("split") == "train").height == len(train)
+    [val] = manifest.filter(pl.col("split") == "val").to_dicts()
+    assert (val["path"], val["caption"]) == ("validation/life_tall.mp4", "green life")
+    missing = rejects.filter(pl.col("reason") == "missing_caption")["path"].to_list()
+    assert sorted(missing) == ["validation/mandelbrot_wide.mp4", "validation/testsrc_square.mp4"]
 
 
 def test_validation_clips_never_reach_training(project: Path) -> None:
@@ -82,10 +133,12 @@ def test_validation_clips_never_reach_training(project: Path) -> None:
     assert not val & set(clip_table(p, "train")["sha256"])
 
 
-def test_split_problems_name_empty_splits_and_unmatched_entries(sample_raw: Path) -> None:
+def test_split_problems_name_empty_splits_and_unmatched_entries(
+    sample_raw: Path, tmp_path: Path
+) -> None:
     from dagster_project.dataset.schema import split_problems
 
-    data = sample_raw
+    data = flat_copy(sample_raw, tmp_path / "flat")
     manifest, _, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.2, 9, 32,
         val_files=["life_tall.mp4", "nope.mp4"],

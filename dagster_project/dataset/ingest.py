@@ -9,6 +9,12 @@ Each folder listed in params (`data.folders`, relative to `data.raw_dir`) uses o
 - `auto` (default): `metadata` if a metadata file is there, else `prompts` if both text files
   are there, else `sidecar`.
 
+Split folders (the Hugging Face convention): a clip under `train/` or `validation/` (also
+`val/`) directly inside a listed folder has its split fixed by that folder; every other clip is
+split by content hash (or `data.val_files`). A folder with split subfolders and no caption file
+of its own scans each split subfolder as a folder of its own, so each may hold its own
+`metadata.csv`.
+
 Captions are UTF-8 with or without BOM, CRLF or LF; surrounding whitespace is stripped. A caption
 that spans several lines (a multi-line sidecar file, a quoted CSV field) is one caption whose
 lines are joined with single spaces; an empty or blank caption counts as missing.
@@ -30,11 +36,14 @@ import polars as pl
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+# Hugging Face's split folder names -> our split names
+SPLIT_FOLDERS = {"train": "train", "validation": "val", "val": "val"}
 
 VIDEOS_SCHEMA = {
     "path": pl.String,  # relative to the data folder, POSIX
     "caption": pl.String,
     "source": pl.String,  # the caption convention (and file) it came from
+    "split": pl.String,  # fixed by a split folder (train/, validation/); null: by content hash
     "reason": pl.String,  # null when usable so far; else a rejects reason code
     "message": pl.String,
 }
@@ -47,6 +56,26 @@ class Candidate:
     source: str
     reason: str | None = None
     message: str | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One folder to scan: its convention, and the listed folder whose split subfolders fix
+    the split of the clips found in it."""
+
+    folder: Path
+    captions: str
+    split_root: Path
+
+
+def folder_split(split_root: Path, path: Path) -> str | None:
+    """The split fixed by the split folder `path` lies in (as listed, links not followed)."""
+    try:
+        parts = Path(os.path.normpath(path)).relative_to(split_root).parts
+    except ValueError:
+        return None
+    return SPLIT_FOLDERS.get(parts[0]) if len(parts) > 1 else None
 
 
 def normalize_caption(text: str | None) -> str | None:
@@ -72,11 +101,14 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def _check_file(data_dir: Path, path: Path, caption: str | None, source: str) -> Candidate:
+def _check_file(
+    data_dir: Path, path: Path, caption: str | None, source: str, split_root: Path
+) -> Candidate:
     """A candidate for `path` with its caption, or the reason it is unusable.
 
     An accepted candidate's path is the resolved file (symlinks followed), relative to the
-    data folder: later stages open exactly the file that was confined here.
+    data folder: later stages open exactly the file that was confined here. Its split is the
+    one its split folder fixes, if any.
     """
     relative = _relative(data_dir, path)
     try:
@@ -94,7 +126,8 @@ def _check_file(data_dir: Path, path: Path, caption: str | None, source: str) ->
         return Candidate(
             relative, None, source, "missing_caption", f"{relative}: no caption ({source})"
         )
-    return Candidate(resolved.relative_to(data_dir).as_posix(), caption, source)
+    split = folder_split(split_root, path)
+    return Candidate(resolved.relative_to(data_dir).as_posix(), caption, source, split=split)
 
 
 def _relative(data_dir: Path, path: Path) -> str:
@@ -102,8 +135,8 @@ def _relative(data_dir: Path, path: Path) -> str:
     return Path(os.path.relpath(os.path.normpath(data_dir / path), data_dir)).as_posix()
 
 
-def _sidecar(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candidate]:
-    for video in sorted(folder.rglob("*")):
+def _sidecar(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidate]:
+    for video in sorted(scan.folder.rglob("*")):
         if not _is_video(video) or video.is_dir() or any(video.is_relative_to(s) for s in skip):
             continue
         sidecar = video.with_suffix(".txt")
@@ -115,7 +148,7 @@ def _sidecar(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candida
             message = f"{relative}: caption file {sidecar.name} {why}"
             yield Candidate(relative, None, "sidecar", "unreadable", message)
             continue
-        yield _check_file(data_dir, video, caption, "sidecar")
+        yield _check_file(data_dir, video, caption, "sidecar", scan.split_root)
 
 
 def _metadata_rows(metadata: Path) -> list[dict[str, str]]:
@@ -130,7 +163,8 @@ def _metadata_rows(metadata: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _metadata(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candidate]:
+def _metadata(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidate]:
+    folder = scan.folder
     found = [folder / name for name in METADATA_FILES if (folder / name).is_file()]
     metadata = found[0] if found else folder / METADATA_FILES[0]
     source = _relative(data_dir, metadata)
@@ -144,15 +178,16 @@ def _metadata(data_dir: Path, folder: Path, skip: list[Path]) -> Iterator[Candid
         video = folder / str(row["file_name"])
         listed.add(video.resolve())
         caption = row["caption"] if isinstance(row["caption"], str) else None
-        yield _check_file(data_dir, video, normalize_caption(caption), source)
+        yield _check_file(data_dir, video, normalize_caption(caption), source, scan.split_root)
     for video in sorted(folder.rglob("*")):
         if any(video.is_relative_to(s) for s in skip):
             continue
         if _is_video(video) and video.resolve() not in listed and video.is_file():
-            yield _check_file(data_dir, video, None, f"{source} (not listed)")
+            yield _check_file(data_dir, video, None, f"{source} (not listed)", scan.split_root)
 
 
-def _prompts(data_dir: Path, folder: Path) -> Iterator[Candidate]:
+def _prompts(data_dir: Path, scan: Scan) -> Iterator[Candidate]:
+    folder = scan.folder
     source = _relative(data_dir, folder / "videos.txt")
     try:
         prompts = read_text(folder / "prompts.txt").splitlines()
@@ -164,7 +199,11 @@ def _prompts(data_dir: Path, folder: Path) -> Iterator[Candidate]:
         if not line.strip():
             continue
         caption = normalize_caption(prompts[number]) if number < len(prompts) else None
-        yield _check_file(data_dir, folder / line.strip(), caption, source)
+        yield _check_file(data_dir, folder / line.strip(), caption, source, scan.split_root)
+
+
+def _has_caption_file(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in (*METADATA_FILES, "prompts.txt"))
 
 
 def _convention(folder: Path, captions: str) -> str:
@@ -175,6 +214,16 @@ def _convention(folder: Path, captions: str) -> str:
     if (folder / "prompts.txt").is_file() and (folder / "videos.txt").is_file():
         return "prompts"
     return "sidecar"
+
+
+def _scans(root: Path, captions: str) -> list[Scan]:
+    """The listed folder, and its split subfolders on their own when it has no caption file
+    (each may then hold its own metadata.csv, as on the Hugging Face hub)."""
+    scans = [Scan(root, captions, root)]
+    if not _has_caption_file(root):
+        splits = [root / name for name in SPLIT_FOLDERS if (root / name).is_dir()]
+        scans += [Scan(folder, captions, root) for folder in splits]
+    return scans
 
 
 def discover_videos(data_dir: Path, folders: list[tuple[str, str]]) -> pl.DataFrame:
@@ -190,23 +239,28 @@ def discover_videos(data_dir: Path, folders: list[tuple[str, str]]) -> pl.DataFr
             raise FileNotFoundError(f"data.folders.{index}.path: {name} {where} ({data_dir})")
         roots.append(root)
 
-    candidates: list[Candidate] = []
+    scans: dict[Path, Scan] = {}  # by folder: a folder listed twice is scanned once
     for root, (_, captions) in zip(roots, folders, strict=True):
-        convention = _convention(root, captions)
-        nested = [r for r in roots if r != root and r.is_relative_to(root)]  # scanned on their own
+        for scan in _scans(root, captions):
+            scans.setdefault(scan.folder, scan)
+    candidates: list[Candidate] = []
+    for scan in scans.values():
+        convention = _convention(scan.folder, scan.captions)
+        # folders scanned on their own are skipped by the folders that hold them
+        nested = [f for f in scans if f != scan.folder and f.is_relative_to(scan.folder)]
         if convention == "metadata":
-            candidates += _metadata(data_dir, root, nested)
+            candidates += _metadata(data_dir, scan, nested)
         elif convention == "prompts":
-            candidates += _prompts(data_dir, root)
+            candidates += _prompts(data_dir, scan)
         else:
-            candidates += _sidecar(data_dir, root, nested)
+            candidates += _sidecar(data_dir, scan, nested)
 
     accepted: set[str] = set()
     rows = []
     for c in candidates:
         if c.reason is None and c.path in accepted:
             message = f"{c.path}: listed twice (again in {c.source})"
-            c = Candidate(c.path, c.caption, c.source, "duplicate", message)
+            c = Candidate(c.path, c.caption, c.source, "duplicate", message, c.split)
         elif c.reason is None:
             accepted.add(c.path)
         rows.append(asdict(c))

@@ -47,9 +47,19 @@ def split_clips(manifest: pl.DataFrame, split: str) -> pl.DataFrame:
     return manifest.filter(pl.col("split") == split).sort("sha256")
 
 
-def split_of(sha256: str, path: str, val_fraction: float, val_files: frozenset[str]) -> str:
-    """The clip's split, from its content alone (or the explicit list): adding other videos
-    never moves it, and the same bytes always land in the same split."""
+def split_of(
+    sha256: str,
+    path: str,
+    val_fraction: float,
+    val_files: frozenset[str],
+    folder_split: str | None = None,
+) -> str:
+    """The clip's split: fixed by its split folder (train/, validation/) if it lies in one,
+    else from its content alone (or the explicit list): adding other videos never moves it,
+    and the same bytes always land in the same split. Encoded bytes differ between ffmpeg
+    builds, so data that must split the same everywhere uses split folders."""
+    if folder_split is not None:
+        return folder_split
     if val_files:
         return "val" if sha256 in val_files or path in val_files else "train"
     return "val" if int(sha256[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
@@ -129,7 +139,7 @@ def build_manifest(
                 "sha256": sha,
                 "caption": row["caption"],
                 "source": row["source"],
-                "split": split_of(sha, path, val_fraction, explicit_val),
+                "split": split_of(sha, path, val_fraction, explicit_val, row["split"]),
                 "bucket": bucket.name,
                 "size_bytes": (data_dir / path).stat().st_size,
             }
