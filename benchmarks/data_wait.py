@@ -1,7 +1,7 @@
 """Data wait: the share of a training step spent waiting for the next batch.
 
 What is measured
-    The training worker (``python -m dagster_project.training.worker <params.yaml>``, as the
+    The training worker (``python -m dagster_project.worker <params.yaml>``, as the
     ``trained_model`` asset launches it) on a cached 100-clip dataset writes
     ``data_wait_fraction`` (seconds blocked in ``next(batches)`` / training seconds, both
     after step 1 and without checkpoint writes) and ``seconds_per_step`` into
@@ -114,7 +114,7 @@ def batch_load_ms(params: Path, batches: int = 60) -> tuple[float, int]:
     from dagster_project.training.data import CachedClips, clip_table, collate
 
     p = load_params(params)
-    table = clip_table(p, "train")
+    table = clip_table(p.cache_files, "train")
     dataset = CachedClips(table)
     sampler = iter(ResolutionSampler(table["bucket"].to_list(), p.train.batch_size, seed=1))
     merge = functools.partial(collate, text_len=p.model.text_len)
@@ -130,7 +130,7 @@ def batch_load_ms(params: Path, batches: int = 60) -> tuple[float, int]:
 def train(params: Path) -> TrainRun:
     timing = timed(
         lambda: subprocess.run(
-            [sys.executable, "-m", "dagster_project.training.worker", str(params)],
+            [sys.executable, "-m", "dagster_project.worker", str(params)],
             cwd=REPO,
             env={**os.environ, **ENV},
             capture_output=True,

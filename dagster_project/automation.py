@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import dagster as dg
 
 from dagster_project.dataset.ingest import VIDEO_SUFFIXES
+from dagster_project.hashing import stat_fingerprint
 from dagster_project.params import Params
 from dagster_project.resources import ParamsResource
 
@@ -16,16 +15,9 @@ pipeline_job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all()
 def video_fingerprint(p: Params) -> tuple[int, str]:
     """(count, digest) of the video files under data.raw_dir: names, sizes and mtimes."""
     raw_dir = p.path(p.data.raw_dir)
-    digest = hashlib.sha256()
-    count = 0
-    for path in sorted(raw_dir.rglob("*")) if raw_dir.is_dir() else []:
-        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
-            stat = path.stat()
-            digest.update(
-                f"{path.relative_to(raw_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-            )
-            count += 1
-    return count, digest.hexdigest()
+    files = raw_dir.rglob("*") if raw_dir.is_dir() else []
+    found = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()]
+    return len(found), stat_fingerprint(raw_dir, found)
 
 
 def new_videos_sensor(interval_seconds: int) -> dg.SensorDefinition:

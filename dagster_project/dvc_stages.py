@@ -16,8 +16,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from dagster_project.paths import EvalOutputs, TrainOutputs
+
 COMMAND = "dagster asset materialize -m dagster_project.definitions --select {keys}"
-PLOT_AXES = {"loss.csv": ("step", "loss"), "checkpoints.csv": ("step", "val_loss")}
+PLOT_AXES = {
+    TrainOutputs.LOSS_CSV: ("step", "loss"),
+    EvalOutputs.CHECKPOINTS_CSV: ("step", "val_loss"),
+}
 HEADER = (
     "# Generated from the asset graph by `python -m dagster_project.dvc_stages`; do not edit.\n"
 )

@@ -12,9 +12,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from dagster_project.models.families import FAMILIES, FamilySpec
+from dagster_project.paths import BaseModelFiles, CacheFiles, EvalOutputs, TrainOutputs
+from dagster_project.shapes import (
+    FAMILY_SHAPES,
+    Bucket,
+    BucketError,
+    FamilyShape,
+    generate_buckets,
+    parse_buckets,
+)
 
 # strict: YAML "5" (a string) is not an int, 5.5 is not an int; ints are fine where floats go
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
@@ -168,23 +176,62 @@ class Params(_Section):
         """Resolve a path from params.yaml against the folder of params.yaml."""
         return (self.root / relative).resolve()
 
+    def optional_path(self, relative: str | None) -> Path | None:
+        """`path`, for keys where null means "use the embedded default"."""
+        return None if relative is None else self.path(relative)
+
     @property
-    def family(self) -> FamilySpec:
-        return FAMILIES[self.model.family]
+    def cache_files(self) -> CacheFiles:
+        data = self.data
+        return CacheFiles(
+            manifest=self.path(data.manifest),
+            text_index=self.path(data.text_index),
+            latent_index=self.path(data.latent_index),
+            cache_dir=self.path(data.cache_dir),
+        )
+
+    @property
+    def base_model(self) -> BaseModelFiles:
+        return BaseModelFiles(self.path(self.model.base_dir))
+
+    @property
+    def train_outputs(self) -> TrainOutputs:
+        return TrainOutputs(self.path(self.train.output_dir))
+
+    @property
+    def eval_outputs(self) -> EvalOutputs:
+        return EvalOutputs(self.path(self.eval.output_dir))
+
+    _bucket_list: list[Bucket] = PrivateAttr(default_factory=list)
+
+    @property
+    def family(self) -> FamilyShape:
+        """The shape rules of model.family."""
+        return FAMILY_SHAPES[self.model.family]
 
     @property
     def fps(self) -> float:
         """The frame rate clips are resampled to: buckets.fps, else the family's own."""
         return self.buckets.fps or self.family.fps
 
+    @property
+    def bucket_list(self) -> list[Bucket]:
+        """The buckets of `buckets.sizes` or `buckets.rules`, resolved once at validation."""
+        return list(self._bucket_list)
+
     @model_validator(mode="after")
     def _buckets_fit_the_family(self) -> Params:
-        from dagster_project.dataset.buckets import buckets_from_params
-
+        rules = self.buckets.rules
         try:
-            buckets_from_params(self.buckets.sizes, self.buckets.rules, self.family)
-        except ParamsError as error:
-            raise ValueError(str(error)) from None
+            if rules is not None:
+                buckets = generate_buckets(
+                    rules.frames, rules.areas, rules.aspect_ratios, self.family
+                )
+            else:
+                buckets = parse_buckets(self.buckets.sizes, self.family)
+        except BucketError as error:
+            raise ValueError(f"buckets.{error}") from None
+        self._bucket_list = buckets
         return self
 
 

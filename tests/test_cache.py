@@ -129,13 +129,14 @@ def test_prune_removes_unreferenced_damaged_and_leftover_files(project: Path) ->
 def test_a_clip_that_cannot_be_decoded_is_reported_not_fatal(
     sample_raw: Path, tmp_path: Path
 ) -> None:
-    from dagster_project.dataset.buckets import Bucket
     from dagster_project.dataset.cache import TensorCache
     from dagster_project.dataset.encode import cache_latents
     from dagster_project.dataset.ingest import discover_videos
     from dagster_project.dataset.manifest import build_manifest
-    from dagster_project.models.wan import build_tiny
+    from dagster_project.models.wan import WanSpec, write_base_model
     from dagster_project.params import ModelParams
+    from dagster_project.paths import BaseModelFiles
+    from dagster_project.shapes import Bucket
 
     buckets = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
     videos = discover_videos(sample_raw, [(".", "auto")])
@@ -145,9 +146,10 @@ def test_a_clip_that_cannot_be_decoded_is_reported_not_fatal(
         bucket=pl.when(pl.col("path") == "validation/life_tall.mp4").then(pl.lit("65x80x48"))
         .otherwise(pl.col("bucket"))
     )  # fmt: skip
-    _, vae = build_tiny(ModelParams(), 384)
+    base = BaseModelFiles(tmp_path / "base")
+    write_base_model(ModelParams(), 384, base)
     index, stats = cache_latents(
-        manifest, sample_raw, TensorCache(tmp_path, "latents"), vae, "tiny", 16.0
+        manifest, sample_raw, TensorCache(tmp_path, "latents"), WanSpec(base), 16.0
     )
     assert stats.encoded == 13
     [failure] = index.filter(pl.col("error").is_not_null()).to_dicts()

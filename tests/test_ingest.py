@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dagster_project.dataset.buckets import Bucket
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
 from dagster_project.dataset.schema import ManifestSchema, RejectsSchema, contract_errors
+from dagster_project.shapes import Bucket
 
 BUCKETS = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
 

@@ -8,10 +8,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from dagster_project.dataset.buckets import Bucket, parse_buckets
 from dagster_project.definitions import build_definitions
-from dagster_project.models.families import WAN
 from dagster_project.params import Params, ParamsError, load_params
+from dagster_project.shapes import FAMILY_SHAPES, Bucket, BucketError, parse_buckets
 from tests.conftest import REPO, write_params
 
 
@@ -54,10 +53,13 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
         load_params(tmp_path / "bad.yaml")
 
 
+WAN, LTX = FAMILY_SHAPES["wan"], FAMILY_SHAPES["ltx"]
+
+
 def test_bucket_that_breaks_wan_constraints_names_its_index() -> None:
-    with pytest.raises(ParamsError, match=r"buckets.sizes.1: 16x64x64 .* frames 16 is not 4k\+1"):
+    with pytest.raises(BucketError, match=r"sizes.1: 16x64x64 .* frames 16 is not 4k\+1"):
         parse_buckets([(17, 64, 64), (16, 64, 64)], WAN)
-    with pytest.raises(ParamsError, match="buckets.sizes.0: 17x60x64 .* height 60"):
+    with pytest.raises(BucketError, match="sizes.0: 17x60x64 .* height 60"):
         parse_buckets([(17, 60, 64)], WAN)
 
 
@@ -83,8 +85,7 @@ def test_invalid_params_stop_loading_and_every_asset_before_it_writes(project: P
 
 
 def test_bucket_rules_generate_family_conformant_buckets() -> None:
-    from dagster_project.dataset.buckets import generate_buckets
-    from dagster_project.models.families import LTX
+    from dagster_project.shapes import generate_buckets
 
     buckets = generate_buckets([17, 33], [64 * 64, 96 * 96], [1.0, 16 / 9, 9 / 16], WAN)
     assert len(buckets) == 12
@@ -93,7 +94,7 @@ def test_bucket_rules_generate_family_conformant_buckets() -> None:
     assert Bucket(17, 48, 80) in buckets and Bucket(33, 128, 64) in buckets
     ltx = generate_buckets([25], [512 * 512], [1.0, 1.5], LTX)
     assert ltx == [Bucket(25, 416, 640), Bucket(25, 512, 512)]
-    with pytest.raises(ParamsError, match=r"buckets.rules.frames.0: 13 is not 8k\+1 \(ltx\)"):
+    with pytest.raises(BucketError, match=r"rules.frames.0: 13 is not 8k\+1 \(ltx\)"):
         generate_buckets([13], [4096], [1.0], LTX)
 
 

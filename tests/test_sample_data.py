@@ -11,12 +11,12 @@ from pathlib import Path
 
 import polars as pl
 
-from dagster_project.dataset.buckets import buckets_from_params
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
+from dagster_project.hashing import sha256_file
 from dagster_project.params import load_params
 from dagster_project.sample_data import write_sample_dataset
-from dagster_project.video.probe import probe_video, sha256_file
+from dagster_project.video.probe import probe_video
 from tests.conftest import REPO
 
 # name -> (split folder, width, height, frames), as the generator is asked to render them
@@ -59,7 +59,7 @@ def test_sample_dataset_is_the_same_on_any_ffmpeg_build(tmp_path: Path) -> None:
 
     # the split follows the folders, whatever the bytes hash to; every bucket can fill a batch
     p = load_params(REPO / "params.yaml")
-    buckets = buckets_from_params(p.buckets.sizes, p.buckets.rules, p.family)
+    buckets = p.bucket_list
     found = discover_videos(raw, [(".", "auto")])
     manifest, rejects, _ = build_manifest(
         found, raw, buckets, p.fps, p.data.val_fraction, p.data.min_frames, p.data.min_side

@@ -10,10 +10,10 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dagster_project.dataset.buckets import Bucket
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest, split_of
 from dagster_project.params import load_params
+from dagster_project.shapes import Bucket
 from dagster_project.training.data import clip_table
 from tests.conftest import materialize
 
@@ -130,7 +130,7 @@ def test_validation_clips_never_reach_training(project: Path) -> None:
     manifest = pl.read_parquet(p.path(p.data.manifest))
     val = set(manifest.filter(pl.col("split") == "val")["sha256"])
     assert val
-    assert not val & set(clip_table(p, "train")["sha256"])
+    assert not val & set(clip_table(p.cache_files, "train")["sha256"])
 
 
 def test_split_problems_name_empty_splits_and_unmatched_entries(

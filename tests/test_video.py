@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dagster_project.hashing import sha256_file
 from dagster_project.video.decode import DecodeError, decode_clip, frames_at_fps
-from dagster_project.video.probe import ProbeError, probe_video, sha256_file
+from dagster_project.video.probe import ProbeError, probe_video
 
 
 def ffmpeg(*args: str) -> None:

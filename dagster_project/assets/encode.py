@@ -7,10 +7,10 @@ from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_parquet
-from dagster_project.dataset.cache import TensorCache, folder_sha256
+from dagster_project.dataset.cache import TensorCache
 from dagster_project.dataset.encode import cache_latents, cache_text_embeddings
 from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.models.wan import load_vae
+from dagster_project.models.wan import WanSpec
 from dagster_project.resources import ParamsResource
 
 CACHE_CODE = ["dagster_project/dataset", "dagster_project/models"]
@@ -36,7 +36,10 @@ def text_embeddings(
     """Caption embeddings, keyed by caption text and encoder identity."""
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
-    encoder = TextEncoder.from_params(p)
+    model = p.model
+    encoder = TextEncoder(
+        p.optional_path(model.text_encoder), model.text_len, p.optional_path(model.text_encoder_2)
+    )
     cache = TensorCache(p.path(p.data.cache_dir), "text")
     index, stats = cache_text_embeddings(clips, cache, encoder)
     write_parquet(index, p.path(p.data.text_index))
@@ -63,7 +66,6 @@ def video_latents(
     """VAE posterior moments of every clip at its bucket's shape, keyed by content + settings."""
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
-    vae_dir = p.path(p.model.base_dir) / "vae"
     cache = TensorCache(p.path(p.data.cache_dir), "latents")
 
     def progress(done: int, total: int) -> None:
@@ -74,8 +76,7 @@ def video_latents(
         clips,
         p.path(p.data.raw_dir),
         cache,
-        load_vae(vae_dir.parent),
-        vae_identity=folder_sha256(vae_dir),
+        WanSpec(p.base_model),
         fps=p.fps,
         progress=progress,
     )

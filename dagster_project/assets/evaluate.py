@@ -7,26 +7,38 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.assets.train import trained_model
-from dagster_project.evaluation.evaluate import EvalOutputs, evaluate
+from dagster_project.evaluation.evaluate import evaluate
+from dagster_project.models.wan import WanSpec
+from dagster_project.paths import EvalOutputs
 from dagster_project.resources import ParamsResource
+from dagster_project.training.data import clip_table
 
 
 @dg.asset(
     group_name="evaluate",
     deps=[trained_model, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=["${eval.output_dir}/report.md", "${eval.output_dir}/loss_curve.png"],
+        outs=EvalOutputs.dvc(EvalOutputs.REPORT, EvalOutputs.PLOT),
         params=["eval", "model.text_len"],
         code=["dagster_project/evaluation", "dagster_project/models"],
-        metrics=["${eval.output_dir}/metrics.json"],
-        plots=["${eval.output_dir}/checkpoints.csv"],
+        metrics=EvalOutputs.dvc(EvalOutputs.METRICS),
+        plots=EvalOutputs.dvc(EvalOutputs.CHECKPOINTS_CSV),
     ),
 )
 def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """Score every checkpoint on held-out clips and sample the final model for diversity."""
     p = params.load()
-    metrics = evaluate(p, log=context.log.info)
-    out = EvalOutputs(p.path(p.eval.output_dir))
+    out = p.eval_outputs
+    metrics = evaluate(
+        p.eval,
+        p.model.text_len,
+        WanSpec(p.base_model),
+        train=clip_table(p.cache_files, "train"),
+        val=clip_table(p.cache_files, "val"),
+        trained=p.train_outputs,
+        out=out,
+        log=context.log.info,
+    )
     return dg.MaterializeResult(
         metadata={
             **metrics,

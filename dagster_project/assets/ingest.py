@@ -6,7 +6,6 @@ import polars as pl
 from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import write_parquet
-from dagster_project.dataset.buckets import buckets_from_params
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
 from dagster_project.resources import ParamsResource
@@ -75,7 +74,7 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
 def probe(context: dg.AssetExecutionContext, params: ParamsResource):
     """ffprobe every video into the manifest of usable clips and the rejects table."""
     p = params.load()
-    buckets = buckets_from_params(p.buckets.sizes, p.buckets.rules, p.family)
+    buckets = p.bucket_list
     clips, rejects, probed = build_manifest(
         pl.read_parquet(p.path(p.data.videos)),
         p.path(p.data.raw_dir),

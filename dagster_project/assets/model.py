@@ -4,9 +4,10 @@ import dagster as dg
 
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import atomic_dir
-from dagster_project.dataset.cache import folder_sha256
+from dagster_project.hashing import folder_sha256
 from dagster_project.models.text_encoder import text_embedding_dim
 from dagster_project.models.wan import write_base_model
+from dagster_project.paths import BaseModelFiles
 from dagster_project.resources import ParamsResource
 
 
@@ -19,18 +20,18 @@ from dagster_project.resources import ParamsResource
 def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """Write the base model (transformer/ + vae/) as a diffusers folder."""
     p = params.load()
-    text_dim = text_embedding_dim(p)
-    pretrained = None if p.model.pretrained is None else p.path(p.model.pretrained)
-    out_dir = p.path(p.model.base_dir)
+    text_dim = text_embedding_dim(p.optional_path(p.model.text_encoder))
+    pretrained = p.optional_path(p.model.pretrained)
+    out_dir = p.base_model.root
     with atomic_dir(out_dir) as tmp:
-        write_base_model(p.model, text_dim, tmp, pretrained)
+        write_base_model(p.model, text_dim, BaseModelFiles(tmp), pretrained)
     source = str(pretrained or "embedded tiny Wan (random init)")
     context.log.info(f"base model from {source} -> {out_dir}")
     return dg.MaterializeResult(
         metadata={
             "source": source,
             "path": dg.MetadataValue.path(str(out_dir)),
-            "vae_sha256": folder_sha256(out_dir / "vae"),
+            "vae_sha256": folder_sha256(p.base_model.vae),
             "text_dim": text_dim,
         }
     )

@@ -11,9 +11,10 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
-from dagster_project.dataset.exposure import plan_run
+from dagster_project.dataset.exposure import ExposurePlan, plan_run
+from dagster_project.params import Params
+from dagster_project.paths import TrainOutputs
 from dagster_project.resources import ParamsResource
-from dagster_project.training.trainer import TrainOutputs
 
 PLAN_PARAMS = [
     "train.steps",
@@ -25,18 +26,22 @@ PLAN_PARAMS = [
 ]
 
 
+def _plan(p: Params) -> ExposurePlan:
+    return plan_run(p.path(p.data.manifest), p.train, p.guard)
+
+
 @dg.asset(
     group_name="train",
     deps=["manifest"],
-    metadata=dvc_metadata(outs=["${train.output_dir}/plan.json"], params=PLAN_PARAMS),
+    metadata=dvc_metadata(outs=TrainOutputs.dvc(TrainOutputs.PLAN), params=PLAN_PARAMS),
 )
 def training_plan(params: ParamsResource) -> dg.MaterializeResult:
     """How many times the planned run shows each training video (replaying the sampler)."""
     p = params.load()
-    plan = plan_run(p)
+    plan = _plan(p)
     write_json(
         {**plan.summary(), "verdict": plan.verdict, "per_video": plan.per_video},
-        p.path(p.train.output_dir) / "plan.json",
+        p.train_outputs.plan,
     )
     counts = pl.Series("exposures", plan.per_video).value_counts().sort("exposures")
     return dg.MaterializeResult(
@@ -53,7 +58,7 @@ def training_plan(params: ParamsResource) -> dg.MaterializeResult:
 def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     """Fails above guard.max_exposures (ERROR: training is blocked) and above
     guard.warn_exposures (WARN: shown, not blocking)."""
-    plan = plan_run(params.load())
+    plan = _plan(params.load())
     error = plan.verdict == "error"
     return dg.AssetCheckResult(
         passed=plan.verdict == "ok",
@@ -67,15 +72,16 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=[
-            "${train.output_dir}/model",
-            "${train.output_dir}/checkpoints",
-            "${train.output_dir}/loss.png",
-        ],
+        outs=TrainOutputs.dvc(TrainOutputs.MODEL, TrainOutputs.CHECKPOINTS, TrainOutputs.LOSS_PLOT),
         params=["train", "guard", "model.text_len"],
-        code=["dagster_project/training", "dagster_project/models", "dagster_project/dataset"],
-        metrics=["${train.output_dir}/metrics.json"],
-        plots=["${train.output_dir}/loss.csv"],
+        code=[
+            "dagster_project/training",
+            "dagster_project/models",
+            "dagster_project/dataset",
+            "dagster_project/worker.py",
+        ],
+        metrics=TrainOutputs.dvc(TrainOutputs.METRICS),
+        plots=TrainOutputs.dvc(TrainOutputs.LOSS_CSV),
     ),
 )
 def trained_model(
@@ -85,21 +91,21 @@ def trained_model(
 ) -> dg.MaterializeResult:
     """Run the training worker (under torchrun when train.nproc_per_node > 1)."""
     p = params.load()
-    plan = plan_run(p)  # the guard again: training never starts on an over-planned run
+    plan = _plan(p)  # the guard again: training never starts on an over-planned run
     if plan.verdict == "error":
         raise dg.Failure(description=plan.message())
-    worker = ["-m", "dagster_project.training.worker", params.path]
+    worker = ["-m", "dagster_project.worker", params.path]
     if p.train.nproc_per_node > 1:
         torchrun = ["-m", "torch.distributed.run", "--standalone"]
         worker = [*torchrun, f"--nproc-per-node={p.train.nproc_per_node}", *worker]
     pipes_subprocess_client.run(command=[sys.executable, *worker], context=context)
-    outputs = TrainOutputs(p.path(p.train.output_dir))
+    outputs = p.train_outputs
     metrics = json.loads(outputs.metrics.read_text())
     return dg.MaterializeResult(
         metadata={
             **metrics,
             "model": dg.MetadataValue.path(str(outputs.model)),
-            "checkpoints": len(list(outputs.checkpoints.glob("step-*"))),
+            "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),
         }
     )

@@ -7,20 +7,12 @@ new content gets a new key, and unchanged content is found again whatever its fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from dagster_project.atomic import atomic_path
-
-
-def cache_key(**parts: object) -> str:
-    """A stable hex key for the given named parts (order-insensitive)."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class TensorCache:
@@ -42,16 +34,6 @@ class TensorCache:
 
     def read(self, key: str) -> dict[str, torch.Tensor]:
         return load_file(str(self.path(key)))
-
-
-def folder_sha256(folder: Path) -> str:
-    """Identity of a model folder: the hash of every file's name and bytes."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(folder).as_posix().encode())
-        with file.open("rb") as handle:
-            digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()
 
 
 def verify_entry(path: Path) -> str | None:

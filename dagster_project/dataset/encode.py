@@ -5,15 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 import torch
 
-from dagster_project.dataset.buckets import Bucket
-from dagster_project.dataset.cache import TensorCache, cache_key
-from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.models.wan import encode_video
+from dagster_project.dataset.cache import TensorCache
+from dagster_project.hashing import cache_key
+from dagster_project.shapes import Bucket
 from dagster_project.video.decode import DecodeError, decode_clip
+
+
+class PromptEncoder(Protocol):
+    """What the text cache needs of a text encoder (a family spec's, or `TextEncoder`)."""
+
+    identity: str  # part of every cache key: another encoder gives other entries
+
+    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]: ...
+
+
+class VideoEncoder(Protocol):
+    """What the latent cache needs of a model family: its VAE's identity and encoding."""
+
+    identity: str
+
+    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
 
 TEXT_INDEX_SCHEMA = {"sha256": pl.String, "text_key": pl.String}
 LATENT_INDEX_SCHEMA = {
@@ -31,7 +48,7 @@ class CacheStats:
 
 
 def cache_text_embeddings(
-    manifest: pl.DataFrame, cache: TensorCache, encoder: TextEncoder, batch_size: int = 32
+    manifest: pl.DataFrame, cache: TensorCache, encoder: PromptEncoder, batch_size: int = 32
 ) -> tuple[pl.DataFrame, CacheStats]:
     """Embed every distinct caption not yet cached; index each clip's embedding key."""
     keys = [cache_key(caption=c, encoder=encoder.identity) for c in manifest["caption"]]
@@ -50,8 +67,7 @@ def cache_latents(
     manifest: pl.DataFrame,
     raw_dir: Path,
     cache: TensorCache,
-    vae: torch.nn.Module,
-    vae_identity: str,
+    encoder: VideoEncoder,
     fps: float,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[pl.DataFrame, CacheStats]:
@@ -64,7 +80,7 @@ def cache_latents(
     encoded = 0
     for i, row in enumerate(manifest.iter_rows(named=True)):
         bucket = Bucket.parse(row["bucket"])
-        key = cache_key(video=row["sha256"], bucket=bucket.name, fps=fps, vae=vae_identity)
+        key = cache_key(video=row["sha256"], bucket=bucket.name, fps=fps, vae=encoder.identity)
         error = None
         if key not in cache:
             try:
@@ -74,8 +90,7 @@ def cache_latents(
             except DecodeError as failure:
                 key, error = None, str(failure)
             else:
-                mean, logvar = encode_video(vae, torch.from_numpy(frames))
-                cache.write(key, {"mean": mean, "logvar": logvar})
+                cache.write(key, encoder.encode_video(torch.from_numpy(frames)))
                 encoded += 1
         rows.append((row["sha256"], key, row["bucket"], error))
         progress(i + 1, manifest.height)

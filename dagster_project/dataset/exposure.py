@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import median
 from typing import Literal
 
@@ -10,7 +11,7 @@ import polars as pl
 
 from dagster_project.dataset.manifest import split_clips
 from dagster_project.dataset.sampler import count_exposures
-from dagster_project.params import Params
+from dagster_project.params import GuardParams, TrainParams
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,9 @@ def plan_exposures(
     )
 
 
-def plan_run(params: Params) -> ExposurePlan:
-    """The exposure plan of the run params.yaml describes, over the manifest's training clips."""
-    clips = split_clips(pl.read_parquet(params.path(params.data.manifest)), "train")
-    train = params.train
+def plan_run(manifest: Path, train: TrainParams, guard: GuardParams) -> ExposurePlan:
+    """The exposure plan of the run `train` describes, over the manifest's training clips."""
+    clips = split_clips(pl.read_parquet(manifest), "train")
     return plan_exposures(
         clips["bucket"].to_list(),
         steps=train.steps,
@@ -107,6 +107,6 @@ def plan_run(params: Params) -> ExposurePlan:
         grad_accum=train.grad_accum,
         world_size=train.nproc_per_node,
         seed=train.seed,
-        max_exposures=params.guard.max_exposures,
-        warn_exposures=params.guard.warn_exposures,
+        max_exposures=guard.max_exposures,
+        warn_exposures=guard.warn_exposures,
     )

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import polars as pl
 
-from dagster_project.dataset.buckets import Bucket, assign_bucket
+from dagster_project.dataset.buckets import assign_bucket
 from dagster_project.dataset.ingest import confine
 from dagster_project.dataset.probe_cache import probe_with_cache
+from dagster_project.shapes import Bucket
 from dagster_project.video.decode import frames_at_fps
 from dagster_project.video.probe import ProbeError
 

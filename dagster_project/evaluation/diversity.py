@@ -13,7 +13,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from dagster_project.dataset.buckets import Bucket
+from dagster_project.shapes import Bucket
 
 
 def clip_features(latent: torch.Tensor) -> torch.Tensor:

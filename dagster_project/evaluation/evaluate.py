@@ -4,81 +4,61 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
+import polars as pl
 import torch
 
 from dagster_project.atomic import atomic_path, write_json, write_text
-from dagster_project.dataset.buckets import Bucket
 from dagster_project.evaluation.diversity import (
     clip_features,
     generate_latents,
     mean_pairwise_distance,
     nearest_similarity,
 )
-from dagster_project.evaluation.report import markdown_report, plot_losses
+from dagster_project.evaluation.report import markdown_report
 from dagster_project.evaluation.validation import (
     fixed_sigma_loss,
     load_clip_latents,
     load_clip_text,
 )
-from dagster_project.models.wan import latent_stats, load_transformer, load_vae, make_pipeline
-from dagster_project.params import Params
-from dagster_project.training.data import clip_table
-from dagster_project.training.trainer import TrainOutputs
+from dagster_project.models.wan import WanSpec
+from dagster_project.params import EvalParams
+from dagster_project.paths import EvalOutputs, TrainOutputs
+from dagster_project.shapes import Bucket
+from dagster_project.training.loss_plot import plot_losses
 
 TRAIN_SUBSET = 8  # training clips whose fixed-sigma loss is tracked beside the validation loss
 
 
-@dataclass(frozen=True)
-class EvalOutputs:
-    root: Path
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def checkpoints_csv(self) -> Path:
-        return self.root / "checkpoints.csv"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def plot(self) -> Path:
-        return self.root / "loss_curve.png"
-
-
-def evaluate(params: Params, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Validation loss per checkpoint, diversity and memorization of the final model."""
-    cfg = params.eval
-    trained = TrainOutputs(params.path(params.train.output_dir))
-    out = EvalOutputs(params.path(cfg.output_dir))
-    base_dir = params.path(params.model.base_dir)
-    mean, std = latent_stats(base_dir)
-
-    val, train = clip_table(params, "val"), clip_table(params, "train")
+def evaluate(
+    cfg: EvalParams,
+    text_len: int,
+    spec: WanSpec,
+    train: pl.DataFrame,
+    val: pl.DataFrame,
+    trained: TrainOutputs,
+    out: EvalOutputs,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Validation loss per checkpoint of `trained`, diversity and memorization of its final
+    model; `train` and `val` are `clip_table`s. Writes the report under `out`."""
+    mean, std = spec.latent_stats()
     if val.height == 0:
         raise RuntimeError(
-            "no validation clips: raise data.val_fraction or add videos (the split is by hash)"
+            "no validation clips: put some under a validation/ folder, list them in "
+            "data.val_files or raise data.val_fraction"
         )
-    val_latents, val_text = (
-        load_clip_latents(val, mean, std),
-        load_clip_text(val, params.model.text_len),
-    )
+    val_latents, val_text = load_clip_latents(val, mean, std), load_clip_text(val, text_len)
     train_latents = load_clip_latents(train, mean, std)
     sub_latents = train_latents[:TRAIN_SUBSET]
-    sub_text = load_clip_text(train.head(TRAIN_SUBSET), params.model.text_len)
+    sub_text = load_clip_text(train.head(TRAIN_SUBSET), text_len)
 
     checkpoints = []
-    for folder in sorted(trained.checkpoints.glob("step-*")):
-        transformer = load_transformer(folder / "transformer")
+    for folder in trained.checkpoint_folders():
+        transformer = spec.load_transformer(folder / trained.CHECKPOINT_MODEL)
         val_loss = fixed_sigma_loss(transformer, val_latents, val_text, cfg.sigmas, cfg.seed)
         train_loss = fixed_sigma_loss(transformer, sub_latents, sub_text, cfg.sigmas, cfg.seed)
-        step = int(folder.name.removeprefix("step-"))
+        step = trained.checkpoint_step(folder)
         checkpoints.append(
             {
                 "step": step,
@@ -91,7 +71,7 @@ def evaluate(params: Params, log: Callable[[str], None] = print) -> dict[str, fl
         raise RuntimeError(f"no checkpoints under {trained.checkpoints}: train first")
 
     # diversity and memorization of the final model, on validation prompts
-    pipeline = make_pipeline(load_transformer(trained.model), load_vae(base_dir))
+    pipeline = spec.pipeline(spec.load_transformer(trained.model))
     pipeline.set_progress_bar_config(disable=True)
     train_features = torch.stack([clip_features(x) for x in train_latents])
     diversities, similarities = [], []

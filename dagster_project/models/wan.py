@@ -7,6 +7,7 @@ later stage loads it with `from_pretrained` exactly as it loads a real Wan2.1 ch
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -17,7 +18,10 @@ from diffusers import (
     WanTransformer3DModel,
 )
 
+from dagster_project.hashing import folder_sha256
 from dagster_project.params import ModelParams
+from dagster_project.paths import BaseModelFiles
+from dagster_project.shapes import FAMILY_SHAPES
 
 
 def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel, AutoencoderKLWan]:
@@ -50,15 +54,16 @@ def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel
 
 
 def write_base_model(
-    model: ModelParams, text_dim: int, out_dir: Path, pretrained: Path | None = None
+    model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None = None
 ) -> None:
     """Save the base model folder (transformer/ + vae/) the rest of the pipeline loads:
     the local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
     if pretrained is not None:
+        source = BaseModelFiles(pretrained)
         transformer = WanTransformer3DModel.from_pretrained(
-            pretrained, subfolder="transformer", use_safetensors=True
+            source.transformer, use_safetensors=True
         )
-        vae = AutoencoderKLWan.from_pretrained(pretrained, subfolder="vae", use_safetensors=True)
+        vae = AutoencoderKLWan.from_pretrained(source.vae, use_safetensors=True)
     else:
         transformer, vae = build_tiny(model, text_dim)
     if transformer.config.text_dim != text_dim:
@@ -66,45 +71,60 @@ def write_base_model(
             f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
             f"text_dim={transformer.config.text_dim}"
         )
-    transformer.save_pretrained(out_dir / "transformer")
-    vae.save_pretrained(out_dir / "vae")
+    transformer.save_pretrained(out.transformer)
+    vae.save_pretrained(out.vae)
 
 
-def load_transformer(path: Path) -> WanTransformer3DModel:
-    return WanTransformer3DModel.from_pretrained(path, use_safetensors=True)
+class WanSpec:
+    """The Wan 2.1 family over one base model folder: what the dataset, the trainer and
+    evaluation need of a model, without importing a diffusers class themselves."""
 
+    shape = FAMILY_SHAPES["wan"]
 
-def load_vae(base_dir: Path) -> AutoencoderKLWan:
-    vae = AutoencoderKLWan.from_pretrained(base_dir / "vae", use_safetensors=True)
-    vae.eval().requires_grad_(False)
-    return vae
+    def __init__(self, base: BaseModelFiles) -> None:
+        self.base = base
 
+    @functools.cached_property
+    def vae(self) -> AutoencoderKLWan:
+        vae = AutoencoderKLWan.from_pretrained(self.base.vae, use_safetensors=True)
+        return vae.eval().requires_grad_(False)
 
-def latent_stats(base_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std that map VAE latents to unit scale, shaped [1, C, 1, 1, 1].
+    @functools.cached_property
+    def identity(self) -> str:
+        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
+        return folder_sha256(self.base.vae)
 
-    The transformer (and WanPipeline) works on (latent - mean) / std.
-    """
-    config = AutoencoderKLWan.load_config(base_dir / "vae")
-    mean = torch.tensor(config["latents_mean"]).view(1, -1, 1, 1, 1)
-    std = torch.tensor(config["latents_std"]).view(1, -1, 1, 1, 1)
-    return mean, std
+    def load_transformer(self, folder: Path | None = None) -> WanTransformer3DModel:
+        """A transformer saved with `save_pretrained` (default: the base model's)."""
+        return WanTransformer3DModel.from_pretrained(
+            folder or self.base.transformer, use_safetensors=True
+        )
 
+    def latent_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std that map VAE latents to unit scale, shaped [1, C, 1, 1, 1].
 
-@torch.no_grad()
-def encode_video(vae: AutoencoderKLWan, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode uint8 frames [F, H, W, 3] to the VAE posterior (mean, logvar), each [C, f, h, w].
+        The transformer (and WanPipeline) works on (latent - mean) / std.
+        """
+        config = AutoencoderKLWan.load_config(self.base.vae)
+        mean = torch.tensor(config["latents_mean"]).view(1, -1, 1, 1, 1)
+        std = torch.tensor(config["latents_std"]).view(1, -1, 1, 1, 1)
+        return mean, std
 
-    The posterior is kept, not a sample, so each training step draws a fresh latent.
-    """
-    pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-    posterior = vae.encode(pixels).latent_dist
-    return posterior.mean[0], posterior.logvar[0]
+    @torch.no_grad()
+    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode uint8 frames [F, H, W, 3] to the VAE posterior `mean` and `logvar`, each
+        [C, f, h, w]. The posterior is kept, not a sample, so each step draws a fresh latent."""
+        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
+        posterior = self.vae.encode(pixels).latent_dist
+        return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
 
-
-def make_pipeline(transformer: WanTransformer3DModel, vae: AutoencoderKLWan) -> WanPipeline:
-    """A WanPipeline that takes cached prompt embeddings (no tokenizer or text encoder)."""
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
-    return WanPipeline(
-        tokenizer=None, text_encoder=None, vae=vae, scheduler=scheduler, transformer=transformer
-    )
+    def pipeline(self, transformer: WanTransformer3DModel) -> WanPipeline:
+        """A WanPipeline that takes cached prompt embeddings (no tokenizer or text encoder)."""
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+        return WanPipeline(
+            tokenizer=None,
+            text_encoder=None,
+            vae=self.vae,
+            scheduler=scheduler,
+            transformer=transformer,
+        )

@@ -12,19 +12,18 @@ from torch.utils.data import Dataset
 from dagster_project.dataset.cache import TensorCache
 from dagster_project.dataset.manifest import split_clips
 from dagster_project.models.text_encoder import pad_embeddings
-from dagster_project.params import Params
+from dagster_project.paths import CacheFiles
 
 
-def clip_table(params: Params, split: str) -> pl.DataFrame:
+def clip_table(files: CacheFiles, split: str) -> pl.DataFrame:
     """Clips of one split with the paths of their cached latents and caption embeddings."""
-    data = params.data
-    latents = pl.read_parquet(params.path(data.latent_index))
+    latents = pl.read_parquet(files.latent_index)
     # clips that could not be decoded were reported by the encoding stage and are left out
     failed = latents.filter(pl.col("error").is_not_null())["sha256"]
-    manifest = split_clips(pl.read_parquet(params.path(data.manifest)), split)
+    manifest = split_clips(pl.read_parquet(files.manifest), split)
     manifest = manifest.filter(~pl.col("sha256").is_in(failed.implode()))
     latents = latents.select("sha256", "latent_key")
-    texts = pl.read_parquet(params.path(data.text_index))
+    texts = pl.read_parquet(files.text_index)
     table = manifest.join(latents, on="sha256", how="left").join(texts, on="sha256", how="left")
     missing = table.filter(pl.col("latent_key").is_null() | pl.col("text_key").is_null())
     if missing.height:
@@ -32,8 +31,8 @@ def clip_table(params: Params, split: str) -> pl.DataFrame:
             f"{missing.height} {split} clips have no cache entry (first: {missing['path'][0]}); "
             "materialize the encoding assets first"
         )
-    cache_root = params.path(data.cache_dir)
-    latent_cache, text_cache = TensorCache(cache_root, "latents"), TensorCache(cache_root, "text")
+    latent_cache = TensorCache(files.cache_dir, "latents")
+    text_cache = TensorCache(files.cache_dir, "text")
     return table.with_columns(
         pl.col("latent_key")
         .map_elements(lambda k: str(latent_cache.path(k)), pl.String)

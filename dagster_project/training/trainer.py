@@ -12,9 +12,8 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
+import polars as pl
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
@@ -23,45 +22,24 @@ from tqdm import tqdm
 
 from dagster_project.atomic import atomic_dir, atomic_path, write_json
 from dagster_project.dataset.sampler import ResolutionSampler
-from dagster_project.evaluation.report import plot_losses
-from dagster_project.models.wan import latent_stats, load_transformer
-from dagster_project.params import Params
-from dagster_project.training.data import CachedClips, clip_table, collate
+from dagster_project.models.wan import WanSpec
+from dagster_project.params import TrainParams
+from dagster_project.paths import TrainOutputs
+from dagster_project.training.data import CachedClips, collate
 from dagster_project.training.flow_matching import flow_matching_loss, sample_sigmas
+from dagster_project.training.loss_plot import plot_losses
 
 
-@dataclass(frozen=True)
-class TrainOutputs:
-    """Where a training run writes (all under train.output_dir)."""
-
-    root: Path
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def loss_csv(self) -> Path:
-        return self.root / "loss.csv"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def loss_plot(self) -> Path:
-        return self.root / "loss.png"
-
-
-def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Train the base transformer on the cached training clips; return summary metrics
-    (on the main process; other ranks return {})."""
-    cfg = params.train
-    out = TrainOutputs(params.path(cfg.output_dir))
+def train(
+    cfg: TrainParams,
+    text_len: int,
+    spec: WanSpec,
+    table: pl.DataFrame,
+    out: TrainOutputs,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Train the spec's base transformer on the training clips of `table` (a `clip_table`);
+    write under `out` and return summary metrics (on the main process; other ranks: {})."""
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=cfg.mixed_precision,
@@ -72,22 +50,20 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
     if accelerator.is_main_process:
         shutil.rmtree(out.checkpoints, ignore_errors=True)  # only this run's checkpoints
 
-    table = clip_table(params, "train")
     sampler = ResolutionSampler(
         table["bucket"].to_list(), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world
     )
     loader = DataLoader(
         CachedClips(table),
         batch_sampler=sampler,
-        collate_fn=functools.partial(collate, text_len=params.model.text_len),
+        collate_fn=functools.partial(collate, text_len=text_len),
         num_workers=cfg.num_workers,
         pin_memory=accelerator.device.type == "cuda",
     )
-    base_dir = params.path(params.model.base_dir)
-    latents_mean, latents_std = (t.to(accelerator.device) for t in latent_stats(base_dir))
+    latents_mean, latents_std = (t.to(accelerator.device) for t in spec.latent_stats())
 
     torch.manual_seed(cfg.seed)
-    transformer = load_transformer(base_dir / "transformer")
+    transformer = spec.load_transformer()
     transformer.train()
     optimizer = torch.optim.AdamW(
         transformer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -161,9 +137,9 @@ def train(params: Params, log: Callable[[str], None] = print) -> dict[str, float
 
 
 def _save_checkpoint(model: torch.nn.Module, out: TrainOutputs, state: dict) -> None:
-    with atomic_dir(out.checkpoints / f"step-{state['step']:06d}") as tmp:
-        model.save_pretrained(tmp / "transformer")
-        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    with atomic_dir(out.checkpoint(state["step"])) as tmp:
+        model.save_pretrained(tmp / out.CHECKPOINT_MODEL)
+        (tmp / out.CHECKPOINT_STATE).write_text(json.dumps(state, indent=2))
 
 
 def _write_loss_log(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import ffmpeg
+
+from dagster_project.hashing import sha256_file
 
 
 class ProbeError(Exception):
@@ -167,12 +168,6 @@ def _variable_fps(stream: dict[str, Any]) -> bool:
     # r_frame_rate is the base timestamp rate; an average that differs means uneven timestamps
     base, average = _rate(stream.get("r_frame_rate")), _rate(stream.get("avg_frame_rate"))
     return base > 0 and average > 0 and abs(base - average) / base > 0.01
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _probe_and_hash(path: Path) -> tuple[VideoInfo, str] | ProbeError:

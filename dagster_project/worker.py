@@ -1,8 +1,9 @@
-"""The training worker: `python -m dagster_project.training.worker params.yaml`.
+"""The training worker: `python -m dagster_project.worker params.yaml`.
 
-Runs alone, under `torchrun --nproc-per-node N` (every rank trains, rank 0 writes) or launched
-by the `trained_model` asset through Dagster Pipes, in which case rank 0 streams its log lines
-to the Dagster run.
+Part of the shell: it reads params.yaml and hands the core trainer the settings it needs. Runs
+alone, under `torchrun --nproc-per-node N` (every rank trains, rank 0 writes) or launched by the
+`trained_model` asset through Dagster Pipes, in which case rank 0 streams its log lines to the
+Dagster run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from contextlib import ExitStack
 
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
+from dagster_project.models.wan import WanSpec
 from dagster_project.params import load_params
+from dagster_project.training.data import clip_table
 from dagster_project.training.trainer import train
 
 
@@ -25,7 +28,14 @@ def main(argv: list[str]) -> int:
         if int(os.environ.get("RANK", "0")) == 0 and launched_by_pipes:
             pipes = stack.enter_context(open_dagster_pipes())
             log = pipes.log.info
-        train(params, log=log)
+        train(
+            params.train,
+            params.model.text_len,
+            WanSpec(params.base_model),
+            clip_table(params.cache_files, "train"),
+            params.train_outputs,
+            log=log,
+        )
     return 0
 
 

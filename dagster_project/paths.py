@@ -1,0 +1,130 @@
+"""The names of every output under data/: one place, used by the assets, the DVC metadata,
+the trainer and evaluation.
+
+Folders come from params.yaml (`model.base_dir`, `train.output_dir`, `eval.output_dir`); the
+names inside them are fixed here. `dvc(...)` gives the same paths as dvc.yaml templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """A folder named by a params.yaml key, and the files a stage writes in it."""
+
+    root: Path
+    KEY: ClassVar[str]
+
+    @classmethod
+    def dvc(cls, *names: str) -> list[str]:
+        """`${key}/name` templates for dvc.yaml."""
+        return [f"${{{cls.KEY}}}/{name}" for name in names]
+
+
+@dataclass(frozen=True)
+class BaseModelFiles(Outputs):
+    """The base model: a diffusers folder with transformer/ and vae/."""
+
+    KEY: ClassVar[str] = "model.base_dir"
+    TRANSFORMER: ClassVar[str] = "transformer"
+    VAE: ClassVar[str] = "vae"
+
+    @property
+    def transformer(self) -> Path:
+        return self.root / self.TRANSFORMER
+
+    @property
+    def vae(self) -> Path:
+        return self.root / self.VAE
+
+
+@dataclass(frozen=True)
+class TrainOutputs(Outputs):
+    """What a training run writes."""
+
+    KEY: ClassVar[str] = "train.output_dir"
+    MODEL: ClassVar[str] = "model"
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+    LOSS_CSV: ClassVar[str] = "loss.csv"
+    LOSS_PLOT: ClassVar[str] = "loss.png"
+    METRICS: ClassVar[str] = "metrics.json"
+    PLAN: ClassVar[str] = "plan.json"
+    # inside a checkpoint folder
+    CHECKPOINT_MODEL: ClassVar[str] = "transformer"
+    CHECKPOINT_STATE: ClassVar[str] = "state.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:06d}"
+
+    def checkpoint_folders(self) -> list[Path]:
+        """The checkpoints written so far, oldest first."""
+        return sorted(self.checkpoints.glob("step-*"))
+
+    @staticmethod
+    def checkpoint_step(folder: Path) -> int:
+        return int(folder.name.removeprefix("step-"))
+
+    @property
+    def loss_csv(self) -> Path:
+        return self.root / self.LOSS_CSV
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / self.LOSS_PLOT
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def plan(self) -> Path:
+        return self.root / self.PLAN
+
+
+@dataclass(frozen=True)
+class EvalOutputs(Outputs):
+    """What evaluation writes."""
+
+    KEY: ClassVar[str] = "eval.output_dir"
+    METRICS: ClassVar[str] = "metrics.json"
+    CHECKPOINTS_CSV: ClassVar[str] = "checkpoints.csv"
+    REPORT: ClassVar[str] = "report.md"
+    PLOT: ClassVar[str] = "loss_curve.png"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def checkpoints_csv(self) -> Path:
+        return self.root / self.CHECKPOINTS_CSV
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
+
+    @property
+    def plot(self) -> Path:
+        return self.root / self.PLOT
+
+
+@dataclass(frozen=True)
+class CacheFiles:
+    """The encoded dataset a run reads: the manifest, the cache indexes and the cache folder."""
+
+    manifest: Path
+    text_index: Path
+    latent_index: Path
+    cache_dir: Path
