@@ -8,6 +8,7 @@ Paths in params.yaml are relative to the folder that holds params.yaml.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -120,7 +121,31 @@ class BucketParams(_Section):
         return self
 
 
+class LoraParams(_Section):
+    """A LoRA adapter (train.mode: lora): only its weights train and are saved."""
+
+    rank: PositiveInt = 16
+    alpha: PositiveFloat = 16.0  # the update is scaled by alpha / rank
+    dropout: Annotated[float, Field(ge=0, lt=1, strict=True)] = 0.0
+    # module names (suffixes) to adapt; null: the family's default (models/<family>.py)
+    targets: list[str] | None = None
+
+
+class MemoryParams(_Section):
+    """Switches that trade speed for memory (see the README's Training section)."""
+
+    gradient_checkpointing: bool = False  # recompute block activations in backward
+    layerwise_casting: bool = False  # frozen weights stored in fp8, computed in full precision
+    group_offload: Literal["none", "block", "leaf"] = "none"  # weights on the CPU until used
+    offload_stream: bool = False  # overlap offload transfers with compute (GPU only)
+
+
 class TrainParams(_Section):
+    # full: every weight trains (the embedded default: a random-init base has nothing for a
+    # low-rank adapter to adapt); lora: only an adapter trains and is saved (real checkpoints)
+    mode: Literal["full", "lora"] = "full"
+    lora: LoraParams = LoraParams()
+    memory: MemoryParams = MemoryParams()
     steps: PositiveInt = 40
     batch_size: PositiveInt = 2
     grad_accum: PositiveInt = 1
@@ -132,11 +157,23 @@ class TrainParams(_Section):
     warmup_steps: NonNegativeInt = 5
     checkpoint_every: PositiveInt = 10
     seed: NonNegativeInt = 0
-    weighting_scheme: Literal["logit_normal", "uniform", "mode"] = "logit_normal"
+    # diffusers' names: the sigma density and the SD3 loss weighting of its training scripts
+    weighting_scheme: Literal["logit_normal", "mode", "uniform", "sigma_sqrt", "cosmap"] = (
+        "logit_normal"
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     nproc_per_node: PositiveInt = 1
     num_workers: NonNegativeInt = 0
     output_dir: str = "data/train"
+
+    @model_validator(mode="after")
+    def _fp8_storage_needs_frozen_weights(self) -> TrainParams:
+        if self.memory.layerwise_casting and self.mode == "full":
+            raise ValueError(
+                "memory.layerwise_casting: stores frozen weights in fp8, so it needs mode: lora "
+                "(full fine-tuning trains every weight)"
+            )
+        return self
 
 
 class GuardParams(_Section):
@@ -240,6 +277,10 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    elif error["type"] == "value_error" and (named := re.match(r"([\w.]+): (.*)", message)):
+        # a section's own check names the key inside it: "memory.x: ..." -> "train.memory.x"
+        key = ".".join(part for part in (key, named[1]) if part)
+        message = named[2]
     elif "input" in error and error["type"] != "missing":
         message += f" (got {error['input']!r})"
     return f"{key}: {message}" if key else message

@@ -32,6 +32,7 @@ class BaseModelFiles(Outputs):
     KEY: ClassVar[str] = "model.base_dir"
     TRANSFORMER: ClassVar[str] = "transformer"
     VAE: ClassVar[str] = "vae"
+    SCHEDULER: ClassVar[str] = "scheduler"
 
     @property
     def transformer(self) -> Path:
@@ -40,6 +41,10 @@ class BaseModelFiles(Outputs):
     @property
     def vae(self) -> Path:
         return self.root / self.VAE
+
+    @property
+    def scheduler(self) -> Path:
+        return self.root / self.SCHEDULER
 
 
 @dataclass(frozen=True)

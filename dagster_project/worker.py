@@ -14,7 +14,7 @@ from contextlib import ExitStack
 
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
-from dagster_project.models.wan import WanSpec
+from dagster_project.models.families import family_spec
 from dagster_project.params import load_params
 from dagster_project.training.data import clip_table
 from dagster_project.training.trainer import train
@@ -30,8 +30,7 @@ def main(argv: list[str]) -> int:
             log = pipes.log.info
         train(
             params.train,
-            params.model.text_len,
-            WanSpec(params.base_model),
+            family_spec(params.model.family, params.base_model),
             clip_table(params.cache_files, "train"),
             params.train_outputs,
             log=log,

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from dagster_project.definitions import build_definitions
 from dagster_project.params import Params, load_params
@@ -158,3 +159,33 @@ def test_training_under_torchrun_with_two_processes(
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["steps"], metrics["processes"]) == (10, 2)
     assert sorted(c.name for c in (out / "checkpoints").iterdir()) == ["step-000005", "step-000010"]
+
+
+def test_lora_mode_trains_and_evaluates_an_adapter(
+    run: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    """train.mode: lora through the pipeline: only the adapter is saved, in the formats people
+    load (diffusers and, for Wan, ComfyUI), and evaluation loads it onto the base."""
+    params_path = run[0]
+    params = yaml.safe_load(params_path.read_text())
+    params["train"].update(mode="lora", steps=6, checkpoint_every=3, output_dir="data/lora")
+    params["eval"].update(output_dir="data/lora_eval", samples_per_prompt=2, max_prompts=1)
+    lora_params = params_path.parent / "lora_params.yaml"
+    lora_params.write_text(yaml.safe_dump(params))
+    result = materialize(lora_params, selection="trained_model,evaluation")
+    assert result.success
+    p = load_params(lora_params)
+    out = p.train_outputs
+    assert sorted(f.name for f in out.model.iterdir()) == [
+        "comfyui_lora.safetensors",
+        "pytorch_lora_weights.safetensors",
+    ]
+    for checkpoint in out.checkpoint_folders():
+        saved = {f.name for f in (checkpoint / out.CHECKPOINT_MODEL).iterdir()}
+        assert "diffusion_pytorch_model.safetensors" not in saved
+    train_metadata = metadata(result, "trained_model")
+    weights = load_file(p.base_model.transformer / "diffusion_pytorch_model.safetensors")
+    base = sum(v.numel() for v in weights.values())
+    assert 0 < train_metadata["trainable_parameters"] < base / 2
+    evaluation = json.loads(p.eval_outputs.metrics.read_text())
+    assert math.isfinite(evaluation["val_loss"])

@@ -9,8 +9,8 @@ from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_parquet
 from dagster_project.dataset.cache import TensorCache
 from dagster_project.dataset.encode import cache_latents, cache_text_embeddings
+from dagster_project.models.families import family_spec
 from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.models.wan import WanSpec
 from dagster_project.resources import ParamsResource
 
 CACHE_CODE = ["dagster_project/dataset", "dagster_project/models"]
@@ -25,7 +25,7 @@ def _cache_metadata(stats, index: pl.DataFrame) -> dict:
     deps=["manifest"],
     metadata=dvc_metadata(
         outs=["${data.text_index}"],
-        params=["model.text_encoder", "model.text_encoder_2", "model.text_len"],
+        params=["model.family", "model.text_encoder", "model.text_encoder_2", "model.text_len"],
         code=CACHE_CODE,
         persist=["${data.cache_dir}"],
     ),
@@ -37,9 +37,10 @@ def text_embeddings(
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
     model = p.model
-    encoder = TextEncoder(
+    text = TextEncoder(
         p.optional_path(model.text_encoder), model.text_len, p.optional_path(model.text_encoder_2)
     )
+    encoder = family_spec(model.family, p.base_model).prompt_encoder(text, model.text_len)
     cache = TensorCache(p.path(p.data.cache_dir), "text")
     index, stats = cache_text_embeddings(clips, cache, encoder)
     write_parquet(index, p.path(p.data.text_index))
@@ -76,7 +77,7 @@ def video_latents(
         clips,
         p.path(p.data.raw_dir),
         cache,
-        WanSpec(p.base_model),
+        family_spec(p.model.family, p.base_model),
         fps=p.fps,
         progress=progress,
     )

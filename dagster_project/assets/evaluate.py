@@ -8,7 +8,7 @@ from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.assets.train import trained_model
 from dagster_project.evaluation.evaluate import evaluate
-from dagster_project.models.wan import WanSpec
+from dagster_project.models.families import family_spec
 from dagster_project.paths import EvalOutputs
 from dagster_project.resources import ParamsResource
 from dagster_project.training.data import clip_table
@@ -19,7 +19,7 @@ from dagster_project.training.data import clip_table
     deps=[trained_model, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
         outs=EvalOutputs.dvc(EvalOutputs.REPORT, EvalOutputs.PLOT),
-        params=["eval", "model.text_len"],
+        params=["eval", "model.family"],
         code=["dagster_project/evaluation", "dagster_project/models"],
         metrics=EvalOutputs.dvc(EvalOutputs.METRICS),
         plots=EvalOutputs.dvc(EvalOutputs.CHECKPOINTS_CSV),
@@ -31,8 +31,7 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     out = p.eval_outputs
     metrics = evaluate(
         p.eval,
-        p.model.text_len,
-        WanSpec(p.base_model),
+        family_spec(p.model.family, p.base_model),
         train=clip_table(p.cache_files, "train"),
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,

@@ -5,8 +5,8 @@ import dagster as dg
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import atomic_dir
 from dagster_project.hashing import folder_sha256
+from dagster_project.models.families import FAMILIES
 from dagster_project.models.text_encoder import text_embedding_dim
-from dagster_project.models.wan import write_base_model
 from dagster_project.paths import BaseModelFiles
 from dagster_project.resources import ParamsResource
 
@@ -24,7 +24,9 @@ def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     pretrained = p.optional_path(p.model.pretrained)
     out_dir = p.base_model.root
     with atomic_dir(out_dir) as tmp:
-        write_base_model(p.model, text_dim, BaseModelFiles(tmp), pretrained)
+        FAMILIES[p.model.family].write_base_model(
+            p.model, text_dim, BaseModelFiles(tmp), pretrained
+        )
     source = str(pretrained or "embedded tiny Wan (random init)")
     context.log.info(f"base model from {source} -> {out_dir}")
     return dg.MaterializeResult(

@@ -73,7 +73,7 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
         outs=TrainOutputs.dvc(TrainOutputs.MODEL, TrainOutputs.CHECKPOINTS, TrainOutputs.LOSS_PLOT),
-        params=["train", "guard", "model.text_len"],
+        params=["train", "guard", "model.family"],
         code=[
             "dagster_project/training",
             "dagster_project/models",

@@ -12,16 +12,9 @@ import torch
 
 from dagster_project.dataset.cache import TensorCache
 from dagster_project.hashing import cache_key
+from dagster_project.models.spec import PromptEncoder
 from dagster_project.shapes import Bucket
 from dagster_project.video.decode import DecodeError, decode_clip
-
-
-class PromptEncoder(Protocol):
-    """What the text cache needs of a text encoder (a family spec's, or `TextEncoder`)."""
-
-    identity: str  # part of every cache key: another encoder gives other entries
-
-    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]: ...
 
 
 class VideoEncoder(Protocol):

@@ -13,8 +13,6 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from dagster_project.shapes import Bucket
-
 
 def clip_features(latent: torch.Tensor) -> torch.Tensor:
     """[C, f, h, w] latent -> unit feature vector."""
@@ -31,31 +29,3 @@ def mean_pairwise_distance(features: torch.Tensor) -> float:
 def nearest_similarity(samples: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of each sample row to its nearest reference row."""
     return (samples @ references.T).max(dim=1).values
-
-
-@torch.no_grad()
-def generate_latents(
-    pipeline: torch.nn.Module,
-    prompt_embeds: torch.Tensor,
-    bucket: Bucket,
-    seeds: list[int],
-    steps: int,
-    guidance_scale: float,
-) -> list[torch.Tensor]:
-    """One generated (normalized) latent per seed for one prompt, through WanPipeline."""
-    negative = torch.zeros_like(prompt_embeds) if guidance_scale > 1 else None
-    samples = []
-    for seed in seeds:
-        output = pipeline(
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative,
-            height=bucket.height,
-            width=bucket.width,
-            num_frames=bucket.frames,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="latent",
-        )
-        samples.append(output.frames[0])
-    return samples

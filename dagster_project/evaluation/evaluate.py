@@ -11,17 +11,16 @@ import torch
 from dagster_project.atomic import atomic_path, write_json, write_text
 from dagster_project.evaluation.diversity import (
     clip_features,
-    generate_latents,
     mean_pairwise_distance,
     nearest_similarity,
 )
 from dagster_project.evaluation.report import markdown_report
 from dagster_project.evaluation.validation import (
     fixed_sigma_loss,
+    load_clip_conditioning,
     load_clip_latents,
-    load_clip_text,
 )
-from dagster_project.models.wan import WanSpec
+from dagster_project.models.spec import ModelSpec
 from dagster_project.params import EvalParams
 from dagster_project.paths import EvalOutputs, TrainOutputs
 from dagster_project.shapes import Bucket
@@ -32,8 +31,7 @@ TRAIN_SUBSET = 8  # training clips whose fixed-sigma loss is tracked beside the 
 
 def evaluate(
     cfg: EvalParams,
-    text_len: int,
-    spec: WanSpec,
+    spec: ModelSpec,
     train: pl.DataFrame,
     val: pl.DataFrame,
     trained: TrainOutputs,
@@ -42,22 +40,24 @@ def evaluate(
 ) -> dict[str, float]:
     """Validation loss per checkpoint of `trained`, diversity and memorization of its final
     model; `train` and `val` are `clip_table`s. Writes the report under `out`."""
-    mean, std = spec.latent_stats()
     if val.height == 0:
         raise RuntimeError(
             "no validation clips: put some under a validation/ folder, list them in "
             "data.val_files or raise data.val_fraction"
         )
-    val_latents, val_text = load_clip_latents(val, mean, std), load_clip_text(val, text_len)
-    train_latents = load_clip_latents(train, mean, std)
+    val_latents, val_text = load_clip_latents(val, spec), load_clip_conditioning(val)
+    train_latents = load_clip_latents(train, spec)
     sub_latents = train_latents[:TRAIN_SUBSET]
-    sub_text = load_clip_text(train.head(TRAIN_SUBSET), text_len)
+    sub_text = load_clip_conditioning(train.head(TRAIN_SUBSET))
+
+    def losses(transformer: torch.nn.Module, latents: list, text: list) -> dict[float, float]:
+        return fixed_sigma_loss(spec, transformer, latents, text, cfg.sigmas, cfg.seed)
 
     checkpoints = []
     for folder in trained.checkpoint_folders():
-        transformer = spec.load_transformer(folder / trained.CHECKPOINT_MODEL)
-        val_loss = fixed_sigma_loss(transformer, val_latents, val_text, cfg.sigmas, cfg.seed)
-        train_loss = fixed_sigma_loss(transformer, sub_latents, sub_text, cfg.sigmas, cfg.seed)
+        transformer = spec.load_trained(folder / trained.CHECKPOINT_MODEL)
+        val_loss = losses(transformer, val_latents, val_text)
+        train_loss = losses(transformer, sub_latents, sub_text)
         step = trained.checkpoint_step(folder)
         checkpoints.append(
             {
@@ -71,20 +71,16 @@ def evaluate(
         raise RuntimeError(f"no checkpoints under {trained.checkpoints}: train first")
 
     # diversity and memorization of the final model, on validation prompts
-    pipeline = spec.pipeline(spec.load_transformer(trained.model))
-    pipeline.set_progress_bar_config(disable=True)
+    final = spec.load_trained(trained.model).eval()
     train_features = torch.stack([clip_features(x) for x in train_latents])
     diversities, similarities = [], []
     seeds = [cfg.seed + i for i in range(cfg.samples_per_prompt)]
     for row, text in zip(val.head(cfg.max_prompts).iter_rows(named=True), val_text, strict=False):
-        samples = generate_latents(
-            pipeline,
-            text,
-            Bucket.parse(row["bucket"]),
-            seeds,
-            cfg.inference_steps,
-            cfg.guidance_scale,
-        )
+        bucket = Bucket.parse(row["bucket"])
+        samples = [
+            spec.generate(final, text, bucket, seed, cfg.inference_steps, cfg.guidance_scale)
+            for seed in seeds
+        ]
         features = torch.stack([clip_features(s) for s in samples])
         diversities.append(mean_pairwise_distance(features))
         similarities += nearest_similarity(features, train_features).tolist()

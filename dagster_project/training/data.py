@@ -11,7 +11,6 @@ from torch.utils.data import Dataset
 
 from dagster_project.dataset.cache import TensorCache
 from dagster_project.dataset.manifest import split_clips
-from dagster_project.models.text_encoder import pad_embeddings
 from dagster_project.paths import CacheFiles
 
 
@@ -47,7 +46,8 @@ PRELOAD_BYTES = 2 * 1024**3  # a cache smaller than this is read into memory onc
 
 
 class CachedClips(Dataset):
-    """Posterior moments and caption embedding of each clip, from safetensors files.
+    """Posterior moments (`mean`, `logvar`) and caption conditioning (the family pipeline's
+    argument names) of each clip, from safetensors files.
 
     safetensors reads through a memory map; when the whole cache is small (under
     `preload_bytes`), it is read once up front, so no training step waits on file reads.
@@ -63,18 +63,24 @@ class CachedClips(Dataset):
         return len(self.latent_files)
 
     def _read(self, index: int) -> dict[str, torch.Tensor]:
-        latent = load_file(self.latent_files[index])
-        text = load_file(self.text_files[index])["embedding"]
-        return {"mean": latent["mean"], "logvar": latent["logvar"], "text": text}
+        return {**load_file(self.latent_files[index]), **load_file(self.text_files[index])}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.preloaded[index] if self.preloaded is not None else self._read(index)
 
 
-def collate(items: list[dict[str, torch.Tensor]], text_len: int) -> dict[str, torch.Tensor]:
-    """Stack a same-bucket batch; captions are zero-padded to `text_len` tokens."""
-    return {
-        "mean": torch.stack([item["mean"] for item in items]),
-        "logvar": torch.stack([item["logvar"] for item in items]),
-        "text": pad_embeddings([item["text"] for item in items], text_len),
-    }
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack a same-bucket batch (captions are cached at the family's fixed text length)."""
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+MOMENTS = ("mean", "logvar")
+
+
+def split_batch(
+    batch: dict[str, torch.Tensor], device: torch.device
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(posterior moments, caption conditioning) of a batch, on `device`."""
+    moved = {key: value.to(device) for key, value in batch.items()}
+    moments = {key: moved.pop(key) for key in MOMENTS}
+    return moments, moved

@@ -7,7 +7,6 @@ worker (see worker.py).
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import time
@@ -22,18 +21,17 @@ from tqdm import tqdm
 
 from dagster_project.atomic import atomic_dir, atomic_path, write_json
 from dagster_project.dataset.sampler import ResolutionSampler
-from dagster_project.models.wan import WanSpec
+from dagster_project.models.adapters import add_lora, apply_memory_switches
+from dagster_project.models.spec import ModelSpec
 from dagster_project.params import TrainParams
 from dagster_project.paths import TrainOutputs
-from dagster_project.training.data import CachedClips, collate
-from dagster_project.training.flow_matching import flow_matching_loss, sample_sigmas
+from dagster_project.training.data import CachedClips, collate, split_batch
 from dagster_project.training.loss_plot import plot_losses
 
 
 def train(
     cfg: TrainParams,
-    text_len: int,
-    spec: WanSpec,
+    spec: ModelSpec,
     table: pl.DataFrame,
     out: TrainOutputs,
     log: Callable[[str], None] = print,
@@ -56,18 +54,20 @@ def train(
     loader = DataLoader(
         CachedClips(table),
         batch_sampler=sampler,
-        collate_fn=functools.partial(collate, text_len=text_len),
+        collate_fn=collate,
         num_workers=cfg.num_workers,
         pin_memory=accelerator.device.type == "cuda",
     )
-    latents_mean, latents_std = (t.to(accelerator.device) for t in spec.latent_stats())
 
     torch.manual_seed(cfg.seed)
     transformer = spec.load_transformer()
+    lora = cfg.mode == "lora"
+    if lora:
+        add_lora(transformer, cfg.lora, spec.lora_targets)
+    apply_memory_switches(transformer, cfg.memory, accelerator.device)
     transformer.train()
-    optimizer = torch.optim.AdamW(
-        transformer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
+    trainable = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler(
         cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
     )
@@ -76,8 +76,9 @@ def train(
 
     if accelerator.is_main_process:
         log(
-            f"training {sum(p.numel() for p in transformer.parameters()):,} parameters on "
-            f"{len(table)} clips for {cfg.steps} steps ({world} process(es), {accelerator.device})"
+            f"training {sum(p.numel() for p in trainable):,} parameters ({cfg.mode}) of "
+            f"{spec.name} on {len(table)} clips for {cfg.steps} steps "
+            f"({world} process(es), {accelerator.device})"
         )
     losses: list[tuple[int, float, float]] = []
     metrics: dict[str, float] = {}  # written by the main process at the end
@@ -93,19 +94,17 @@ def train(
             if step > 1:
                 data_wait += time.perf_counter() - waited
             with accelerator.accumulate(transformer):
-                mean = batch["mean"].to(accelerator.device)
-                std = (0.5 * batch["logvar"]).exp().to(accelerator.device)
+                moments, conditioning = split_batch(batch, accelerator.device)
                 # a fresh draw from the cached VAE posterior at every step
-                eps = torch.randn(mean.shape, generator=generator, device=mean.device)
-                latents = ((mean + std * eps) - latents_mean) / latents_std
+                latents = spec.latents(moments, generator)
                 noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-                sigmas = sample_sigmas(len(latents), cfg.weighting_scheme, generator)
-                loss = flow_matching_loss(
-                    transformer, latents, batch["text"].to(latents.device), sigmas, noise
+                levels = spec.sample_noise_levels(len(latents), cfg.weighting_scheme, generator)
+                loss = spec.loss(
+                    transformer, latents, conditioning, levels, noise, cfg.weighting_scheme
                 ).mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(transformer.parameters(), 1.0)
+                    accelerator.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
             step_loss += accelerator.reduce(loss.detach(), reduction="mean").item() / cfg.grad_accum
@@ -120,15 +119,16 @@ def train(
             # ahead too: what the model has seen is the seed plus the batches consumed
             state = {"step": step, "loss": step_loss, "sampler_seed": cfg.seed}
             state["batches_consumed"] = step * cfg.grad_accum
-            _save_checkpoint(accelerator.unwrap_model(transformer), out, state)
+            _save_checkpoint(spec, accelerator.unwrap_model(transformer), lora, out, state)
             started += time.perf_counter() - saving  # step timing excludes checkpoint writes
     if accelerator.is_main_process:
         with atomic_dir(out.model) as tmp:
-            accelerator.unwrap_model(transformer).save_pretrained(tmp)
+            spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
         elapsed = time.perf_counter() - started
         timing = {"data_wait_fraction": data_wait / elapsed if elapsed > 0 else 0.0}
         timing["seconds_per_step"] = elapsed / max(1, cfg.steps - 1)
         timing["processes"] = world
+        timing["trainable_parameters"] = sum(p.numel() for p in trainable)
         metrics = _write_loss_log(losses, out, timing)
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
     accelerator.wait_for_everyone()
@@ -136,9 +136,12 @@ def train(
     return metrics
 
 
-def _save_checkpoint(model: torch.nn.Module, out: TrainOutputs, state: dict) -> None:
+def _save_checkpoint(
+    spec: ModelSpec, model: torch.nn.Module, lora: bool, out: TrainOutputs, state: dict
+) -> None:
     with atomic_dir(out.checkpoint(state["step"])) as tmp:
-        model.save_pretrained(tmp / out.CHECKPOINT_MODEL)
+        (tmp / out.CHECKPOINT_MODEL).mkdir()
+        spec.save_trained(model, tmp / out.CHECKPOINT_MODEL, lora)
         (tmp / out.CHECKPOINT_STATE).write_text(json.dumps(state, indent=2))
 
 

@@ -1,0 +1,16 @@
+"""The model family specs by name: params.yaml's `model.family` picks one."""
+
+from __future__ import annotations
+
+from dagster_project.models.spec import ModelSpec
+from dagster_project.models.wan import WanSpec
+from dagster_project.paths import BaseModelFiles
+
+FAMILIES: dict[str, type[ModelSpec]] = {spec.name: spec for spec in (WanSpec,)}
+
+
+def family_spec(family: str, base: BaseModelFiles) -> ModelSpec:
+    """The spec of `family` over the base model folder `base`."""
+    if family not in FAMILIES:
+        raise ValueError(f"model.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[family](base)

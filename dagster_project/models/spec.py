@@ -1,0 +1,91 @@
+"""What a model family is to the rest of the pipeline: one protocol, one spec module each.
+
+As finetrainers' ModelSpecification: everything a family means (loading, prompt and video
+encoding, the training forward, its scheduler and shift, sampling through its pipeline, LoRA
+targets, saving and loading) lives in `models/<family>.py` behind this protocol. Dataset
+encoding, training and evaluation receive a spec and import no diffusers model class.
+
+Conditioning travels as a dict whose keys are the family pipeline's own argument names
+(`prompt_embeds`, `prompt_attention_mask`, `pooled_prompt_embeds`), one entry per caption in the
+text cache, stacked for a batch: the cache, the trainer and sampling speak the pipeline's words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.params import ModelParams
+from dagster_project.paths import BaseModelFiles
+from dagster_project.shapes import Bucket, FamilyShape
+
+
+class PromptEncoder(Protocol):
+    """Captions -> conditioning tensors, exactly as the family's pipeline encodes prompts."""
+
+    identity: str  # part of every text cache key: another encoder gives other entries
+
+    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]: ...
+
+
+class ModelSpec(Protocol):
+    name: str
+    shape: FamilyShape
+    base: BaseModelFiles
+    lora_targets: tuple[str, ...]  # default LoRA target modules
+    identity: str  # the VAE's identity, part of every latent cache key
+
+    def __init__(self, base: BaseModelFiles) -> None: ...
+
+    # loading: the base model folder every later stage reads
+    @staticmethod
+    def write_base_model(
+        model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None
+    ) -> None: ...
+
+    # text: captions -> conditioning, as the family's pipeline encodes them
+    def prompt_encoder(self, text: TextEncoder, text_len: int) -> PromptEncoder: ...
+
+    # video: frames -> VAE posterior moments (cached) -> normalized latents (each step)
+    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def latents(
+        self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
+    ) -> torch.Tensor: ...
+
+    # the transformer: base, trained (full weights or base + adapter)
+    def load_transformer(self, folder: Path | None = None) -> torch.nn.Module: ...
+
+    def load_trained(self, folder: Path) -> torch.nn.Module: ...
+
+    # training: noise levels (with the family's shift) and the per-sample loss at given levels
+    def sample_noise_levels(
+        self, count: int, weighting_scheme: str, generator: torch.Generator
+    ) -> torch.Tensor: ...
+
+    def loss(
+        self,
+        transformer: torch.nn.Module,
+        latents: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
+        noise: torch.Tensor,
+        weighting_scheme: str = "none",
+    ) -> torch.Tensor: ...
+
+    # sampling through the family's pipeline, from cached conditioning
+    def generate(
+        self,
+        transformer: torch.nn.Module,
+        conditioning: dict[str, torch.Tensor],
+        bucket: Bucket,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+    ) -> torch.Tensor: ...
+
+    # saving: full weights with save_pretrained; adapters in the formats people load
+    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None: ...

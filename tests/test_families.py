@@ -1,0 +1,214 @@
+"""Each model family end to end with a tiny from-config instance: encode a clip and a caption,
+train a few steps on a repeated batch, export, load into the family's diffusers pipeline and
+generate; LoRA export in the formats people load; the memory switches."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dagster_project.models.adapters import LORA_FILE, add_lora, apply_memory_switches
+from dagster_project.models.families import FAMILIES, family_spec
+from dagster_project.models.spec import ModelSpec
+from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.params import LoraParams, MemoryParams, ModelParams, parse_params
+from dagster_project.paths import BaseModelFiles
+from dagster_project.shapes import Bucket
+from dagster_project.video.decode import decode_clip
+
+TEXT_LEN = 16
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc2=size=96x96:rate=24", "-frames:v", "48", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def tiny_spec(family: str, folder: Path) -> ModelSpec:
+    base = BaseModelFiles(folder)
+    FAMILIES[family].write_base_model(ModelParams(), 384, base, None)
+    return family_spec(family, base)
+
+
+def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
+    """Posterior moments and conditioning of one clip and caption, as the caches hold them."""
+    shape = spec.shape
+    bucket = Bucket(
+        shape.frame_multiple * 2 + 1, 2 * shape.spatial_multiple, 2 * shape.spatial_multiple
+    )
+    frames = decode_clip(clip, *bucket, fps=shape.fps, sample_aspect_ratio="1:1")
+    moments = {k: v.unsqueeze(0) for k, v in spec.encode_video(torch.from_numpy(frames)).items()}
+    encoder = spec.prompt_encoder(TextEncoder(None, TEXT_LEN), TEXT_LEN)
+    [conditioning] = encoder.encode(["a colorful test pattern with a moving gradient"])
+    return moments, {k: v.unsqueeze(0) for k, v in conditioning.items()}, bucket
+
+
+def train_steps(
+    spec: ModelSpec, transformer: torch.nn.Module, moments: dict, conditioning: dict, steps: int
+) -> list[float]:
+    """`steps` AdamW steps on one repeated batch at fixed noise; the losses."""
+    generator = torch.Generator().manual_seed(0)
+    latents = spec.latents(moments, generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    levels = torch.tensor([0.6])
+    trainable = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    transformer.train()
+    losses = []
+    for _ in range(steps):
+        loss = spec.loss(transformer, latents, conditioning, levels, noise).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def sample(spec: ModelSpec, transformer: torch.nn.Module, conditioning: dict, bucket: Bucket):
+    return spec.generate(transformer.eval(), conditioning, bucket, 0, 2, 1.0)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_full_fine_tuning_end_to_end(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    losses = train_steps(spec, transformer, moments, conditioning, steps=8)
+    assert losses[-1] < losses[0], losses
+
+    spec.save_trained(transformer, tmp_path / "model", lora=False)
+    loaded = spec.load_trained(tmp_path / "model")
+    generated = sample(spec, loaded, conditioning, bucket)
+    assert torch.isfinite(generated).all()
+    assert torch.equal(generated, sample(spec, transformer, conditioning, bucket))
+    assert not torch.equal(generated, sample(spec, spec.load_transformer(), conditioning, bucket))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_lora_trains_and_saves_only_the_adapter(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    base_weights = {k: v.clone() for k, v in transformer.state_dict().items()}
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    trainable = {n for n, p in transformer.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    losses = train_steps(spec, transformer, moments, conditioning, steps=8)
+    assert losses[-1] < losses[0], losses
+    for key, value in transformer.state_dict().items():  # the base did not move
+        if key.replace(".base_layer", "") in base_weights and "lora_" not in key:
+            assert torch.equal(value, base_weights[key.replace(".base_layer", "")]), key
+
+    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+    saved = load_file(tmp_path / "adapter" / LORA_FILE)
+    assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
+    assert sum(v.numel() for v in saved.values()) == sum(
+        p.numel() for n, p in transformer.named_parameters() if n in trainable
+    )
+    # loaded through the family's pipeline, as a user would: the trained model, not the base
+    loaded = spec.load_trained(tmp_path / "adapter")
+    generated = sample(spec, loaded, conditioning, bucket)
+    assert torch.equal(generated, sample(spec, transformer, conditioning, bucket))
+    assert not torch.equal(generated, sample(spec, spec.load_transformer(), conditioning, bucket))
+
+
+def test_wan_lora_round_trips_through_the_comfyui_format(clip: Path, tmp_path: Path) -> None:
+    from diffusers import WanPipeline
+
+    from dagster_project.models.wan import COMFYUI_FILE
+
+    spec = tiny_spec("wan", tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    train_steps(spec, transformer, moments, conditioning, steps=3)
+    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+
+    comfy = load_file(tmp_path / "adapter" / COMFYUI_FILE)
+    assert all(k.startswith("diffusion_model.blocks.") for k in comfy)
+    assert "diffusion_model.blocks.0.self_attn.q.lora_down.weight" in comfy
+    assert "diffusion_model.blocks.1.cross_attn.o.lora_up.weight" in comfy
+    assert "diffusion_model.blocks.0.ffn.0.alpha" in comfy
+    # diffusers' own Wan loader converts the ComfyUI names back: the same model
+    pipe = WanPipeline(
+        tokenizer=None, text_encoder=None, vae=spec.vae, scheduler=spec.scheduler,
+        transformer=spec.load_transformer(),
+    )  # fmt: skip
+    pipe.load_lora_weights(str(tmp_path / "adapter" / COMFYUI_FILE), adapter_name="comfy")
+    from_comfy = sample(spec, pipe.transformer, conditioning, bucket)
+    assert torch.equal(from_comfy, sample(spec, transformer, conditioning, bucket))
+
+
+def grads(spec: ModelSpec, transformer: torch.nn.Module, moments: dict, conditioning: dict):
+    """(loss, gradients of the trainable weights) at fixed inputs."""
+    generator = torch.Generator().manual_seed(0)
+    latents = spec.latents(moments, generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    loss = spec.loss(transformer, latents, conditioning, torch.tensor([0.4]), noise).mean()
+    loss.backward()
+    named = {n: p.grad.clone() for n, p in transformer.named_parameters() if p.grad is not None}
+    transformer.zero_grad()
+    return loss.detach(), named
+
+
+def lora_model(spec: ModelSpec, memory: MemoryParams) -> torch.nn.Module:
+    torch.manual_seed(1)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    for name, parameter in transformer.named_parameters():  # B = 0 would give zero A grads
+        if ".lora_B." in name:
+            torch.nn.init.normal_(parameter, std=0.02, generator=torch.Generator().manual_seed(2))
+    apply_memory_switches(transformer, memory, torch.device("cpu"))
+    return transformer.train()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_memory_switches(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base")
+    moments, conditioning, _ = batch(spec, clip)
+    loss, reference = grads(spec, lora_model(spec, MemoryParams()), moments, conditioning)
+    assert reference
+
+    # gradient checkpointing: the same gradients (recomputed, not approximated)
+    checkpointed = lora_model(spec, MemoryParams(gradient_checkpointing=True))
+    assert checkpointed.is_gradient_checkpointing
+    same_loss, same = grads(spec, checkpointed, moments, conditioning)
+    assert torch.equal(same_loss, loss)
+    assert all(torch.equal(same[n], g) for n, g in reference.items())
+
+    # group offloading (CPU to CPU here; streams are GPU only): the same numbers
+    offloaded = lora_model(spec, MemoryParams(group_offload="block"))
+    off_loss, off = grads(spec, offloaded, moments, conditioning)
+    assert torch.equal(off_loss, loss) and set(off) == set(reference)
+
+    # fp8 storage of frozen weights: runs forward and backward, close to fp32, adapter in fp32
+    cast = lora_model(spec, MemoryParams(layerwise_casting=True))
+    stored = {p.dtype for n, p in cast.named_parameters() if "lora_" not in n}
+    assert torch.float8_e4m3fn in stored
+    assert {p.dtype for n, p in cast.named_parameters() if "lora_" in n} == {torch.float32}
+    cast_loss, cast_grads = grads(spec, cast, moments, conditioning)
+    assert abs(cast_loss.item() - loss.item()) <= 0.05 * loss.item()
+    for name, grad in reference.items():
+        error = (cast_grads[name] - grad).norm() / grad.norm().clamp_min(1e-12)
+        assert error < 0.25, (name, float(error))
+
+
+def test_params_refuse_fp8_storage_with_full_fine_tuning() -> None:
+    with pytest.raises(ValueError, match="train.memory.layerwise_casting: .* needs mode: lora"):
+        parse_params({"train": {"mode": "full", "memory": {"layerwise_casting": True}}})
+    parse_params({"train": {"mode": "lora", "memory": {"layerwise_casting": True}}})
+
+
+def test_a_wrong_family_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="model.family: .*'wan'"):
+        parse_params({"model": {"family": "sdxl"}})
