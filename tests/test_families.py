@@ -48,7 +48,8 @@ def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
     )
     frames = decode_clip(clip, *bucket, fps=shape.fps, sample_aspect_ratio="1:1")
     moments = {k: v.unsqueeze(0) for k, v in spec.encode_video(torch.from_numpy(frames)).items()}
-    encoder = spec.prompt_encoder(TextEncoder(None, TEXT_LEN), TEXT_LEN)
+    text_len = shape.text_len or TEXT_LEN  # where the architecture fixes it, that length
+    encoder = spec.prompt_encoder(TextEncoder(None, text_len), text_len)
     [conditioning] = encoder.encode(["a colorful test pattern with a moving gradient"])
     return moments, {k: v.unsqueeze(0) for k, v in conditioning.items()}, bucket
 
