@@ -36,7 +36,6 @@ or not the goal is met (1 if a materialization or a worker fails).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -117,12 +116,11 @@ def batch_load_ms(params: Path, batches: int = 60) -> tuple[float, int]:
     table = clip_table(p.cache_files, "train")
     dataset = CachedClips(table)
     sampler = iter(ResolutionSampler(table["bucket"].to_list(), p.train.batch_size, seed=1))
-    merge = functools.partial(collate, text_len=p.model.text_len)
     times = []
     for _ in range(batches):
         indices = next(sampler)
         start = time.perf_counter()
-        merge([dataset[i] for i in indices])
+        collate([dataset[i] for i in indices])
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times[5:]), len(table)
 
