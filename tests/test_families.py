@@ -213,3 +213,19 @@ def test_params_refuse_fp8_storage_with_full_fine_tuning() -> None:
 def test_a_wrong_family_names_the_choices() -> None:
     with pytest.raises(ValueError, match="model.family: .*'wan'"):
         parse_params({"model": {"family": "sdxl"}})
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_local_checkpoint_folder_loads_as_the_base(family: str, tmp_path: Path) -> None:
+    """`model.pretrained`: a local diffusers folder (here a tiny one) becomes the base model,
+    weights and scheduler (with its shift) unchanged."""
+    checkpoint = tiny_spec(family, tmp_path / "checkpoint")
+    out = BaseModelFiles(tmp_path / "base")
+    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, out, checkpoint.base.root)
+    assert {f.name for f in out.root.iterdir()} == {"transformer", "vae", "scheduler"}
+    expected = checkpoint.load_transformer().state_dict()
+    for name, tensor in family_spec(family, out).load_transformer().state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert (out.scheduler / "scheduler_config.json").read_text() == (
+        checkpoint.base.scheduler / "scheduler_config.json"
+    ).read_text()
