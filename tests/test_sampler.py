@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from itertools import islice
 
+import numpy as np
 import pytest
 
 from dagster_project.dataset.exposure import plan_exposures
@@ -60,7 +61,7 @@ def test_ranks_take_disjoint_clips_of_the_same_bucket() -> None:
 
 
 def test_exposure_counts_add_up() -> None:
-    counts = count_exposures(BUCKETS, batch_size=2, world_size=1, micro_steps=30, seed=0)
+    counts = count_exposures(BUCKETS, step_batch=2, steps=30, seed=0)
     assert sum(counts) == 60 and counts[12] == 0
 
 
@@ -95,3 +96,39 @@ def test_buckets_smaller_than_a_batch_are_skipped_and_reported() -> None:
     assert "1 clips are never shown" in plan.message()
     with pytest.raises(ValueError, match="no bucket holds a whole batch of 4 clips"):
         ResolutionSampler(["a", "a", "b"], batch_size=2, world_size=2)
+
+
+def test_the_step_batch_is_the_same_however_it_is_split() -> None:
+    """batch 4; batch 2 x 2 accumulation; 2 ranks x batch 2: the same clips at every step."""
+    buckets = ["a"] * 9 + ["b"] * 6
+    one = take(ResolutionSampler(buckets, 4, seed=2), 20)
+    accumulated = take(ResolutionSampler(buckets, 2, seed=2, grad_accum=2), 40)
+    assert [a + b for a, b in zip(accumulated[::2], accumulated[1::2], strict=True)] == one
+    rank0 = take(ResolutionSampler(buckets, 2, seed=2, rank=0, world_size=2), 20)
+    rank1 = take(ResolutionSampler(buckets, 2, seed=2, rank=1, world_size=2), 20)
+    assert [a + b for a, b in zip(rank0, rank1, strict=True)] == one
+
+
+@pytest.mark.parametrize("steps", [0, 1, 5, 6, 7, 40, 333])
+def test_advance_lands_where_taking_the_batches_does(steps: int) -> None:
+    buckets = ["a"] * 7 + ["b"] * 5 + ["c"] * 1
+    taken = ResolutionSampler(buckets, 2, seed=4)
+    stream = taken.step_batches()
+    seen = [0] * len(buckets)
+    for _ in range(steps):
+        for index in next(stream):
+            seen[index] += 1
+    advanced = ResolutionSampler(buckets, 2, seed=4)
+    counts = np.zeros(len(buckets), dtype=int)
+    advanced.advance(steps, counts)
+    assert counts.tolist() == seen
+    assert take(advanced, 25) == take(taken, 25)  # and both go on with the same stream
+
+
+def test_a_plan_far_over_the_limit_is_refused_from_the_mean_at_once() -> None:
+    plan = plan_exposures(["a"] * 11, 1_000_000, 2, 1, 1, 0, max_exposures=50, warn_exposures=10)
+    assert plan.per_video is None and plan.verdict == "error"
+    assert "181818.2 times on average (not replayed" in plan.message()
+    assert "at most 275 steps" in plan.message()
+    near = plan_exposures(["a"] * 11, 500, 2, 1, 1, 0, max_exposures=50, warn_exposures=10)
+    assert near.per_video is not None and sum(near.per_video) == 1000  # 90.9 < 2 x 50: exact

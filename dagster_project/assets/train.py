@@ -43,7 +43,8 @@ def training_plan(params: ParamsResource) -> dg.MaterializeResult:
         {**plan.summary(), "verdict": plan.verdict, "per_video": plan.per_video},
         p.train_outputs.plan,
     )
-    counts = pl.Series("exposures", plan.per_video).value_counts().sort("exposures")
+    exposures = pl.Series("exposures", plan.per_video or [], dtype=pl.Int64)
+    counts = exposures.value_counts().sort("exposures")
     return dg.MaterializeResult(
         metadata={
             **{f"exposures_{k}": v for k, v in plan.summary().items()},

@@ -10,18 +10,28 @@ from typing import Literal
 import polars as pl
 
 from dagster_project.dataset.manifest import split_clips
-from dagster_project.dataset.sampler import count_exposures
+from dagster_project.dataset.sampler import ResolutionSampler, count_exposures
 from dagster_project.params import GuardParams, TrainParams
+
+
+# Replaying costs one pass over the clips per exposure; beyond this multiple of the limit the
+# mean alone (a lower bound of the maximum) refuses the run, so the answer stays fast.
+REPLAY_LIMIT = 2
 
 
 @dataclass(frozen=True)
 class ExposurePlan:
-    """How often each training clip is seen in a planned run, and the verdict."""
+    """How often each training clip is seen in a planned run, and the verdict.
+
+    `per_video` holds exact counts from replaying the sampler, or is None when the mean is so
+    far above the limit (over REPLAY_LIMIT times) that the run is refused without replaying.
+    """
 
     videos: int
     steps: int
     samples_per_step: int  # batch size x grad accumulation x data-parallel ranks
-    per_video: list[int]
+    per_video: list[int] | None
+    unused: int  # training clips never shown: their bucket cannot fill a step batch
     max_exposures: float
     warn_exposures: float
 
@@ -30,18 +40,19 @@ class ExposurePlan:
         return self.steps * self.samples_per_step / self.videos
 
     @property
-    def unused(self) -> int:
-        """Training clips the run never shows (their bucket cannot fill a batch)."""
-        return sum(1 for count in self.per_video if count == 0)
+    def worst(self) -> float:
+        """The most any clip is seen (exact), or the mean when not replayed (at least that)."""
+        return max(self.per_video) if self.per_video is not None else self.mean
 
     @property
     def verdict(self) -> Literal["ok", "warn", "error"]:
-        worst = max(self.per_video)
-        if worst > self.max_exposures:
+        if self.worst > self.max_exposures:
             return "error"
-        return "warn" if worst > self.warn_exposures or self.unused else "ok"
+        return "warn" if self.worst > self.warn_exposures or self.unused else "ok"
 
     def summary(self) -> dict[str, float]:
+        if self.per_video is None:
+            return {"mean": round(self.mean, 2)}
         return {
             "min": min(self.per_video),
             "median": median(self.per_video),
@@ -51,15 +62,19 @@ class ExposurePlan:
 
     def message(self) -> str:
         """Names the exposure count and the videos (or steps) that would pass."""
+        exact = (
+            f"max {max(self.per_video)}"
+            if self.per_video is not None
+            else f"not replayed: over {REPLAY_LIMIT}x the limit on average alone"
+        )
         head = (
             f"{self.steps} steps x {self.samples_per_step} samples/step over {self.videos} "
-            f"training videos shows each video {self.mean:.1f} times on average "
-            f"(max {max(self.per_video)})"
+            f"training videos shows each video {self.mean:.1f} times on average ({exact})"
         )
         if self.unused:
             head += (
                 f"; {self.unused} clips are never shown: their bucket has fewer clips than one "
-                "batch (add clips of that shape, or lower the batch size)"
+                "step's batch (add clips of that shape, or lower the batch size)"
             )
         if self.verdict == "ok":
             return f"{head}: within the safe zone (<= {self.warn_exposures:g})."
@@ -83,15 +98,22 @@ def plan_exposures(
     max_exposures: float,
     warn_exposures: float,
 ) -> ExposurePlan:
-    """Replay the ResolutionSampler for the planned run and judge the per-clip counts."""
+    """Replay the ResolutionSampler for the planned run and judge the per-clip counts (or
+    refuse from the mean when it alone is far above the limit)."""
     if not buckets:
         raise ValueError("no training videos: the manifest has no clip in the train split")
-    per_video = count_exposures(buckets, batch_size, world_size, steps * grad_accum, seed)
+    step_batch = batch_size * grad_accum * world_size
+    sampler = ResolutionSampler(buckets, step_batch, seed=seed)
+    unused = sum(len(members) for members in sampler.skipped.values())
+    per_video = None
+    if steps * step_batch / len(buckets) <= REPLAY_LIMIT * max_exposures:
+        per_video = count_exposures(buckets, step_batch, steps, seed)
     return ExposurePlan(
         videos=len(buckets),
         steps=steps,
-        samples_per_step=batch_size * grad_accum * world_size,
+        samples_per_step=step_batch,
         per_video=per_video,
+        unused=unused,
         max_exposures=max_exposures,
         warn_exposures=warn_exposures,
     )

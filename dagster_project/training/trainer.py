@@ -49,7 +49,12 @@ def train(
         shutil.rmtree(out.checkpoints, ignore_errors=True)  # only this run's checkpoints
 
     sampler = ResolutionSampler(
-        table["bucket"].to_list(), cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world
+        table["bucket"].to_list(),
+        cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        grad_accum=cfg.grad_accum,
     )
     loader = DataLoader(
         CachedClips(table),
