@@ -13,7 +13,6 @@ from dagster_project.dataset.manifest import split_clips
 from dagster_project.dataset.sampler import ResolutionSampler, count_exposures
 from dagster_project.params import GuardParams, TrainParams
 
-
 # Replaying costs one pass over the clips per exposure; beyond this multiple of the limit the
 # mean alone (a lower bound of the maximum) refuses the run, so the answer stays fast.
 REPLAY_LIMIT = 2
