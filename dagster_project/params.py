@@ -66,8 +66,11 @@ class DataParams(_Section):
     min_side: PositiveInt = 32
 
 
-class TinyWanParams(_Section):
-    """The embedded default: a small Wan transformer and VAE built from config."""
+class TinyModelParams(_Section):
+    """The embedded default: a small transformer and VAE of model.family, built from config.
+
+    Each family reads the sizes its architecture has (LTX-Video and CogVideoX fix their
+    feed-forward width, so they ignore `ffn_dim`); see its `build_tiny`."""
 
     num_layers: PositiveInt = 2
     num_attention_heads: PositiveInt = 2
@@ -88,7 +91,7 @@ class ModelParams(_Section):
     text_len: PositiveInt = 32
     base_dir: str = "data/models/base"
     seed: NonNegativeInt = 0
-    tiny: TinyWanParams = TinyWanParams()
+    tiny: TinyModelParams = TinyModelParams()
 
 
 class BucketRules(_Section):
@@ -255,6 +258,16 @@ class Params(_Section):
     def bucket_list(self) -> list[Bucket]:
         """The buckets of `buckets.sizes` or `buckets.rules`, resolved once at validation."""
         return list(self._bucket_list)
+
+    @model_validator(mode="after")
+    def _text_length_fits_the_family(self) -> Params:
+        fixed = self.family.text_len
+        if fixed is not None and self.model.text_len != fixed:
+            raise ValueError(
+                f"model.text_len: {self.model.family} takes exactly {fixed} caption tokens "
+                f"(got {self.model.text_len})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _buckets_fit_the_family(self) -> Params:

@@ -351,3 +351,9 @@ def test_hunyuan_prompts_carry_the_mask_and_a_pooled_vector() -> None:
     # the caption and the template's tail are attended, the padding after them is not
     assert 0 < short["prompt_attention_mask"].sum() < long["prompt_attention_mask"].sum() < text_len
     assert not torch.equal(short["pooled_prompt_embeds"], long["pooled_prompt_embeds"])
+
+
+def test_params_hold_a_family_to_its_fixed_text_length() -> None:
+    with pytest.raises(ValueError, match="model.text_len: cogvideox takes exactly 226"):
+        parse_params({"model": {"family": "cogvideox"}})
+    parse_params({"model": {"family": "cogvideox", "text_len": 226}})

@@ -1,4 +1,4 @@
-"""The base model folder every later stage loads (embedded tiny Wan or a local checkpoint)."""
+"""The base model folder every later stage loads (an embedded tiny model or a local checkpoint)."""
 
 import dagster as dg
 
@@ -27,7 +27,7 @@ def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
         FAMILIES[p.model.family].write_base_model(
             p.model, text_dim, BaseModelFiles(tmp), pretrained
         )
-    source = str(pretrained or "embedded tiny Wan (random init)")
+    source = str(pretrained or f"embedded tiny {p.model.family} (random init)")
     context.log.info(f"base model from {source} -> {out_dir}")
     return dg.MaterializeResult(
         metadata={
