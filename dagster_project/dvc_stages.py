@@ -22,6 +22,8 @@ COMMAND = "dagster asset materialize -m dagster_project.definitions --select {ke
 PLOT_AXES = {
     TrainOutputs.LOSS_CSV: ("step", "loss"),
     EvalOutputs.CHECKPOINTS_CSV: ("step", "val_loss"),
+    "loss.tsv": ("step", "loss"),  # dvclive's per-step curves
+    "lr.tsv": ("step", "lr"),
 }
 HEADER = (
     "# Generated from the asset graph by `python -m dagster_project.dvc_stages`; do not edit.\n"
@@ -55,8 +57,13 @@ def render(defs: dg.Definitions) -> dict:
         upstream = [key for key in order if key in parents and group_of[key] != group]
         deps = [d for key in keys for d in field(key, "code") + field(key, "deps")]
         # the cache itself is no dep: the indexes (outs) pin its content-addressed entries
-        deps += [o for parent in upstream for o in field(parent, "outs") + field(parent, "plots")]
+        deps += [
+            o
+            for parent in upstream
+            for o in field(parent, "outs") + field(parent, "keep") + field(parent, "plots")
+        ]
         outs: list = [o for key in keys for o in field(key, "outs")]
+        outs += [{p: {"persist": True}} for key in keys for p in field(key, "keep")]
         outs += [
             {p: {"persist": True, "cache": False}}
             for p in _unique([p for key in keys for p in field(key, "persist")])
@@ -76,6 +83,7 @@ def render(defs: dg.Definitions) -> dict:
                 {
                     p: {
                         "cache": False,
+                        "persist": True,
                         "x": PLOT_AXES[Path(p).name][0],
                         "y": PLOT_AXES[Path(p).name][1],
                     }

@@ -143,6 +143,19 @@ class MemoryParams(_Section):
     offload_stream: bool = False  # overlap offload transfers with compute (GPU only)
 
 
+class LaunchParams(_Section):
+    """How the worker is launched: torchrun across nodes through the c10d rendezvous.
+
+    Every node runs the same command with the same settings; torchrun assigns node ranks at the
+    rendezvous, so no per-node file is needed. nnodes: 1 runs `torchrun --standalone`.
+    """
+
+    nnodes: PositiveInt = 1
+    rdzv_endpoint: str = "127.0.0.1:29400"  # host:port of the rendezvous (any node's)
+    rdzv_backend: Literal["c10d"] = "c10d"
+    rdzv_id: str = "video-train"  # one id per job; nodes with the same id train together
+
+
 class TrainParams(_Section):
     # full: every weight trains (the embedded default: a random-init base has nothing for a
     # low-rank adapter to adapt); lora: only an adapter trains and is saved (real checkpoints)
@@ -159,6 +172,9 @@ class TrainParams(_Section):
     )
     warmup_steps: NonNegativeInt = 5
     checkpoint_every: PositiveInt = 10
+    keep_checkpoints: PositiveInt = 3  # the latest N complete checkpoints are kept
+    # auto: a re-run with the same run-defining settings resumes from the latest checkpoint
+    resume: Literal["auto", "never"] = "auto"
     seed: NonNegativeInt = 0
     # diffusers' names: the sigma density and the SD3 loss weighting of its training scripts
     weighting_scheme: Literal["logit_normal", "mode", "uniform", "sigma_sqrt", "cosmap"] = (
@@ -166,7 +182,11 @@ class TrainParams(_Section):
     )
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     nproc_per_node: PositiveInt = 1
+    launch: LaunchParams = LaunchParams()
     num_workers: NonNegativeInt = 0
+    # PyTorch CPU threads per process (null: PyTorch's default); 1 keeps CPU runs steady when
+    # other processes share the cores
+    num_threads: PositiveInt | None = None
     output_dir: str = "data/train"
 
     @model_validator(mode="after")

@@ -58,6 +58,12 @@ class TrainOutputs(Outputs):
     LOSS_PLOT: ClassVar[str] = "loss.png"
     METRICS: ClassVar[str] = "metrics.json"
     PLAN: ClassVar[str] = "plan.json"
+    DVCLIVE: ClassVar[str] = "dvclive"  # dvclive's per-step metrics and plots
+    # dvclive's files for the curves it logs as "train/loss" and "train/lr"
+    LIVE_CURVES: ClassVar[tuple[str, ...]] = (
+        "plots/metrics/train/loss.tsv",
+        "plots/metrics/train/lr.tsv",
+    )
     # inside a checkpoint folder
     CHECKPOINT_MODEL: ClassVar[str] = "transformer"
     CHECKPOINT_STATE: ClassVar[str] = "state.json"
@@ -96,6 +102,10 @@ class TrainOutputs(Outputs):
     @property
     def plan(self) -> Path:
         return self.root / self.PLAN
+
+    @property
+    def dvclive(self) -> Path:
+        return self.root / self.DVCLIVE
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""The training worker: `python -m dagster_project.worker params.yaml`.
+"""The training worker: `python -m dagster_project.worker params.yaml`, and how to launch it.
 
 Part of the shell: it reads params.yaml and hands the core trainer the settings it needs. Runs
-alone, under `torchrun --nproc-per-node N` (every rank trains, rank 0 writes) or launched by the
-`trained_model` asset through Dagster Pipes, in which case rank 0 streams its log lines to the
-Dagster run.
+alone, under `torchrun` (every rank trains, rank 0 writes; across nodes through the c10d
+rendezvous of `train.launch`) or launched by the `trained_model` asset through Dagster Pipes,
+in which case rank 0 streams its log lines to the Dagster run and reports the run's metrics as
+the materialization's metadata. The same command runs on a cluster: in a Kubernetes job
+(dagster-k8s' PipesK8sClient) or under Slurm (`srun` around the torchrun command).
 """
 
 from __future__ import annotations
@@ -15,26 +17,53 @@ from contextlib import ExitStack
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
 from dagster_project.models.families import family_spec
-from dagster_project.params import load_params
+from dagster_project.params import TrainParams, load_params
 from dagster_project.training.data import clip_table
-from dagster_project.training.trainer import train
+from dagster_project.training.trainer import NonFiniteLoss, train
+
+
+def launch_command(params_path: str, cfg: TrainParams) -> list[str]:
+    """The worker's command line: plain Python for one process, torchrun for more; with
+    `train.launch.nnodes > 1` every node runs this same command and the c10d rendezvous
+    assigns node ranks."""
+    worker = ["-m", "dagster_project.worker", params_path]
+    launch = cfg.launch
+    if launch.nnodes == 1 and cfg.nproc_per_node == 1:
+        return [sys.executable, *worker]
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    torchrun.append(f"--nproc-per-node={cfg.nproc_per_node}")
+    if launch.nnodes == 1:
+        return [*torchrun, "--standalone", *worker]
+    return [
+        *torchrun,
+        f"--nnodes={launch.nnodes}",
+        f"--rdzv-backend={launch.rdzv_backend}",
+        f"--rdzv-endpoint={launch.rdzv_endpoint}",
+        f"--rdzv-id={launch.rdzv_id}",
+        *worker,
+    ]
 
 
 def main(argv: list[str]) -> int:
     params = load_params(argv[1] if len(argv) > 1 else "params.yaml")
     with ExitStack() as stack:
-        log = print
-        launched_by_pipes = DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ
-        if int(os.environ.get("RANK", "0")) == 0 and launched_by_pipes:
+        pipes = None
+        if int(os.environ.get("RANK", "0")) == 0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ:
             pipes = stack.enter_context(open_dagster_pipes())
-            log = pipes.log.info
-        train(
-            params.train,
-            family_spec(params.model.family, params.base_model),
-            clip_table(params.cache_files, "train"),
-            params.train_outputs,
-            log=log,
-        )
+        log = pipes.log.info if pipes else print
+        try:
+            metrics = train(
+                params.train,
+                family_spec(params.model.family, params.base_model),
+                clip_table(params.cache_files, "train"),
+                params.train_outputs,
+                log=log,
+            )
+        except NonFiniteLoss as error:
+            (pipes.log.error if pipes else print)(str(error))
+            return 3
+        if pipes:
+            pipes.report_asset_materialization(metadata=metrics)
     return 0
 
 

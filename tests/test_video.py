@@ -166,6 +166,48 @@ def test_decode_clip_crops_the_center(tmp_path: Path) -> None:
     assert frame[:, -6:].mean() > 225
 
 
+def rgb24_decode(
+    path: Path, frames: int, height: int, width: int, fps: float, sar: str = "1:1"
+) -> np.ndarray:
+    """What decode_clip returned when it asked ffmpeg for packed rgb24: the reference."""
+    square = "scale=w=trunc(iw*sar/2)*2:h=ih,setsar=1," if sar != "1:1" else ""
+    filters = (
+        f"fps={fps},{square}scale=w={width}:h={height}:force_original_aspect_ratio=increase,"
+        f"setsar=1,crop={width}:{height}"
+    )
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", "file:" + str(path),
+         "-vf", filters, "-frames:v", str(frames), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype=np.uint8).reshape(frames, height, width, 3)
+
+
+@pytest.mark.parametrize(
+    ("size", "sar", "frames", "height", "width"),
+    [
+        ("160x90", "1:1", 12, 48, 64),  # downscale, crop the sides
+        ("64x48", "1:1", 6, 90, 50),  # upscale, crop top and bottom
+        ("96x72", "4:3", 5, 33, 47),  # non-square pixels, odd target
+    ],
+)
+def test_decode_clip_pixels_match_rgb24(
+    tmp_path: Path, size: str, sar: str, frames: int, height: int, width: int
+) -> None:
+    # Colourful, noisy content so that chroma handling and every channel matter.
+    clip = tmp_path / "clip.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24",
+        "-vf", f"noise=alls=40:allf=t,setsar={sar}", "-frames:v", "24",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "file:" + str(clip),
+    )  # fmt: skip
+    ours = decode_clip(clip, frames, height, width, 16, sample_aspect_ratio=sar)
+    expected = rgb24_decode(clip, frames, height, width, 16, sar)
+    assert ours.shape == expected.shape == (frames, height, width, 3)
+    assert ours.flags.c_contiguous
+    np.testing.assert_array_equal(ours, expected)
+
+
 def test_decode_clip_too_many_frames(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "short.mp4", frames=12)
     with pytest.raises(DecodeError, match=r"short\.mp4: decoded 8 of 20 frames"):

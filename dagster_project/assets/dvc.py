@@ -16,13 +16,16 @@ def dvc_metadata(
     metrics: list[str] = (),
     plots: list[str] = (),
     persist: list[str] = (),
+    keep: list[str] = (),
 ) -> dict[str, list[str]]:
     """Asset-definition metadata naming what the asset writes and reads, for dvc.yaml.
 
     Paths are `${params.key}` templates or literal paths; `deps` lists extra inputs that are not
     another asset's outs (the raw videos), `code` the core packages the asset runs, `persist`
     outs that DVC must keep between runs (the incremental caches; not copied into DVC's cache),
-    which are nobody's deps unless an asset lists them in `deps`.
+    which are nobody's deps unless an asset lists them in `deps`; `keep` outs that DVC must not
+    delete before the stage runs but still caches (the trained model: a run that fails keeps
+    the last one). Plots are kept too: dvclive appends to its curves when a run resumes.
     """
     return {
         "dvc/outs": list(outs),
@@ -32,4 +35,5 @@ def dvc_metadata(
         "dvc/metrics": list(metrics),
         "dvc/plots": list(plots),
         "dvc/persist": list(persist),
+        "dvc/keep": list(keep),
     }

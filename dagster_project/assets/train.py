@@ -1,8 +1,5 @@
 """The training plan (guarded against overfitting) and the training run, through Dagster Pipes."""
 
-import json
-import sys
-
 import dagster as dg
 import polars as pl
 
@@ -15,6 +12,7 @@ from dagster_project.dataset.exposure import ExposurePlan, plan_run
 from dagster_project.params import Params
 from dagster_project.paths import TrainOutputs
 from dagster_project.resources import ParamsResource
+from dagster_project.worker import launch_command
 
 PLAN_PARAMS = [
     "train.steps",
@@ -73,7 +71,9 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=TrainOutputs.dvc(TrainOutputs.MODEL, TrainOutputs.CHECKPOINTS, TrainOutputs.LOSS_PLOT),
+        outs=TrainOutputs.dvc(TrainOutputs.LOSS_PLOT),
+        keep=TrainOutputs.dvc(TrainOutputs.MODEL),
+        persist=TrainOutputs.dvc(TrainOutputs.CHECKPOINTS),
         params=["train", "guard", "model.family"],
         code=[
             "dagster_project/training",
@@ -82,7 +82,10 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
             "dagster_project/worker.py",
         ],
         metrics=TrainOutputs.dvc(TrainOutputs.METRICS),
-        plots=TrainOutputs.dvc(TrainOutputs.LOSS_CSV),
+        plots=TrainOutputs.dvc(
+            TrainOutputs.LOSS_CSV,
+            *(f"{TrainOutputs.DVCLIVE}/{c}" for c in TrainOutputs.LIVE_CURVES),
+        ),
     ),
 )
 def trained_model(
@@ -90,21 +93,19 @@ def trained_model(
     params: ParamsResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    """Run the training worker (under torchrun when train.nproc_per_node > 1)."""
+    """Run the training worker through Dagster Pipes (under torchrun for several processes or
+    nodes); it resumes from the latest checkpoint of the same run and reports its metrics."""
     p = params.load()
     plan = _plan(p)  # the guard again: training never starts on an over-planned run
     if plan.verdict == "error":
         raise dg.Failure(description=plan.message())
-    worker = ["-m", "dagster_project.worker", params.path]
-    if p.train.nproc_per_node > 1:
-        torchrun = ["-m", "torch.distributed.run", "--standalone"]
-        worker = [*torchrun, f"--nproc-per-node={p.train.nproc_per_node}", *worker]
-    pipes_subprocess_client.run(command=[sys.executable, *worker], context=context)
+    command = launch_command(params.path, p.train)
+    reported = pipes_subprocess_client.run(command=command, context=context)
     outputs = p.train_outputs
-    metrics = json.loads(outputs.metrics.read_text())
+    [result] = reported.get_results()  # what rank 0 reported: the run's metrics
     return dg.MaterializeResult(
         metadata={
-            **metrics,
+            **(result.metadata or {}),
             "model": dg.MetadataValue.path(str(outputs.model)),
             "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),

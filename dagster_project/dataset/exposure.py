@@ -126,7 +126,7 @@ def plan_run(manifest: Path, train: TrainParams, guard: GuardParams) -> Exposure
         steps=train.steps,
         batch_size=train.batch_size,
         grad_accum=train.grad_accum,
-        world_size=train.nproc_per_node,
+        world_size=train.nproc_per_node * train.launch.nnodes,
         seed=train.seed,
         max_exposures=guard.max_exposures,
         warn_exposures=guard.warn_exposures,

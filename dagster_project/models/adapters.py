@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
 
 from dagster_project.params import LoraParams, MemoryParams
 
@@ -36,6 +39,19 @@ def lora_state(transformer: torch.nn.Module) -> tuple[dict[str, torch.Tensor], d
     weights = get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
     config = transformer.peft_config[ADAPTER].to_dict()
     return {k: v.detach().clone().contiguous() for k, v in weights.items()}, config
+
+
+def load_lora_state(transformer: torch.nn.Module, folder: Path) -> None:
+    """Put the adapter weights a family's `save_lora_weights` wrote in `folder` back into the
+    transformer's adapter (resume: the adapter is already there, with the same config)."""
+    saved = load_file(folder / LORA_FILE)
+    weights = {key.removeprefix("transformer."): value for key, value in saved.items()}
+    result = set_peft_model_state_dict(transformer, weights, adapter_name=ADAPTER)
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if missing:
+        raise ValueError(
+            f"{folder / LORA_FILE}: adapter weights the model has no place for: {missing[:3]}"
+        )
 
 
 def apply_memory_switches(

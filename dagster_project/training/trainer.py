@@ -1,21 +1,28 @@
 """The training loop: one readable loop over an endless, bucketed stream of cached clips.
 
-Steps count optimizer updates (gradient accumulation does not stretch the LR schedule).
+Steps count optimizer updates: each takes `batch_size x grad_accum x processes` clips of one
+bucket from the sampler, and the LR schedule steps once per update. Every random draw of a
+sample (its posterior sample, noise and noise level) comes from a generator keyed by (seed,
+step, position in the step's batch), so a run resumed from a checkpoint, or split differently
+across accumulation steps and processes, sees exactly the same inputs.
+
 Runs alone, under `torchrun` (accelerate picks up the process group) or as a Dagster Pipes
-worker (see worker.py).
+worker (see dagster_project/worker.py).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
+from dvclive import Live
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -25,8 +32,48 @@ from dagster_project.models.adapters import add_lora, apply_memory_switches
 from dagster_project.models.spec import ModelSpec
 from dagster_project.params import TrainParams
 from dagster_project.paths import TrainOutputs
+from dagster_project.training.checkpoint import (
+    RunState,
+    prune_checkpoints,
+    register_hooks,
+    resume_point,
+    run_fingerprint,
+    save_checkpoint,
+)
 from dagster_project.training.data import CachedClips, collate, split_batch
 from dagster_project.training.loss_plot import plot_losses
+
+LOG_EVERY_SECONDS = 10.0  # Dagster's log gets a line at most this often (and at checkpoints)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite: the run stops, its last good checkpoint stays."""
+
+
+def sample_generator(seed: int, step: int, position: int, device: torch.device) -> torch.Generator:
+    """The generator of one sample's draws, keyed by (seed, optimizer step, position in the
+    step's batch): the same whatever the batch split, the process count or a resume."""
+    key = np.random.SeedSequence([seed, step, position]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(key) >> 1)
+
+
+def draw_inputs(
+    spec: ModelSpec,
+    moments: dict[str, torch.Tensor],
+    weighting_scheme: str,
+    seed: int,
+    step: int,
+    positions: list[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(latents, noise, noise levels) of a micro-batch, drawn per sample."""
+    latents, noise, levels = [], [], []
+    for i, position in enumerate(positions):
+        generator = sample_generator(seed, step, position, moments["mean"].device)
+        latent = spec.latents({k: v[i : i + 1] for k, v in moments.items()}, generator)
+        latents.append(latent)
+        noise.append(torch.randn(latent.shape, generator=generator, device=latent.device))
+        levels.append(spec.sample_noise_levels(1, weighting_scheme, generator))
+    return torch.cat(latents), torch.cat(noise), torch.cat(levels)
 
 
 def train(
@@ -36,8 +83,11 @@ def train(
     out: TrainOutputs,
     log: Callable[[str], None] = print,
 ) -> dict[str, float]:
-    """Train the spec's base transformer on the training clips of `table` (a `clip_table`);
-    write under `out` and return summary metrics (on the main process; other ranks: {})."""
+    """Train the spec's base transformer on the training clips of `table` (a `clip_table`),
+    resuming from the latest checkpoint of the same run; write under `out` and return summary
+    metrics (on the main process; other ranks return {})."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=cfg.mixed_precision,
@@ -45,24 +95,9 @@ def train(
         cpu=not torch.cuda.is_available(),
     )
     rank, world = accelerator.process_index, accelerator.num_processes
-    if accelerator.is_main_process:
-        shutil.rmtree(out.checkpoints, ignore_errors=True)  # only this run's checkpoints
-
-    sampler = ResolutionSampler(
-        table["bucket"].to_list(),
-        cfg.batch_size,
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world,
-        grad_accum=cfg.grad_accum,
-    )
-    loader = DataLoader(
-        CachedClips(table),
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=cfg.num_workers,
-        pin_memory=accelerator.device.type == "cuda",
-    )
+    main = accelerator.is_main_process
+    fingerprint = run_fingerprint(cfg, spec, table, world)
+    resume_from, why = resume_point(out, fingerprint, cfg.steps, cfg.resume)
 
     torch.manual_seed(cfg.seed)
     transformer = spec.load_transformer()
@@ -73,89 +108,143 @@ def train(
     transformer.train()
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # not passed to prepare(): accelerate would step it once per process
     lr_scheduler = get_scheduler(
         cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
     )
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
-    generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1000 + rank)
+    accelerator.register_for_checkpointing(lr_scheduler)
+    register_hooks(accelerator, spec, lora, out)
 
-    if accelerator.is_main_process:
+    def make_sampler(rank: int) -> ResolutionSampler:
+        buckets = table["bucket"].to_list()
+        return ResolutionSampler(
+            buckets, cfg.batch_size, cfg.seed, rank, world, grad_accum=cfg.grad_accum
+        )
+
+    # the loader's sampler may run ahead of the loop (prefetching): the checkpointed position
+    # is that of a twin walked one step batch per optimizer step
+    sampler, position = make_sampler(rank), make_sampler(0)
+    state = RunState(step=0, fingerprint=fingerprint, sampler=position.state_dict())
+    written: list[Path] = []  # this run's checkpoints, oldest first
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        state = RunState.read(resume_from, out)
+        sampler.load_state_dict(state.sampler)
+        position.load_state_dict(state.sampler)
+        written = [f for f in out.checkpoint_folders() if f <= resume_from]
+    positions_taken = position.step_batches()
+    loader = DataLoader(
+        CachedClips(table),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    if main:
+        log(why)
         log(
             f"training {sum(p.numel() for p in trainable):,} parameters ({cfg.mode}) of "
-            f"{spec.name} on {len(table)} clips for {cfg.steps} steps "
+            f"{spec.name} on {len(table)} clips, steps {state.step + 1}-{cfg.steps} "
             f"({world} process(es), {accelerator.device})"
         )
-    losses: list[tuple[int, float, float]] = []
-    metrics: dict[str, float] = {}  # written by the main process at the end
+    # per-step curves for `dvc plots show`; no experiment refs from runs outside `dvc exp run`
+    live = (
+        Live(str(out.dvclive), resume=resume_from is not None, save_dvc_exp=False, dvcyaml=None)
+        if main
+        else None
+    )
+
     batches = iter(loader)
+    micro_positions = [
+        [(m * world + rank) * cfg.batch_size + i for i in range(cfg.batch_size)]
+        for m in range(cfg.grad_accum)
+    ]
     data_wait = 0.0  # seconds the loop spent waiting for batches (after the first step)
-    started = time.perf_counter()  # reset after step 1, pushed back by checkpoint writes
-    progress = tqdm(range(1, cfg.steps + 1), disable=not accelerator.is_main_process, desc="train")
+    timed_steps, started, last_log = 0, time.perf_counter(), 0.0
+    first = state.step + 1
+    progress = tqdm(range(first, cfg.steps + 1), disable=not main, desc="train")
     for step in progress:
+        step_started = time.perf_counter()
         step_loss = 0.0
-        for _ in range(cfg.grad_accum):
+        for positions in micro_positions:
             waited = time.perf_counter()
             batch = next(batches)
-            if step > 1:
+            if step > first:
                 data_wait += time.perf_counter() - waited
             with accelerator.accumulate(transformer):
                 moments, conditioning = split_batch(batch, accelerator.device)
-                # a fresh draw from the cached VAE posterior at every step
-                latents = spec.latents(moments, generator)
-                noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-                levels = spec.sample_noise_levels(len(latents), cfg.weighting_scheme, generator)
+                latents, noise, levels = draw_inputs(
+                    spec, moments, cfg.weighting_scheme, cfg.seed, step, positions
+                )
                 loss = spec.loss(
                     transformer, latents, conditioning, levels, noise, cfg.weighting_scheme
                 ).mean()
+                # every rank sees the same value: all stop together, before a bad update
+                shared = accelerator.reduce(loss.detach(), reduction="mean").item()
+                if not math.isfinite(shared):
+                    raise NonFiniteLoss(
+                        f"step {step}: the loss is {shared}; training stopped before the update "
+                        f"(lower train.lr?). The last good checkpoint stays in {out.checkpoints}"
+                    )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
-            step_loss += accelerator.reduce(loss.detach(), reduction="mean").item() / cfg.grad_accum
+            step_loss += shared / cfg.grad_accum
         lr_scheduler.step()
-        losses.append((step, step_loss, lr_scheduler.get_last_lr()[0]))
-        if step == 1:
-            started = time.perf_counter()  # the first step pays for start-up
+        lr = lr_scheduler.get_last_lr()[0]
+        next(positions_taken)
+        state.step, state.sampler = step, position.state_dict()
+        state.losses.append([step, step_loss, lr])
+        if step > first:  # the first step pays for start-up
+            timed_steps += 1
+        else:
+            started = time.perf_counter()
         progress.set_postfix(loss=f"{step_loss:.4f}")
-        if accelerator.is_main_process and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+        if live is not None:
+            live.step = step
+            live.log_metric("train/loss", step_loss)
+            live.log_metric("train/lr", lr)
+            live.log_metric("train/seconds_per_step", time.perf_counter() - step_started)
+            live.next_step()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             saving = time.perf_counter()
-            # the DataLoader may have pulled batches ahead, so the sampler's own state would be
-            # ahead too: what the model has seen is the seed plus the batches consumed
-            state = {"step": step, "loss": step_loss, "sampler_seed": cfg.seed}
-            state["batches_consumed"] = step * cfg.grad_accum
-            _save_checkpoint(spec, accelerator.unwrap_model(transformer), lora, out, state)
+            written.append(save_checkpoint(accelerator, out, state))
+            if main:
+                prune_checkpoints(out, cfg.keep_checkpoints, written)
             started += time.perf_counter() - saving  # step timing excludes checkpoint writes
-    if accelerator.is_main_process:
+        if main and (time.perf_counter() - last_log > LOG_EVERY_SECONDS or step == cfg.steps):
+            last_log = time.perf_counter()
+            log(f"step {step}/{cfg.steps}: loss {step_loss:.4f}, lr {lr:.3g}")
+
+    metrics: dict[str, float] = {}
+    if main:
         with atomic_dir(out.model) as tmp:
             spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
         elapsed = time.perf_counter() - started
-        timing = {"data_wait_fraction": data_wait / elapsed if elapsed > 0 else 0.0}
-        timing["seconds_per_step"] = elapsed / max(1, cfg.steps - 1)
-        timing["processes"] = world
-        timing["trainable_parameters"] = sum(p.numel() for p in trainable)
-        metrics = _write_loss_log(losses, out, timing)
+        timing = {
+            "data_wait_fraction": data_wait / elapsed if elapsed > 0 and timed_steps else 0.0,
+            "seconds_per_step": elapsed / timed_steps if timed_steps else 0.0,
+            "processes": world,
+            "trainable_parameters": sum(p.numel() for p in trainable),
+            "resumed_from_step": first - 1,
+        }
+        metrics = _write_loss_log(state.losses, out, timing)
+        live.end()
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
 
 
-def _save_checkpoint(
-    spec: ModelSpec, model: torch.nn.Module, lora: bool, out: TrainOutputs, state: dict
-) -> None:
-    with atomic_dir(out.checkpoint(state["step"])) as tmp:
-        (tmp / out.CHECKPOINT_MODEL).mkdir()
-        spec.save_trained(model, tmp / out.CHECKPOINT_MODEL, lora)
-        (tmp / out.CHECKPOINT_STATE).write_text(json.dumps(state, indent=2))
-
-
 def _write_loss_log(
-    losses: list[tuple[int, float, float]], out: TrainOutputs, timing: dict[str, float]
+    losses: list[list[float]], out: TrainOutputs, timing: dict[str, float]
 ) -> dict[str, float]:
     """loss.csv (a DVC plot) and metrics.json: the mean loss of the first and last few steps."""
     with atomic_path(out.loss_csv) as tmp:
-        lines = ["step,loss,lr"] + [f"{s},{loss:.6f},{lr:.6g}" for s, loss, lr in losses]
+        lines = ["step,loss,lr"] + [f"{int(s)},{loss:.6f},{lr:.6g}" for s, loss, lr in losses]
         tmp.write_text("\n".join(lines) + "\n")
     window = max(1, len(losses) // 5)
     values = [loss for _, loss, _ in losses]
@@ -166,5 +255,5 @@ def _write_loss_log(
         "loss_last": sum(values[-window:]) / window,
     }
     write_json(metrics, out.metrics)
-    plot_losses([(s, loss) for s, loss, _ in losses], [], out.loss_plot)
+    plot_losses([(int(s), loss) for s, loss, _ in losses], [], out.loss_plot)
     return metrics

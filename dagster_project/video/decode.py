@@ -51,6 +51,11 @@ def decode_clip(
 
     Non-square pixels (`sample_aspect_ratio` other than 1:1) are first made square, so the clip
     keeps its displayed shape. Returns a uint8 array [frames, height, width, 3] in RGB order.
+
+    ffmpeg writes planar `gbrp` frames (its conversion to planar RGB is much cheaper than to
+    packed rgb24, with identical pixels); each frame is read from the pipe into a one-frame
+    planar buffer and interleaved into the preallocated result, so memory stays at the result
+    plus one frame.
     """
     if frames <= 0 or height <= 0 or width <= 0 or fps <= 0:
         raise ValueError(f"invalid clip shape {frames}x{height}x{width} at {fps} fps")
@@ -61,7 +66,7 @@ def decode_clip(
         stream.filter("scale", w=width, h=height, force_original_aspect_ratio="increase")
         .filter("setsar", 1)
         .filter("crop", width, height)
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=frames)
+        .output("pipe:", format="rawvideo", pix_fmt="gbrp", vframes=frames)
         .global_args("-loglevel", "error", "-nostdin")
         .run_async(pipe_stdout=True, pipe_stderr=True)
     )
@@ -71,12 +76,17 @@ def decode_clip(
     drain.start()
 
     clip = np.empty((frames, height, width, 3), dtype=np.uint8)
-    rows = clip.reshape(frames, -1)
+    planes = np.empty((3, height, width), dtype=np.uint8)  # one gbrp frame: G, B, R planes
+    planar = memoryview(planes.reshape(-1))
     decoded = 0
     try:
         while decoded < frames:
-            if _read_into(process.stdout, memoryview(rows[decoded])) < rows.shape[1]:
+            if _read_into(process.stdout, planar) < planes.size:
                 break
+            frame = clip[decoded]
+            frame[..., 0] = planes[2]
+            frame[..., 1] = planes[0]
+            frame[..., 2] = planes[1]
             decoded += 1
     except BaseException:
         process.kill()

@@ -1,0 +1,161 @@
+"""Checkpoints that hold the whole training state, and the decision to resume from one.
+
+A checkpoint folder `checkpoints/step-NNNNNN/` holds accelerate's `save_state` (optimizer, LR
+schedule, RNG states), the trainable weights in the family's export format (`transformer/`:
+the adapter alone in LoRA mode, written by a save hook instead of accelerate's whole model) and
+`state.json`: step, loss history, the sampler's position (JSON, never pickle) and the run's
+fingerprint. It is written under a temporary name and renamed when complete, so a folder named
+`step-*` is always whole; the latest `train.keep_checkpoints` are kept.
+
+A run resumes from the latest checkpoint when every setting that shapes the run is the same
+(`run_fingerprint`); otherwise it starts fresh, and says which settings changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import torch
+from accelerate import Accelerator
+
+from dagster_project.hashing import cache_key, stat_fingerprint
+from dagster_project.models.adapters import load_lora_state
+from dagster_project.models.spec import ModelSpec
+from dagster_project.params import TrainParams
+from dagster_project.paths import TrainOutputs
+
+# schedules whose LR at a step does not depend on the total: raising train.steps continues them
+OPEN_ENDED_SCHEDULES = ("constant", "constant_with_warmup")
+
+
+@dataclass
+class RunState:
+    """What state.json holds besides accelerate's files."""
+
+    step: int
+    fingerprint: dict
+    sampler: dict
+    losses: list[list[float]] = field(default_factory=list)  # [step, loss, lr] per step
+
+    @classmethod
+    def read(cls, folder: Path, out: TrainOutputs) -> RunState:
+        data = json.loads((folder / out.CHECKPOINT_STATE).read_text())
+        return cls(data["step"], data["fingerprint"], data["sampler"], data["losses"])
+
+
+def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, world: int) -> dict:
+    """Everything that shapes the run's trajectory; a checkpoint is resumed only if it matches.
+
+    The number of processes is not in it, only the global batch (a run on 4 processes with batch
+    1 continues one on 2 with batch 2); `train.steps` only when the LR schedule depends on it.
+    """
+    data = cache_key(
+        clips=table["sha256"].to_list(),
+        buckets=table["bucket"].to_list(),
+        latents=table["latent_key"].to_list(),
+        texts=table["text_key"].to_list(),
+    )
+    base = spec.base.root
+    schedule = {"lr_scheduler": cfg.lr_scheduler, "warmup_steps": cfg.warmup_steps}
+    if cfg.lr_scheduler not in OPEN_ENDED_SCHEDULES:
+        schedule["steps"] = cfg.steps
+    return {
+        "data": data,
+        "model": stat_fingerprint(base, [p for p in base.rglob("*") if p.is_file()]),
+        "family": spec.name,
+        "mode": cfg.mode,
+        "lora": cfg.lora.model_dump() if cfg.mode == "lora" else None,
+        "optimizer": {"lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        "schedule": schedule,
+        "seed": cfg.seed,
+        "weighting_scheme": cfg.weighting_scheme,
+        "mixed_precision": cfg.mixed_precision,
+        "global_batch": cfg.batch_size * cfg.grad_accum * world,
+    }
+
+
+def resume_point(
+    out: TrainOutputs, fingerprint: dict, steps: int, resume: str
+) -> tuple[Path | None, str]:
+    """(the checkpoint to resume from or None, why), from the latest complete checkpoint."""
+    folders = out.checkpoint_folders()
+    if resume == "never":
+        return None, "starting fresh: train.resume is never"
+    if not folders:
+        return None, "starting fresh: no checkpoint yet"
+    latest = folders[-1]
+    try:
+        saved = RunState.read(latest, out)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return (
+            None,
+            f"starting fresh: {latest.name} has no usable {out.CHECKPOINT_STATE} ({error!r})",
+        )
+    changed = [key for key, value in fingerprint.items() if saved.fingerprint.get(key) != value]
+    if changed:
+        return None, (
+            f"starting fresh: {', '.join(changed)} changed since the checkpoint at step "
+            f"{saved.step}"
+        )
+    if saved.step > steps:
+        return None, f"starting fresh: train.steps {steps} is below the checkpoint's {saved.step}"
+    return latest, f"resuming from the checkpoint at step {saved.step} ({latest.name})"
+
+
+def register_hooks(
+    accelerator: Accelerator, spec: ModelSpec, lora: bool, out: TrainOutputs
+) -> None:
+    """Save and load the trainable weights in the family's export format (the adapter alone in
+    LoRA mode), instead of accelerate's copy of the whole model."""
+
+    def save(models: list[torch.nn.Module], weights: list, output_dir: str) -> None:
+        if accelerator.is_main_process:
+            folder = Path(output_dir) / out.CHECKPOINT_MODEL
+            folder.mkdir(exist_ok=True)
+            spec.save_trained(accelerator.unwrap_model(models[0]), folder, lora)
+        weights.clear()
+
+    def load(models: list[torch.nn.Module], input_dir: str) -> None:
+        model = accelerator.unwrap_model(models.pop())
+        folder = Path(input_dir) / out.CHECKPOINT_MODEL
+        if lora:
+            load_lora_state(model, folder)
+        else:
+            model.load_state_dict(spec.load_transformer(folder).state_dict())
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
+
+
+def save_checkpoint(accelerator: Accelerator, out: TrainOutputs, state: RunState) -> Path:
+    """Write a checkpoint on every rank (each saves its RNG state) and publish it whole."""
+    final = out.checkpoint(state.step)
+    partial = final.with_name(f".{final.name}.partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (partial / out.CHECKPOINT_STATE).write_text(json.dumps(state.__dict__, indent=1))
+        if final.exists():  # a checkpoint of an earlier run at the same step
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def prune_checkpoints(out: TrainOutputs, keep: int, written: list[Path]) -> list[Path]:
+    """Keep the latest `keep` checkpoints of this run (`written`, oldest first); delete every
+    other one, an earlier run's included. Called after a save, so a run that dies before its
+    first checkpoint has deleted nothing. Returns what was deleted."""
+    kept = written[-keep:]
+    doomed = [folder for folder in out.checkpoint_folders() if folder not in kept]
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return doomed
