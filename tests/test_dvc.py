@@ -71,3 +71,4 @@ def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
 
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], tmp_path)
     assert "loss.csv" in plots and "checkpoints.csv" in plots
+    assert "dvclive/plots/metrics/train/loss.tsv" in plots  # per step, written as training goes

@@ -127,8 +127,11 @@ def train(
     sampler, position = make_sampler(rank), make_sampler(0)
     state = RunState(step=0, fingerprint=fingerprint, sampler=position.state_dict())
     written: list[Path] = []  # this run's checkpoints, oldest first
+    load_seconds = 0.0
     if resume_from is not None:
+        loading = time.perf_counter()
         accelerator.load_state(str(resume_from))
+        load_seconds = time.perf_counter() - loading
         state = RunState.read(resume_from, out)
         sampler.load_state_dict(state.sampler)
         position.load_state_dict(state.sampler)
@@ -162,6 +165,7 @@ def train(
     ]
     data_wait = 0.0  # seconds the loop spent waiting for batches (after the first step)
     timed_steps, started, last_log = 0, time.perf_counter(), 0.0
+    save_seconds: list[float] = []
     first = state.step + 1
     progress = tqdm(range(first, cfg.steps + 1), disable=not main, desc="train")
     for step in progress:
@@ -214,7 +218,8 @@ def train(
             written.append(save_checkpoint(accelerator, out, state))
             if main:
                 prune_checkpoints(out, cfg.keep_checkpoints, written)
-            started += time.perf_counter() - saving  # step timing excludes checkpoint writes
+            save_seconds.append(time.perf_counter() - saving)
+            started += save_seconds[-1]  # step timing excludes checkpoint writes
         if main and (time.perf_counter() - last_log > LOG_EVERY_SECONDS or step == cfg.steps):
             last_log = time.perf_counter()
             log(f"step {step}/{cfg.steps}: loss {step_loss:.4f}, lr {lr:.3g}")
@@ -230,6 +235,8 @@ def train(
             "processes": world,
             "trainable_parameters": sum(p.numel() for p in trainable),
             "resumed_from_step": first - 1,
+            "checkpoint_save_seconds": sum(save_seconds) / max(1, len(save_seconds)),
+            "checkpoint_load_seconds": load_seconds,
         }
         metrics = _write_loss_log(state.losses, out, timing)
         live.end()
