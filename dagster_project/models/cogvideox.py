@@ -16,9 +16,6 @@ Latents, here as in every family, are [B, C, f, h, w] (the VAE's layout), scaled
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -27,15 +24,13 @@ from diffusers import (
     CogVideoXDDIMScheduler,
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
+    ModelMixin,
 )
-from diffusers.configuration_utils import FrozenDict
-from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-from dagster_project.hashing import folder_sha256
-from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
+from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
+from dagster_project.models.spec import PromptEncoder
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.params import ModelParams
-from dagster_project.paths import BaseModelFiles
 from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 SHAPE = FAMILY_SHAPES["cogvideox"]
@@ -98,108 +93,39 @@ def build_tiny(
     return transformer, vae
 
 
-def write_base_model(
-    model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None = None
-) -> None:
-    """Save the base model folder (transformer/, vae/, scheduler/) the pipeline loads: the
-    local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
-    if pretrained is not None:
-        source = BaseModelFiles(pretrained)
-        transformer = CogVideoXTransformer3DModel.from_pretrained(
-            source.transformer, use_safetensors=True
-        )
-        vae = AutoencoderKLCogVideoX.from_pretrained(source.vae, use_safetensors=True)
-        scheduler = (
-            CogVideoXDDIMScheduler.from_pretrained(source.scheduler)
-            if source.scheduler.is_dir()
-            else CogVideoXDDIMScheduler(**DEFAULT_SCHEDULER)
-        )
-    else:
-        transformer, vae = build_tiny(model, text_dim)
-        scheduler = CogVideoXDDIMScheduler(**DEFAULT_SCHEDULER)
-    if transformer.config.text_embed_dim != text_dim:
-        raise ValueError(
-            f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
-            f"text_embed_dim={transformer.config.text_embed_dim}"
-        )
-    # prompts are encoded at SHAPE.text_len without reading the base model (see prompt_encoder)
-    if transformer.config.max_text_seq_length != SHAPE.text_len:
-        raise ValueError(
-            f"the transformer reads {transformer.config.max_text_seq_length} text tokens "
-            f"(max_text_seq_length), not CogVideoX's {SHAPE.text_len}"
-        )
-    transformer.save_pretrained(out.transformer)
-    vae.save_pretrained(out.vae)
-    scheduler.save_pretrained(out.scheduler)
-
-
-@dataclass(frozen=True)
-class CogVideoXPromptEncoder:
+class CogVideoXPromptEncoder(PipelinePromptEncoder):
     """Captions -> `prompt_embeds` [text_len, D], through `CogVideoXPipeline.encode_prompt`
     itself (max-length padding, the encoder's output at every position, padding included)."""
 
-    text: TextEncoder
-    text_len: int
-
-    @property
-    def identity(self) -> str:
-        return f"cogvideox:{self.text.identity}:text_len={self.text_len}"
-
-    @torch.no_grad()
-    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
-        pipe = CogVideoXPipeline(
-            tokenizer=self.text.tokenizer,
-            text_encoder=self.text.model,
-            vae=None,
-            transformer=None,
-            scheduler=None,
-        )
-        embeds, _ = pipe.encode_prompt(
-            captions,
-            do_classifier_free_guidance=False,
-            max_sequence_length=self.text_len,
-            device=torch.device("cpu"),
-            dtype=torch.float32,
-        )
-        return [{"prompt_embeds": e.contiguous()} for e in embeds]
+    family = "cogvideox"
+    pipeline_class = CogVideoXPipeline
 
 
-class CogVideoXSpec:
+class CogVideoXSpec(DiffusersSpec):
     """The CogVideoX family over one base model folder (the `ModelSpec` protocol)."""
 
     name = "cogvideox"
     shape = SHAPE
     lora_targets = LORA_TARGETS
+    transformer_class = CogVideoXTransformer3DModel
+    vae_class = AutoencoderKLCogVideoX
+    pipeline_class = CogVideoXPipeline
+    scheduler_class = CogVideoXDDIMScheduler
+    default_scheduler = DEFAULT_SCHEDULER
+    text_dim_key = "text_embed_dim"
+    prompt_encoder_class = CogVideoXPromptEncoder
+    build_tiny = staticmethod(build_tiny)
 
-    def __init__(self, base: BaseModelFiles) -> None:
-        self.base = base
+    @classmethod
+    def _check_transformer(cls, transformer: ModelMixin) -> None:
+        # prompts are encoded at SHAPE.text_len without reading the base model (see prompt_encoder)
+        if transformer.config.max_text_seq_length != SHAPE.text_len:
+            raise ValueError(
+                f"the transformer reads {transformer.config.max_text_seq_length} text tokens "
+                f"(max_text_seq_length), not CogVideoX's {SHAPE.text_len}"
+            )
 
-    @functools.cached_property
-    def vae(self) -> AutoencoderKLCogVideoX:
-        vae = AutoencoderKLCogVideoX.from_pretrained(self.base.vae, use_safetensors=True)
-        return vae.eval().requires_grad_(False)
-
-    @functools.cached_property
-    def scheduler(self) -> CogVideoXDDIMScheduler:
-        return CogVideoXDDIMScheduler.from_pretrained(self.base.scheduler)
-
-    @functools.cached_property
-    def identity(self) -> str:
-        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
-        return folder_sha256(self.base.vae)
-
-    # configs only: training reads them without loading the VAE's or the transformer's weights
-    @functools.cached_property
-    def _vae_config(self) -> FrozenDict:
-        return FrozenDict(AutoencoderKLCogVideoX.load_config(self.base.vae))
-
-    @functools.cached_property
-    def _transformer_config(self) -> FrozenDict:
-        return FrozenDict(CogVideoXTransformer3DModel.load_config(self.base.transformer))
-
-    write_base_model = staticmethod(write_base_model)
-
-    def prompt_encoder(self, text: TextEncoder, text_len: int) -> CogVideoXPromptEncoder:
+    def prompt_encoder(self, text: TextEncoder, text_len: int) -> PromptEncoder:
         """The pipeline's prompt encoding at the transformer's fixed text length, its
         `max_text_seq_length`: SHAPE.text_len, which `write_base_model` holds every base model
         to, since captions are encoded without waiting for the base model."""
@@ -209,45 +135,12 @@ class CogVideoXSpec:
                 f"{SHAPE.text_len} text tokens (max_text_seq_length): set model.text_len: "
                 f"{SHAPE.text_len}"
             )
-        return CogVideoXPromptEncoder(text, text_len)
+        return super().prompt_encoder(text, text_len)
 
-    # video
-    @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 frames [F, H, W, 3] -> the VAE posterior `mean` and `logvar` [C, f, h, w].
-
-        The posterior is kept, not a sample, so each training step draws a fresh latent."""
-        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        posterior = self.vae.encode(pixels).latent_dist
-        return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
-
-    def latents(
-        self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Scaled latents [B, C, f, h, w]: a posterior sample (the mean when `generator` is
-        None, for fixed evaluation inputs) times the VAE's `scaling_factor`, as the pipeline's
-        latents are (it divides by it before decoding)."""
-        posterior = DiagonalGaussianDistribution(
-            torch.cat([moments["mean"], moments["logvar"]], dim=1)
-        )
-        sample = posterior.mean if generator is None else posterior.sample(generator)
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """Scaled latents: the sample times the VAE's `scaling_factor`, as the pipeline's
+        latents are (it divides by it before decoding); read from the config alone."""
         return sample * self._vae_config.scaling_factor
-
-    # transformer
-    def load_transformer(self, folder: Path | None = None) -> CogVideoXTransformer3DModel:
-        """A transformer saved with `save_pretrained` (default: the base model's)."""
-        return CogVideoXTransformer3DModel.from_pretrained(
-            folder or self.base.transformer, use_safetensors=True
-        )
-
-    def load_trained(self, folder: Path) -> CogVideoXTransformer3DModel:
-        """A trained model: full weights, or the base with the adapter saved in `folder`
-        loaded through `CogVideoXPipeline.load_lora_weights`, as a user would."""
-        if not (folder / LORA_FILE).is_file():
-            return self.load_transformer(folder)
-        pipe = self._pipeline(self.load_transformer())
-        pipe.load_lora_weights(folder, adapter_name=ADAPTER)
-        return pipe.transformer
 
     # training
     def _timesteps(self, levels: torch.Tensor) -> torch.Tensor:
@@ -329,15 +222,6 @@ class CogVideoXSpec:
         return (prediction - latents.float()).pow(2).flatten(1).mean(1) * weights
 
     # sampling
-    def _pipeline(self, transformer: torch.nn.Module) -> CogVideoXPipeline:
-        return CogVideoXPipeline(
-            tokenizer=None,
-            text_encoder=None,
-            vae=self.vae,
-            transformer=transformer,
-            scheduler=CogVideoXDDIMScheduler.from_config(self.scheduler.config),
-        )
-
     @torch.no_grad()
     def generate(
         self,
@@ -350,34 +234,20 @@ class CogVideoXSpec:
     ) -> torch.Tensor:
         """One scaled latent [C, f, h, w] (the layout of `latents`) through CogVideoXPipeline,
         from cached embeddings."""
-        pipe = self._pipeline(transformer)
-        pipe.set_progress_bar_config(disable=True)
         embeds = conditioning["prompt_embeds"]
-        output = pipe(
+        frames = self._sample(
+            transformer,
+            bucket,
+            seed,
+            steps,
+            guidance_scale,
             prompt_embeds=embeds,
             negative_prompt_embeds=torch.zeros_like(embeds) if guidance_scale > 1 else None,
-            height=bucket.height,
-            width=bucket.width,
-            num_frames=bucket.frames,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="latent",
         )
         # [f, C, h, w] after 1.5's leading padding frames, which the pipeline drops to decode
-        latent_frames = (bucket.frames - 1) // pipe.vae_scale_factor_temporal + 1
-        return output.frames[0, self._frame_padding(latent_frames) :].transpose(0, 1)
+        latent_frames = (bucket.frames - 1) // self.vae.config.temporal_compression_ratio + 1
+        return frames[0, self._frame_padding(latent_frames) :].transpose(0, 1)
 
-    # saving
-    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
-        """Full weights with `save_pretrained`; an adapter in diffusers' format (for
-        `CogVideoXPipeline.load_lora_weights`)."""
-        if not lora:
-            transformer.save_pretrained(folder)
-            return
-        if not has_lora(transformer):
-            raise ValueError("save_trained(lora=True): the transformer has no adapter")
-        weights, config = lora_state(transformer)
-        CogVideoXPipeline.save_lora_weights(
-            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
-        )
+
+# the module's own name for it, as before the base class
+write_base_model = CogVideoXSpec.write_base_model

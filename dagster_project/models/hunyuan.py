@@ -12,28 +12,22 @@ as an input, fixed at `TRAIN_GUIDANCE` for training.
 
 from __future__ import annotations
 
-import functools
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import (
     AutoencoderKLHunyuanVideo,
-    FlowMatchEulerDiscreteScheduler,
     HunyuanVideoPipeline,
     HunyuanVideoTransformer3DModel,
 )
-from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerBase
 
-from dagster_project.hashing import folder_sha256
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
+from dagster_project.models.diffusers_spec import DiffusersSpec, text_pipeline
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.params import ModelParams
-from dagster_project.paths import BaseModelFiles
 from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 # the shift of HunyuanVideo's own scheduler config; a real checkpoint's scheduler/ wins
@@ -95,35 +89,6 @@ def build_tiny(
         norm_num_groups=base,
     )
     return transformer, vae
-
-
-def write_base_model(
-    model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None = None
-) -> None:
-    """Save the base model folder (transformer/, vae/, scheduler/) the pipeline loads: the
-    local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
-    if pretrained is not None:
-        source = BaseModelFiles(pretrained)
-        transformer = HunyuanVideoTransformer3DModel.from_pretrained(
-            source.transformer, use_safetensors=True
-        )
-        vae = AutoencoderKLHunyuanVideo.from_pretrained(source.vae, use_safetensors=True)
-        scheduler = (
-            FlowMatchEulerDiscreteScheduler.from_pretrained(source.scheduler)
-            if source.scheduler.is_dir()
-            else FlowMatchEulerDiscreteScheduler(shift=DEFAULT_SHIFT)
-        )
-    else:
-        transformer, vae = build_tiny(model, text_dim)
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=DEFAULT_SHIFT)
-    if transformer.config.text_embed_dim != text_dim:
-        raise ValueError(
-            f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
-            f"text_embed_dim={transformer.config.text_embed_dim}"
-        )
-    transformer.save_pretrained(out.transformer)
-    vae.save_pretrained(out.vae)
-    scheduler.save_pretrained(out.scheduler)
 
 
 def prompt_template(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -194,14 +159,12 @@ class HunyuanPromptEncoder:
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
-        pipe = HunyuanVideoPipeline(
+        pipe = text_pipeline(
+            HunyuanVideoPipeline,
             tokenizer=self.text.tokenizer,
             text_encoder=self.text.model,
             tokenizer_2=self.clip_tokenizer,
             text_encoder_2=self.clip,
-            transformer=None,
-            vae=None,
-            scheduler=None,
         )
         embeds, pooled, mask = pipe.encode_prompt(
             captions,
@@ -220,79 +183,28 @@ class HunyuanPromptEncoder:
         ]
 
 
-class HunyuanSpec:
+class HunyuanSpec(DiffusersSpec):
     """The HunyuanVideo family over one base model folder (the `ModelSpec` protocol)."""
 
     name = "hunyuan"
     shape = FAMILY_SHAPES["hunyuan"]
     lora_targets = LORA_TARGETS
+    transformer_class = HunyuanVideoTransformer3DModel
+    vae_class = AutoencoderKLHunyuanVideo
+    pipeline_class = HunyuanVideoPipeline
+    default_scheduler = {"shift": DEFAULT_SHIFT}
+    text_dim_key = "text_embed_dim"
+    # Llama (prompt_embeds) and CLIP (pooled_prompt_embeds)
+    text_components = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
+    prompt_encoder_class = HunyuanPromptEncoder
+    build_tiny = staticmethod(build_tiny)
 
-    def __init__(self, base: BaseModelFiles) -> None:
-        self.base = base
-
-    @functools.cached_property
-    def vae(self) -> AutoencoderKLHunyuanVideo:
-        vae = AutoencoderKLHunyuanVideo.from_pretrained(self.base.vae, use_safetensors=True)
-        return vae.eval().requires_grad_(False)
-
-    @functools.cached_property
-    def scheduler(self) -> FlowMatchEulerDiscreteScheduler:
-        return FlowMatchEulerDiscreteScheduler.from_pretrained(self.base.scheduler)
-
-    @functools.cached_property
-    def identity(self) -> str:
-        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
-        return folder_sha256(self.base.vae)
-
-    write_base_model = staticmethod(write_base_model)
-
-    def prompt_encoder(self, text: TextEncoder, text_len: int) -> HunyuanPromptEncoder:
-        return HunyuanPromptEncoder(text, text_len)
-
-    # video
-    @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 frames [F, H, W, 3] -> the VAE posterior `mean` and `logvar` [C, f, h, w].
-
-        The posterior is kept, not a sample, so each training step draws a fresh latent."""
-        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        posterior = self.vae.encode(pixels).latent_dist
-        return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
-
-    def latents(
-        self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Normalized latents [B, C, f, h, w]: a posterior sample (the mean when `generator`
-        is None, for fixed evaluation inputs) times the VAE's scaling factor, the scale the
-        pipeline samples in (it divides by it before decoding)."""
-        posterior = DiagonalGaussianDistribution(
-            torch.cat([moments["mean"], moments["logvar"]], dim=1)
-        )
-        sample = posterior.mean if generator is None else posterior.sample(generator)
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """The sample times the VAE's scaling factor, the scale the pipeline samples in (it
+        divides by it before decoding)."""
         return sample * self.vae.config.scaling_factor
 
-    # transformer
-    def load_transformer(self, folder: Path | None = None) -> HunyuanVideoTransformer3DModel:
-        """A transformer saved with `save_pretrained` (default: the base model's)."""
-        return HunyuanVideoTransformer3DModel.from_pretrained(
-            folder or self.base.transformer, use_safetensors=True
-        )
-
-    def load_trained(self, folder: Path) -> HunyuanVideoTransformer3DModel:
-        """A trained model: full weights, or the base with the adapter saved in `folder`
-        loaded through `HunyuanVideoPipeline.load_lora_weights`, as a user would."""
-        if not (folder / LORA_FILE).is_file():
-            return self.load_transformer(folder)
-        pipe = self._pipeline(self.load_transformer())
-        pipe.load_lora_weights(folder, adapter_name=ADAPTER)
-        return pipe.transformer
-
     # training
-    def sample_noise_levels(
-        self, count: int, weighting_scheme: str, generator: torch.Generator
-    ) -> torch.Tensor:
-        return flow_matching.sample_sigmas(self.scheduler, count, weighting_scheme, generator)
-
     def loss(
         self,
         transformer: torch.nn.Module,
@@ -317,17 +229,6 @@ class HunyuanSpec:
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
 
     # sampling
-    def _pipeline(self, transformer: torch.nn.Module) -> HunyuanVideoPipeline:
-        return HunyuanVideoPipeline(
-            tokenizer=None,
-            text_encoder=None,
-            tokenizer_2=None,
-            text_encoder_2=None,
-            vae=self.vae,
-            scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config),
-            transformer=transformer,
-        )
-
     @torch.no_grad()
     def generate(
         self,
@@ -341,32 +242,18 @@ class HunyuanSpec:
         """One normalized latent [C, f, h, w] through HunyuanVideoPipeline, from cached
         embeddings. `guidance_scale` is the pipeline's own: the embedded (distilled) guidance;
         true CFG (`true_cfg_scale`, which needs negative prompts) stays off."""
-        pipe = self._pipeline(transformer)
-        pipe.set_progress_bar_config(disable=True)
-        output = pipe(
+        frames = self._sample(
+            transformer,
+            bucket,
+            seed,
+            steps,
+            guidance_scale,
             prompt_embeds=conditioning["prompt_embeds"],
             prompt_attention_mask=conditioning["prompt_attention_mask"],
             pooled_prompt_embeds=conditioning["pooled_prompt_embeds"],
-            height=bucket.height,
-            width=bucket.width,
-            num_frames=bucket.frames,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="latent",
         )
-        return output.frames[0]
+        return frames[0]
 
-    # saving
-    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
-        """Full weights with `save_pretrained`; an adapter in diffusers' format, for
-        `HunyuanVideoPipeline.load_lora_weights`."""
-        if not lora:
-            transformer.save_pretrained(folder)
-            return
-        if not has_lora(transformer):
-            raise ValueError("save_trained(lora=True): the transformer has no adapter")
-        weights, config = lora_state(transformer)
-        HunyuanVideoPipeline.save_lora_weights(
-            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
-        )
+
+# the module's own name for it, as before the base class
+write_base_model = HunyuanSpec.write_base_model

@@ -12,24 +12,14 @@ module sees latents as [B, C, f, h, w], normalized as `LTXPipeline._normalize_la
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
-from diffusers import (
-    AutoencoderKLLTXVideo,
-    FlowMatchEulerDiscreteScheduler,
-    LTXPipeline,
-    LTXVideoTransformer3DModel,
-)
-from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from diffusers import AutoencoderKLLTXVideo, LTXPipeline, LTXVideoTransformer3DModel
 
-from dagster_project.hashing import folder_sha256
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
-from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
 from dagster_project.params import ModelParams
-from dagster_project.paths import BaseModelFiles
 from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 # LTX-Video's own scheduler config (diffusers' conversion script): the pipeline shifts sigmas by
@@ -91,99 +81,45 @@ def build_tiny(
     return transformer, vae
 
 
-def write_base_model(
-    model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None = None
-) -> None:
-    """Save the base model folder (transformer/, vae/, scheduler/) the pipeline loads: the
-    local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
-    if pretrained is not None:
-        source = BaseModelFiles(pretrained)
-        transformer = LTXVideoTransformer3DModel.from_pretrained(
-            source.transformer, use_safetensors=True
-        )
-        vae = AutoencoderKLLTXVideo.from_pretrained(source.vae, use_safetensors=True)
-        scheduler = (
-            FlowMatchEulerDiscreteScheduler.from_pretrained(source.scheduler)
-            if source.scheduler.is_dir()
-            else FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
-        )
-    else:
-        transformer, vae = build_tiny(model, text_dim)
-        scheduler = FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
-    if transformer.config.caption_channels != text_dim:
-        raise ValueError(
-            f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
-            f"caption_channels={transformer.config.caption_channels}"
-        )
-    transformer.save_pretrained(out.transformer)
-    vae.save_pretrained(out.vae)
-    scheduler.save_pretrained(out.scheduler)
-
-
-@dataclass(frozen=True)
-class LTXPromptEncoder:
+class LTXPromptEncoder(PipelinePromptEncoder):
     """Captions -> `prompt_embeds` [text_len, D] and `prompt_attention_mask` [text_len] (bool),
     through `LTXPipeline.encode_prompt` itself (max-length padding; the encoder sees the padded
     ids without a mask, as LTX's T5 does; the mask marks each caption's tokens)."""
 
-    text: TextEncoder
-    text_len: int
+    family = "ltx"
+    pipeline_class = LTXPipeline
 
-    @property
-    def identity(self) -> str:
-        return f"ltx:{self.text.identity}:text_len={self.text_len}"
-
-    @torch.no_grad()
-    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
-        pipe = LTXPipeline(
-            tokenizer=self.text.tokenizer,
-            text_encoder=self.text.model,
-            vae=None,
-            scheduler=None,
-            transformer=None,
-        )
-        embeds, masks, _, _ = pipe.encode_prompt(
-            captions,
-            do_classifier_free_guidance=False,
-            max_sequence_length=self.text_len,
-            device=torch.device("cpu"),
-            dtype=torch.float32,
-        )
+    def _entries(self, outputs: tuple[Any, ...]) -> list[dict[str, torch.Tensor]]:
+        embeds, masks, _, _ = outputs
         return [
             {"prompt_embeds": e.contiguous(), "prompt_attention_mask": m.contiguous()}
             for e, m in zip(embeds, masks, strict=True)
         ]
 
 
-class LTXSpec:
-    """The LTX-Video family over one base model folder (the `ModelSpec` protocol)."""
+class LTXSpec(DiffusersSpec):
+    """The LTX-Video family over one base model folder (the `ModelSpec` protocol).
+
+    Noise levels for training come from the scheduler's training schedule (the base class's):
+    LTX shifts by resolution only when sampling (use_dynamic_shifting), so its training sigmas
+    carry the static `shift` (1.0)."""
 
     name = "ltx"
     shape = FAMILY_SHAPES["ltx"]
     lora_targets = LORA_TARGETS
-
-    def __init__(self, base: BaseModelFiles) -> None:
-        self.base = base
-
-    @functools.cached_property
-    def vae(self) -> AutoencoderKLLTXVideo:
-        vae = AutoencoderKLLTXVideo.from_pretrained(self.base.vae, use_safetensors=True)
-        return vae.eval().requires_grad_(False)
-
-    @functools.cached_property
-    def scheduler(self) -> FlowMatchEulerDiscreteScheduler:
-        return FlowMatchEulerDiscreteScheduler.from_pretrained(self.base.scheduler)
-
-    @functools.cached_property
-    def identity(self) -> str:
-        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
-        return folder_sha256(self.base.vae)
+    transformer_class = LTXVideoTransformer3DModel
+    vae_class = AutoencoderKLLTXVideo
+    pipeline_class = LTXPipeline
+    default_scheduler = SCHEDULER_CONFIG
+    text_dim_key = "caption_channels"
+    prompt_encoder_class = LTXPromptEncoder
+    build_tiny = staticmethod(build_tiny)
 
     @functools.cached_property
     def _patch(self) -> tuple[int, int]:
         # (spatial, temporal) token patch of the base transformer, read from its config: the
         # model passed to `loss` may be wrapped (accelerate) and so hide its own config
-        config = LTXVideoTransformer3DModel.load_config(self.base.transformer)
+        config = self._transformer_config
         return config.get("patch_size", 1), config.get("patch_size_t", 1)
 
     @functools.cached_property
@@ -192,59 +128,14 @@ class LTXSpec:
         spatial = self.vae.spatial_compression_ratio
         return self.vae.temporal_compression_ratio / self.shape.fps, spatial, spatial
 
-    write_base_model = staticmethod(write_base_model)
-
-    def prompt_encoder(self, text: TextEncoder, text_len: int) -> LTXPromptEncoder:
-        return LTXPromptEncoder(text, text_len)
-
-    # video
-    @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 frames [F, H, W, 3] -> the VAE posterior `mean` and `logvar` [C, f, h, w].
-
-        The posterior is kept, not a sample, so each training step draws a fresh latent."""
-        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        posterior = self.vae.encode(pixels).latent_dist
-        return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
-
-    def latents(
-        self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Normalized latents [B, C, f, h, w]: a posterior sample (the mean when `generator`
-        is None, for fixed evaluation inputs), normalized with the VAE's latents_mean,
-        latents_std and scaling_factor."""
-        posterior = DiagonalGaussianDistribution(
-            torch.cat([moments["mean"], moments["logvar"]], dim=1)
-        )
-        sample = posterior.mean if generator is None else posterior.sample(generator)
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """As `LTXPipeline._normalize_latents`: with the VAE's latents_mean, latents_std and
+        scaling_factor."""
         return LTXPipeline._normalize_latents(
             sample, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
         )
 
-    # transformer
-    def load_transformer(self, folder: Path | None = None) -> LTXVideoTransformer3DModel:
-        """A transformer saved with `save_pretrained` (default: the base model's)."""
-        return LTXVideoTransformer3DModel.from_pretrained(
-            folder or self.base.transformer, use_safetensors=True
-        )
-
-    def load_trained(self, folder: Path) -> LTXVideoTransformer3DModel:
-        """A trained model: full weights, or the base with the adapter saved in `folder`
-        loaded through `LTXPipeline.load_lora_weights`, as a user would."""
-        if not (folder / LORA_FILE).is_file():
-            return self.load_transformer(folder)
-        pipe = self._pipeline(self.load_transformer())
-        pipe.load_lora_weights(folder, adapter_name=ADAPTER)
-        return pipe.transformer
-
     # training
-    def sample_noise_levels(
-        self, count: int, weighting_scheme: str, generator: torch.Generator
-    ) -> torch.Tensor:
-        """Sigmas from the scheduler's training schedule. LTX shifts by resolution only when
-        sampling (use_dynamic_shifting): its training sigmas carry the static `shift` (1.0)."""
-        return flow_matching.sample_sigmas(self.scheduler, count, weighting_scheme, generator)
-
     def loss(
         self,
         transformer: torch.nn.Module,
@@ -274,15 +165,6 @@ class LTXSpec:
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
 
     # sampling
-    def _pipeline(self, transformer: torch.nn.Module) -> LTXPipeline:
-        return LTXPipeline(
-            tokenizer=None,
-            text_encoder=None,
-            vae=self.vae,
-            scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config),
-            transformer=transformer,
-        )
-
     @torch.no_grad()
     def generate(
         self,
@@ -295,41 +177,27 @@ class LTXSpec:
     ) -> torch.Tensor:
         """One normalized latent [C, f, h, w] through LTXPipeline, from cached embeddings;
         the unconditional branch (guidance > 1) sees zero embeddings and an empty mask."""
-        pipe = self._pipeline(transformer)
-        pipe.set_progress_bar_config(disable=True)
         embeds, mask = conditioning["prompt_embeds"], conditioning["prompt_attention_mask"]
         guided = guidance_scale > 1
-        output = pipe(
+        tokens = self._sample(
+            transformer,
+            bucket,
+            seed,
+            steps,
+            guidance_scale,
             prompt_embeds=embeds,
             prompt_attention_mask=mask,
             negative_prompt_embeds=torch.zeros_like(embeds) if guided else None,
             negative_prompt_attention_mask=torch.zeros_like(mask) if guided else None,
-            height=bucket.height,
-            width=bucket.width,
-            num_frames=bucket.frames,
             frame_rate=self.shape.fps,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="latent",
         )
         # output_type="latent" gives the packed, still normalized tokens [1, f*h*w, C]
-        frames = (bucket.frames - 1) // pipe.vae_temporal_compression_ratio + 1
-        height = bucket.height // pipe.vae_spatial_compression_ratio
-        width = bucket.width // pipe.vae_spatial_compression_ratio
+        frames = (bucket.frames - 1) // self.vae.temporal_compression_ratio + 1
+        height = bucket.height // self.vae.spatial_compression_ratio
+        width = bucket.width // self.vae.spatial_compression_ratio
         patch, patch_t = self._patch
-        return LTXPipeline._unpack_latents(output.frames, frames, height, width, patch, patch_t)[0]
+        return LTXPipeline._unpack_latents(tokens, frames, height, width, patch, patch_t)[0]
 
-    # saving
-    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
-        """Full weights with `save_pretrained`; an adapter in diffusers' format, for
-        `LTXPipeline.load_lora_weights`."""
-        if not lora:
-            transformer.save_pretrained(folder)
-            return
-        if not has_lora(transformer):
-            raise ValueError("save_trained(lora=True): the transformer has no adapter")
-        weights, config = lora_state(transformer)
-        LTXPipeline.save_lora_weights(
-            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
-        )
+
+# the module's own name for it, as before the base class
+write_base_model = LTXSpec.write_base_model

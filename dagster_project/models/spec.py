@@ -3,7 +3,9 @@
 As finetrainers' ModelSpecification: everything a family means (loading, prompt and video
 encoding, the training forward, its scheduler and shift, sampling through its pipeline, LoRA
 targets, saving and loading) lives in `models/<family>.py` behind this protocol. Dataset
-encoding, training and evaluation receive a spec and import no diffusers model class.
+encoding, training and evaluation receive a spec and import no diffusers model class. What the
+families have in common (loading and saving a diffusers folder, adapters through the family
+pipeline) is written once in models/diffusers_spec.py; callers only ever see this protocol.
 
 Conditioning travels as a dict whose keys are the family pipeline's own argument names
 (`prompt_embeds`, `prompt_attention_mask`, `pooled_prompt_embeds`), one entry per caption in the

@@ -8,25 +8,15 @@ later stage loads it with `from_pretrained` exactly as it loads a real Wan2.1 ch
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKLWan,
-    FlowMatchEulerDiscreteScheduler,
-    WanPipeline,
-    WanTransformer3DModel,
-)
-from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 from safetensors.torch import save_file
 
-from dagster_project.hashing import folder_sha256
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
-from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
 from dagster_project.params import ModelParams
-from dagster_project.paths import BaseModelFiles
 from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 # Wan2.1's own sampling shift for 480p (5.0 for 720p); a real checkpoint's scheduler/ wins
@@ -78,89 +68,27 @@ def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel
     return transformer, vae
 
 
-def write_base_model(
-    model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None = None
-) -> None:
-    """Save the base model folder (transformer/, vae/, scheduler/) the pipeline loads: the
-    local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
-    if pretrained is not None:
-        source = BaseModelFiles(pretrained)
-        transformer = WanTransformer3DModel.from_pretrained(
-            source.transformer, use_safetensors=True
-        )
-        vae = AutoencoderKLWan.from_pretrained(source.vae, use_safetensors=True)
-        scheduler = (
-            FlowMatchEulerDiscreteScheduler.from_pretrained(source.scheduler)
-            if source.scheduler.is_dir()
-            else FlowMatchEulerDiscreteScheduler(shift=DEFAULT_SHIFT)
-        )
-    else:
-        transformer, vae = build_tiny(model, text_dim)
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=DEFAULT_SHIFT)
-    if transformer.config.text_dim != text_dim:
-        raise ValueError(
-            f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
-            f"text_dim={transformer.config.text_dim}"
-        )
-    transformer.save_pretrained(out.transformer)
-    vae.save_pretrained(out.vae)
-    scheduler.save_pretrained(out.scheduler)
-
-
-@dataclass(frozen=True)
-class WanPromptEncoder:
+class WanPromptEncoder(PipelinePromptEncoder):
     """Captions -> `prompt_embeds` [text_len, D], through `WanPipeline.encode_prompt` itself
     (its cleaning, max-length padding and zeros past each caption's tokens)."""
 
-    text: TextEncoder
-    text_len: int
-
-    @property
-    def identity(self) -> str:
-        return f"wan:{self.text.identity}:text_len={self.text_len}"
-
-    @torch.no_grad()
-    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
-        pipe = WanPipeline(
-            tokenizer=self.text.tokenizer,
-            text_encoder=self.text.model,
-            vae=None,
-            scheduler=None,
-            transformer=None,
-        )
-        embeds, _ = pipe.encode_prompt(
-            captions,
-            do_classifier_free_guidance=False,
-            max_sequence_length=self.text_len,
-            device=torch.device("cpu"),
-            dtype=torch.float32,
-        )
-        return [{"prompt_embeds": e.contiguous()} for e in embeds]
+    family = "wan"
+    pipeline_class = WanPipeline
 
 
-class WanSpec:
+class WanSpec(DiffusersSpec):
     """The Wan 2.1 family over one base model folder (the `ModelSpec` protocol)."""
 
     name = "wan"
     shape = FAMILY_SHAPES["wan"]
     lora_targets = LORA_TARGETS
-
-    def __init__(self, base: BaseModelFiles) -> None:
-        self.base = base
-
-    @functools.cached_property
-    def vae(self) -> AutoencoderKLWan:
-        vae = AutoencoderKLWan.from_pretrained(self.base.vae, use_safetensors=True)
-        return vae.eval().requires_grad_(False)
-
-    @functools.cached_property
-    def scheduler(self) -> FlowMatchEulerDiscreteScheduler:
-        return FlowMatchEulerDiscreteScheduler.from_pretrained(self.base.scheduler)
-
-    @functools.cached_property
-    def identity(self) -> str:
-        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
-        return folder_sha256(self.base.vae)
+    transformer_class = WanTransformer3DModel
+    vae_class = AutoencoderKLWan
+    pipeline_class = WanPipeline
+    default_scheduler = {"shift": DEFAULT_SHIFT}
+    text_dim_key = "text_dim"
+    prompt_encoder_class = WanPromptEncoder
+    build_tiny = staticmethod(build_tiny)
 
     @functools.cached_property
     def _latent_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,55 +98,12 @@ class WanSpec:
         std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
         return mean, std
 
-    write_base_model = staticmethod(write_base_model)
-
-    def prompt_encoder(self, text: TextEncoder, text_len: int) -> WanPromptEncoder:
-        return WanPromptEncoder(text, text_len)
-
-    # video
-    @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 frames [F, H, W, 3] -> the VAE posterior `mean` and `logvar` [C, f, h, w].
-
-        The posterior is kept, not a sample, so each training step draws a fresh latent."""
-        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
-        posterior = self.vae.encode(pixels).latent_dist
-        return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
-
-    def latents(
-        self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Normalized latents [B, C, f, h, w]: a posterior sample (the mean when `generator`
-        is None, for fixed evaluation inputs)."""
-        mean, std = (t.to(moments["mean"].device) for t in self._latent_scale)
-        posterior = DiagonalGaussianDistribution(
-            torch.cat([moments["mean"], moments["logvar"]], dim=1)
-        )
-        sample = posterior.mean if generator is None else posterior.sample(generator)
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """(sample - latents_mean) / latents_std, per channel, with the VAE's statistics."""
+        mean, std = (t.to(sample.device) for t in self._latent_scale)
         return (sample - mean) / std
 
-    # transformer
-    def load_transformer(self, folder: Path | None = None) -> WanTransformer3DModel:
-        """A transformer saved with `save_pretrained` (default: the base model's)."""
-        return WanTransformer3DModel.from_pretrained(
-            folder or self.base.transformer, use_safetensors=True
-        )
-
-    def load_trained(self, folder: Path) -> WanTransformer3DModel:
-        """A trained model: full weights, or the base with the adapter saved in `folder`
-        loaded through `WanPipeline.load_lora_weights`, as a user would."""
-        if not (folder / LORA_FILE).is_file():
-            return self.load_transformer(folder)
-        pipe = self._pipeline(self.load_transformer())
-        pipe.load_lora_weights(folder, adapter_name=ADAPTER)
-        return pipe.transformer
-
     # training
-    def sample_noise_levels(
-        self, count: int, weighting_scheme: str, generator: torch.Generator
-    ) -> torch.Tensor:
-        return flow_matching.sample_sigmas(self.scheduler, count, weighting_scheme, generator)
-
     def loss(
         self,
         transformer: torch.nn.Module,
@@ -239,15 +124,6 @@ class WanSpec:
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
 
     # sampling
-    def _pipeline(self, transformer: torch.nn.Module) -> WanPipeline:
-        return WanPipeline(
-            tokenizer=None,
-            text_encoder=None,
-            vae=self.vae,
-            scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config),
-            transformer=transformer,
-        )
-
     @torch.no_grad()
     def generate(
         self,
@@ -259,36 +135,31 @@ class WanSpec:
         guidance_scale: float,
     ) -> torch.Tensor:
         """One normalized latent [C, f, h, w] through WanPipeline, from cached embeddings."""
-        pipe = self._pipeline(transformer)
-        pipe.set_progress_bar_config(disable=True)
         embeds = conditioning["prompt_embeds"]
-        output = pipe(
+        frames = self._sample(
+            transformer,
+            bucket,
+            seed,
+            steps,
+            guidance_scale,
             prompt_embeds=embeds,
             negative_prompt_embeds=torch.zeros_like(embeds) if guidance_scale > 1 else None,
-            height=bucket.height,
-            width=bucket.width,
-            num_frames=bucket.frames,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="latent",
         )
-        return output.frames[0]
+        return frames[0]
 
     # saving
     def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
         """Full weights with `save_pretrained`; an adapter in diffusers' format (for
         `WanPipeline.load_lora_weights`) and in ComfyUI's (`COMFYUI_FILE`)."""
         if not lora:
-            transformer.save_pretrained(folder)
+            super().save_trained(transformer, folder, lora)
             return
-        if not has_lora(transformer):
-            raise ValueError("save_trained(lora=True): the transformer has no adapter")
-        weights, config = lora_state(transformer)
-        WanPipeline.save_lora_weights(
-            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
-        )
+        weights, config = self._save_adapter(transformer, folder)
         save_file(comfyui_lora(weights, config["lora_alpha"]), str(folder / COMFYUI_FILE))
+
+
+# the module's own name for it, as before the base class (tests/test_cache.py imports it)
+write_base_model = WanSpec.write_base_model
 
 
 def comfyui_lora(weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:

@@ -1,0 +1,299 @@
+"""What the family specs share: a base class for a family whose base model is a diffusers folder.
+
+Every family (models/<family>.py) keeps a base model as `transformer/`, `vae/` and `scheduler/`,
+loads each part with `from_pretrained`, and loads and saves adapters through its own pipeline
+class, as a user of that pipeline would. `DiffusersSpec` holds that code once, parametrized by
+class attributes (the diffusers classes, the default scheduler config, the transformer config
+key that holds the text width). A family subclass adds only what is its own:
+
+- `build_tiny`: the embedded tiny default (a staticmethod, also importable from the module);
+- `_normalize`: the scale latents are trained and sampled in;
+- `loss` and `generate` (the `ModelSpec` protocol's, see models/spec.py);
+- where needed, a different prompt encoder, noise-level sampling, base model checks or export.
+
+`PipelinePromptEncoder` is the same for prompt encoding: the pipeline's own `encode_prompt`,
+run on a pipeline that holds only the text encoder.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from diffusers import (
+    DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    ModelMixin,
+    SchedulerMixin,
+)
+from diffusers.configuration_utils import FrozenDict
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+from dagster_project.hashing import folder_sha256
+from dagster_project.models import flow_matching
+from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
+from dagster_project.models.spec import PromptEncoder
+from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.params import ModelParams
+from dagster_project.paths import BaseModelFiles
+from dagster_project.shapes import Bucket, FamilyShape
+
+
+def text_pipeline(pipeline_class: type[DiffusionPipeline], **text_parts: Any) -> Any:
+    """`pipeline_class` with only its tokenizer(s) and text encoder(s): enough for the
+    pipeline's own `encode_prompt`, without a transformer or VAE in memory."""
+    return pipeline_class(**text_parts, vae=None, scheduler=None, transformer=None)
+
+
+@dataclass(frozen=True)
+class PipelinePromptEncoder:
+    """Captions -> conditioning through `pipeline_class.encode_prompt` itself, at
+    `max_sequence_length=text_len` (the `PromptEncoder` protocol).
+
+    A family sets `family` and `pipeline_class`; by default an entry is the pipeline's
+    `prompt_embeds` alone, and a family whose pipeline returns more overrides `_entries`.
+    """
+
+    text: TextEncoder
+    text_len: int
+
+    family: ClassVar[str]
+    pipeline_class: ClassVar[type[DiffusionPipeline]]
+
+    @property
+    def identity(self) -> str:
+        return f"{self.family}:{self.text.identity}:text_len={self.text_len}"
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
+        pipe = text_pipeline(
+            self.pipeline_class, tokenizer=self.text.tokenizer, text_encoder=self.text.model
+        )
+        outputs = pipe.encode_prompt(
+            captions,
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.text_len,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+        )
+        return self._entries(outputs)
+
+    def _entries(self, outputs: tuple[Any, ...]) -> list[dict[str, torch.Tensor]]:
+        """`encode_prompt`'s outputs for a batch -> one entry per caption."""
+        embeds = outputs[0]  # the rest are the (here unrequested) negative prompt's
+        return [{"prompt_embeds": e.contiguous()} for e in embeds]
+
+
+class DiffusersSpec:
+    """A family over one base model folder: the shared half of the `ModelSpec` protocol.
+
+    Defaults are flow matching's (Wan, LTX-Video, HunyuanVideo); CogVideoX overrides the
+    scheduler class and `sample_noise_levels`. Subclasses set the class attributes below and
+    implement `build_tiny`, `_normalize`, `loss` and `generate` (through `_sample`).
+    """
+
+    name: ClassVar[str]
+    shape: ClassVar[FamilyShape]
+    lora_targets: ClassVar[tuple[str, ...]]  # default LoRA target modules
+
+    transformer_class: ClassVar[type[ModelMixin]]
+    vae_class: ClassVar[type[ModelMixin]]
+    pipeline_class: ClassVar[type[DiffusionPipeline]]
+    scheduler_class: ClassVar[type[SchedulerMixin]] = FlowMatchEulerDiscreteScheduler
+    # the scheduler of a base model without one (the tiny default, a checkpoint lacking it)
+    default_scheduler: ClassVar[dict[str, Any]]
+    # the transformer config key holding the text embedding width (the text encoder's output)
+    text_dim_key: ClassVar[str]
+    # the pipeline's text parts: absent when sampling, since prompts come from the text cache
+    text_components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder")
+    # the family's `PromptEncoder`, built from (text, text_len)
+    prompt_encoder_class: ClassVar[Callable[[TextEncoder, int], PromptEncoder]]
+
+    def __init__(self, base: BaseModelFiles) -> None:
+        self.base = base
+
+    # loading: the base model folder every later stage reads
+    @staticmethod
+    def build_tiny(model: ModelParams, text_dim: int) -> tuple[ModelMixin, ModelMixin]:
+        """The embedded default (transformer, VAE), random init from `model.seed`."""
+        raise NotImplementedError
+
+    @classmethod
+    def write_base_model(
+        cls,
+        model: ModelParams,
+        text_dim: int,
+        out: BaseModelFiles,
+        pretrained: Path | None = None,
+    ) -> None:
+        """Save the base model folder (transformer/, vae/, scheduler/) the pipeline loads: the
+        local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
+        if pretrained is not None:
+            source = BaseModelFiles(pretrained)
+            transformer = cls.transformer_class.from_pretrained(
+                source.transformer, use_safetensors=True
+            )
+            vae = cls.vae_class.from_pretrained(source.vae, use_safetensors=True)
+            scheduler = (
+                cls.scheduler_class.from_pretrained(source.scheduler)
+                if source.scheduler.is_dir()
+                else cls.scheduler_class(**cls.default_scheduler)
+            )
+        else:
+            transformer, vae = cls.build_tiny(model, text_dim)
+            scheduler = cls.scheduler_class(**cls.default_scheduler)
+        width = transformer.config[cls.text_dim_key]
+        if width != text_dim:
+            raise ValueError(
+                f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
+                f"{cls.text_dim_key}={width}"
+            )
+        cls._check_transformer(transformer)
+        transformer.save_pretrained(out.transformer)
+        vae.save_pretrained(out.vae)
+        scheduler.save_pretrained(out.scheduler)
+
+    @classmethod
+    def _check_transformer(cls, transformer: ModelMixin) -> None:
+        """Raise if the family cannot use `transformer` (beyond its text width); by default
+        every one can."""
+
+    # the base model's parts, loaded once
+    @functools.cached_property
+    def vae(self) -> Any:
+        vae = self.vae_class.from_pretrained(self.base.vae, use_safetensors=True)
+        return vae.eval().requires_grad_(False)
+
+    @functools.cached_property
+    def scheduler(self) -> Any:
+        return self.scheduler_class.from_pretrained(self.base.scheduler)
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
+        return folder_sha256(self.base.vae)
+
+    # configs only: training reads them without loading the VAE's or the transformer's weights
+    @functools.cached_property
+    def _vae_config(self) -> FrozenDict:
+        return FrozenDict(self.vae_class.load_config(self.base.vae))
+
+    @functools.cached_property
+    def _transformer_config(self) -> FrozenDict:
+        return FrozenDict(self.transformer_class.load_config(self.base.transformer))
+
+    # text
+    def prompt_encoder(self, text: TextEncoder, text_len: int) -> PromptEncoder:
+        return self.prompt_encoder_class(text, text_len)
+
+    # video
+    @torch.no_grad()
+    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """uint8 frames [F, H, W, 3] -> the VAE posterior `mean` and `logvar` [C, f, h, w].
+
+        The posterior is kept, not a sample, so each training step draws a fresh latent."""
+        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
+        posterior = self.vae.encode(pixels).latent_dist
+        return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
+
+    def latents(
+        self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Latents [B, C, f, h, w] as the transformer sees them: a posterior sample (the mean
+        when `generator` is None, for fixed evaluation inputs), in the family's scale."""
+        posterior = DiagonalGaussianDistribution(
+            torch.cat([moments["mean"], moments["logvar"]], dim=1)
+        )
+        sample = posterior.mean if generator is None else posterior.sample(generator)
+        return self._normalize(sample)
+
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """A VAE latent sample -> the scale the family's pipeline samples in."""
+        raise NotImplementedError
+
+    # the transformer: base, trained (full weights or base + adapter)
+    def load_transformer(self, folder: Path | None = None) -> Any:
+        """A transformer saved with `save_pretrained` (default: the base model's)."""
+        return self.transformer_class.from_pretrained(
+            folder or self.base.transformer, use_safetensors=True
+        )
+
+    def load_trained(self, folder: Path) -> Any:
+        """A trained model: full weights, or the base with the adapter saved in `folder`
+        loaded through the family pipeline's `load_lora_weights`, as a user would."""
+        if not (folder / LORA_FILE).is_file():
+            return self.load_transformer(folder)
+        pipe = self._pipeline(self.load_transformer())
+        pipe.load_lora_weights(folder, adapter_name=ADAPTER)
+        return pipe.transformer
+
+    # training
+    def sample_noise_levels(
+        self, count: int, weighting_scheme: str, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Sigmas from the scheduler's training schedule (its static `shift`)."""
+        return flow_matching.sample_sigmas(self.scheduler, count, weighting_scheme, generator)
+
+    # sampling
+    def _pipeline(self, transformer: torch.nn.Module) -> Any:
+        """The family's pipeline around `transformer`, without text encoders, with a fresh
+        scheduler (sampling sets its timesteps; the spec's own stays the training one)."""
+        return self.pipeline_class(
+            **dict.fromkeys(self.text_components),
+            vae=self.vae,
+            scheduler=self.scheduler_class.from_config(self.scheduler.config),
+            transformer=transformer,
+        )
+
+    @torch.no_grad()
+    def _sample(
+        self,
+        transformer: torch.nn.Module,
+        bucket: Bucket,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+        **inputs: Any,
+    ) -> torch.Tensor:
+        """The pipeline's latent output (`output_type="latent"`, its own layout) for one video
+        of `bucket`'s size; `inputs` are the family's own pipeline arguments (the cached
+        conditioning, negative prompts). A family's `generate` turns it into one latent."""
+        pipe = self._pipeline(transformer)
+        pipe.set_progress_bar_config(disable=True)
+        output = pipe(
+            **inputs,
+            height=bucket.height,
+            width=bucket.width,
+            num_frames=bucket.frames,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="latent",
+        )
+        return output.frames
+
+    # saving
+    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
+        """Full weights with `save_pretrained`; an adapter in diffusers' format, for the family
+        pipeline's `load_lora_weights`."""
+        if lora:
+            self._save_adapter(transformer, folder)
+        else:
+            transformer.save_pretrained(folder)
+
+    def _save_adapter(
+        self, transformer: torch.nn.Module, folder: Path
+    ) -> tuple[dict[str, torch.Tensor], dict]:
+        """Save the adapter with the pipeline class's `save_lora_weights` (its peft config as
+        metadata); returns the weights and config for a family that writes other formats too."""
+        if not has_lora(transformer):
+            raise ValueError("save_trained(lora=True): the transformer has no adapter")
+        weights, config = lora_state(transformer)
+        self.pipeline_class.save_lora_weights(
+            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
+        )
+        return weights, config
