@@ -187,5 +187,6 @@ def test_lora_mode_trains_and_evaluates_an_adapter(
     weights = load_file(p.base_model.transformer / "diffusion_pytorch_model.safetensors")
     base = sum(v.numel() for v in weights.values())
     assert 0 < train_metadata["trainable_parameters"] < base / 2
+    assert train_metadata["start"] == "starting fresh: no checkpoint yet"  # which, and why
     evaluation = json.loads(p.eval_outputs.metrics.read_text())
     assert math.isfinite(evaluation["val_loss"])

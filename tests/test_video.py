@@ -167,13 +167,18 @@ def test_decode_clip_crops_the_center(tmp_path: Path) -> None:
 
 
 def rgb24_decode(
-    path: Path, frames: int, height: int, width: int, fps: float, sar: str = "1:1"
+    path: Path, frames: int, height: int, width: int, fps: float, sar: str, full_chroma: bool
 ) -> np.ndarray:
-    """What decode_clip returned when it asked ffmpeg for packed rgb24: the reference."""
+    """The reference: ffmpeg's packed rgb24 with decode_clip's filters (what it asked for before).
+
+    With `full_chroma`, the RGB conversion interpolates chroma for every pixel
+    (swscale's full_chroma_int), as it always does for planar gbrp.
+    """
     square = "scale=w=trunc(iw*sar/2)*2:h=ih,setsar=1," if sar != "1:1" else ""
+    flags = ":flags=bicubic+full_chroma_int" if full_chroma else ""
     filters = (
-        f"fps={fps},{square}scale=w={width}:h={height}:force_original_aspect_ratio=increase,"
-        f"setsar=1,crop={width}:{height}"
+        f"fps={fps},{square}scale=w={width}:h={height}:force_original_aspect_ratio=increase"
+        f"{flags},setsar=1,crop={width}:{height}"
     )
     raw = subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", "file:" + str(path),
@@ -184,25 +189,39 @@ def rgb24_decode(
 
 
 @pytest.mark.parametrize(
-    ("size", "sar", "frames", "height", "width"),
+    ("size", "sar", "frames", "height", "width", "full_chroma"),
     [
-        ("160x90", "1:1", 12, 48, 64),  # downscale, crop the sides
-        ("64x48", "1:1", 6, 90, 50),  # upscale, crop top and bottom
-        ("96x72", "4:3", 5, 33, 47),  # non-square pixels, odd target
+        # Scaled-to-cover width odd (85, 53, 53): swscale interpolates chroma for every pixel
+        # in rgb24 too, so gbrp gives exactly the pixels of the former rgb24 path. This covers
+        # a 16:9 source cropped to 480x832 or 256x256, the benchmark's case.
+        ("160x90", "1:1", 12, 48, 64, False),  # downscale, crop the sides
+        ("32x24", "1:1", 6, 40, 40, False),  # upscale
+        ("64x48", "4:3", 5, 30, 30, False),  # non-square pixels made square first
+        # Scaled-to-cover width even (120, 70, 114): packed rgb24 shares one chroma value
+        # per pair of pixels there, gbrp does not; gbrp equals rgb24 with full_chroma_int.
+        ("64x48", "1:1", 6, 90, 50, True),
+        ("64x48", "4:3", 5, 40, 40, True),
+        ("160x90", "1:1", 4, 64, 64, True),
     ],
 )
 def test_decode_clip_pixels_match_rgb24(
-    tmp_path: Path, size: str, sar: str, frames: int, height: int, width: int
+    tmp_path: Path,
+    size: str,
+    sar: str,
+    frames: int,
+    height: int,
+    width: int,
+    full_chroma: bool,
 ) -> None:
     # Colourful, noisy content so that chroma handling and every channel matter.
     clip = tmp_path / "clip.mp4"
     ffmpeg(
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24",
-        "-vf", f"noise=alls=40:allf=t,setsar={sar}", "-frames:v", "24",
+        "-vf", f"noise=alls=40:allf=t,setsar={sar.replace(':', '/')}", "-frames:v", "24",
         "-c:v", "libx264", "-pix_fmt", "yuv420p", "file:" + str(clip),
     )  # fmt: skip
     ours = decode_clip(clip, frames, height, width, 16, sample_aspect_ratio=sar)
-    expected = rgb24_decode(clip, frames, height, width, 16, sar)
+    expected = rgb24_decode(clip, frames, height, width, 16, sar, full_chroma)
     assert ours.shape == expected.shape == (frames, height, width, 3)
     assert ours.flags.c_contiguous
     np.testing.assert_array_equal(ours, expected)

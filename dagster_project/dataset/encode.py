@@ -14,7 +14,7 @@ from dagster_project.dataset.cache import TensorCache
 from dagster_project.hashing import cache_key
 from dagster_project.models.spec import PromptEncoder
 from dagster_project.shapes import Bucket
-from dagster_project.video.decode import DecodeError, decode_clip
+from dagster_project.video.decode import DECODER_VERSION, DecodeError, decode_clip
 
 
 class VideoEncoder(Protocol):
@@ -73,7 +73,13 @@ def cache_latents(
     encoded = 0
     for i, row in enumerate(manifest.iter_rows(named=True)):
         bucket = Bucket.parse(row["bucket"])
-        key = cache_key(video=row["sha256"], bucket=bucket.name, fps=fps, vae=encoder.identity)
+        key = cache_key(
+            video=row["sha256"],
+            bucket=bucket.name,
+            fps=fps,
+            vae=encoder.identity,
+            decoder=DECODER_VERSION,
+        )
         error = None
         if key not in cache:
             try:

@@ -82,7 +82,7 @@ def train(
     table: pl.DataFrame,
     out: TrainOutputs,
     log: Callable[[str], None] = print,
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     """Train the spec's base transformer on the training clips of `table` (a `clip_table`),
     resuming from the latest checkpoint of the same run; write under `out` and return summary
     metrics (on the main process; other ranks return {})."""
@@ -224,7 +224,7 @@ def train(
             last_log = time.perf_counter()
             log(f"step {step}/{cfg.steps}: loss {step_loss:.4f}, lr {lr:.3g}")
 
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float | str] = {}
     if main:
         with atomic_dir(out.model) as tmp:
             spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
@@ -241,6 +241,7 @@ def train(
         metrics = _write_loss_log(state.losses, out, timing)
         live.end()
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
+        metrics = {**metrics, "start": why}  # for the asset's metadata, not the DVC metrics
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics

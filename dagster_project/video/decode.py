@@ -21,6 +21,11 @@ class DecodeError(Exception):
     """ffmpeg could not produce the requested frames."""
 
 
+# part of every latent cache key: frames decoded another way give other latents (rgb24 shared
+# chroma between pixel pairs at even widths; gbrp interpolates it for every pixel)
+DECODER_VERSION = "gbrp-1"
+
+
 def frames_at_fps(frame_count: int, src_fps: float, fps: float) -> int:
     """How many frames ffmpeg's fps filter yields from `frame_count` frames at `src_fps`.
 
@@ -52,10 +57,9 @@ def decode_clip(
     Non-square pixels (`sample_aspect_ratio` other than 1:1) are first made square, so the clip
     keeps its displayed shape. Returns a uint8 array [frames, height, width, 3] in RGB order.
 
-    ffmpeg writes planar `gbrp` frames (its conversion to planar RGB is much cheaper than to
-    packed rgb24, with identical pixels); each frame is read from the pipe into a one-frame
-    planar buffer and interleaved into the preallocated result, so memory stays at the result
-    plus one frame.
+    ffmpeg converts to planar `gbrp`, interpolating chroma for every output pixel; each frame
+    is read from the pipe into a one-frame planar buffer and interleaved into the preallocated
+    result, so memory stays at the result plus one frame.
     """
     if frames <= 0 or height <= 0 or width <= 0 or fps <= 0:
         raise ValueError(f"invalid clip shape {frames}x{height}x{width} at {fps} fps")
@@ -66,6 +70,10 @@ def decode_clip(
         stream.filter("scale", w=width, h=height, force_original_aspect_ratio="increase")
         .filter("setsar", 1)
         .filter("crop", width, height)
+        # Planar gbrp costs ffmpeg far less than packed rgb24. The pixels are those of rgb24
+        # with full chroma interpolation, which swscale uses for rgb24 too when the scaled width
+        # is odd (a 16:9 source to 480x832 or 256x256); at an even scaled width plain rgb24
+        # would share one chroma value between two neighbouring pixels.
         .output("pipe:", format="rawvideo", pix_fmt="gbrp", vframes=frames)
         .global_args("-loglevel", "error", "-nostdin")
         .run_async(pipe_stdout=True, pipe_stderr=True)
