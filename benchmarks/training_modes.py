@@ -59,7 +59,12 @@ def config_params(model: str, tiny: dict, mode: str, steps: int) -> Path:
         WORK_DIR,
         name=f"params_{model}_{mode}.yaml",
         model={"base_dir": f"data/models/{model}", "tiny": tiny},
-        train={"steps": steps, "mode": mode, "output_dir": f"data/train_{model}_{mode}"},
+        train={
+            "steps": steps,
+            "mode": mode,
+            "output_dir": f"data/train_{model}_{mode}",
+            "resume": "never",  # every round trains from step 1
+        },
         guard={"max_exposures": 100000.0, "warn_exposures": 100000.0},
     )
 
