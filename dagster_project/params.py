@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from dagster_project.paths import BaseModelFiles, CacheFiles, EvalOutputs, TrainOutputs
 from dagster_project.shapes import (
@@ -180,7 +188,11 @@ class TrainParams(_Section):
     weighting_scheme: Literal["logit_normal", "mode", "uniform", "sigma_sqrt", "cosmap"] = (
         "logit_normal"
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # YAML 1.1 (PyYAML) reads a bare `no` as False; DVC writes YAML 1.2, where it is a string,
+    # and `dvc exp run -S` rewrites params.yaml without the quotes: both mean accelerate's "no"
+    mixed_precision: Annotated[
+        Literal["no", "bf16", "fp16"], BeforeValidator(lambda v: "no" if v is False else v)
+    ] = "no"
     nproc_per_node: PositiveInt = 1
     launch: LaunchParams = LaunchParams()
     num_workers: NonNegativeInt = 0

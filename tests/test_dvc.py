@@ -5,6 +5,7 @@ Changing a training parameter re-runs training and evaluation only.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -72,3 +73,19 @@ def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], tmp_path)
     assert "loss.csv" in plots and "checkpoints.csv" in plots
     assert "dvclive/plots/metrics/train/loss.tsv" in plots  # per step, written as training goes
+
+    # an experiment: `dvc exp run -S` changes a param, runs what it touches, and `dvc exp show`
+    # lists the run with its params and final metrics (dvclive made no refs of its own before)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], tmp_path)
+    assert run(["git", "for-each-ref", "refs/exps"], tmp_path).strip() == ""
+    experiment = run([str(BIN / "dvc"), "exp", "run", "-S", "train.lr=0.003"], tmp_path)
+    assert stages_run(experiment) == ["train", "evaluate"]
+    table = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], tmp_path))
+    runs = [e for commit in table for e in (commit.get("experiments") or [])]
+    assert len(runs) == 1
+    [revision] = runs[0]["revs"]
+    data = revision["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.003
+    metrics = {k: v for f in data["metrics"].values() for k, v in f["data"].items()}
+    assert {"val_loss", "loss_last"} <= set(metrics)

@@ -124,3 +124,11 @@ def test_bucket_assignment(frames: int, width: int, height: int, expected: Bucke
     buckets = [Bucket(9, 64, 64), Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
     buckets.append(Bucket(33, 64, 64))
     assert assign_bucket(frames, width, height, buckets) == expected
+
+
+def test_a_bare_no_from_dvc_exp_run_means_no_mixed_precision(tmp_path: Path) -> None:
+    """`dvc exp run -S` rewrites params.yaml as YAML 1.2, dropping the quotes of "no"."""
+    path = write_params(tmp_path)
+    path.write_text(path.read_text().replace("mixed_precision: 'no'", "mixed_precision: no"))
+    assert "mixed_precision: no\n" in path.read_text()
+    assert load_params(path).train.mixed_precision == "no"

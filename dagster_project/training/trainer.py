@@ -46,6 +46,16 @@ from dagster_project.training.loss_plot import plot_losses
 LOG_EVERY_SECONDS = 10.0  # Dagster's log gets a line at most this often (and at checkpoints)
 
 
+class StepLog(Live):
+    """dvclive's files (per-step curves as TSV, drawn by `dvc plots show`) without its DVC
+    integration: the generated dvc.yaml declares the curves itself, `dvc exp show` reads the
+    metrics the stages declare, and the integration would initialize DVC in a plain git repo
+    and fails in one without commits (dvclive 3.49)."""
+
+    def _init_dvc(self) -> None:
+        """No DVC repo, no experiment: only files."""
+
+
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite: the run stops, its last good checkpoint stays."""
 
@@ -153,7 +163,7 @@ def train(
         )
     # per-step curves for `dvc plots show`; no experiment refs from runs outside `dvc exp run`
     live = (
-        Live(str(out.dvclive), resume=resume_from is not None, save_dvc_exp=False, dvcyaml=None)
+        StepLog(str(out.dvclive), resume=resume_from is not None, save_dvc_exp=False, dvcyaml=None)
         if main
         else None
     )
