@@ -18,6 +18,7 @@ run on a pipeline that holds only the text encoder.
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ class PipelinePromptEncoder:
         return [{"prompt_embeds": e.contiguous()} for e in embeds]
 
 
-class DiffusersSpec:
+class DiffusersSpec(ABC):
     """A family over one base model folder: the shared half of the `ModelSpec` protocol.
 
     Defaults are flow matching's (Wan, LTX-Video, HunyuanVideo); CogVideoX overrides the
@@ -118,9 +119,9 @@ class DiffusersSpec:
 
     # loading: the base model folder every later stage reads
     @staticmethod
+    @abstractmethod
     def build_tiny(model: ModelParams, text_dim: int) -> tuple[ModelMixin, ModelMixin]:
         """The embedded default (transformer, VAE), random init from `model.seed`."""
-        raise NotImplementedError
 
     @classmethod
     def write_base_model(
@@ -161,6 +162,7 @@ class DiffusersSpec:
     def _check_transformer(cls, transformer: ModelMixin) -> None:
         """Raise if the family cannot use `transformer` (beyond its text width); by default
         every one can."""
+        return None
 
     # the base model's parts, loaded once
     @functools.cached_property
@@ -211,9 +213,9 @@ class DiffusersSpec:
         sample = posterior.mean if generator is None else posterior.sample(generator)
         return self._normalize(sample)
 
+    @abstractmethod
     def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
         """A VAE latent sample -> the scale the family's pipeline samples in."""
-        raise NotImplementedError
 
     # the transformer: base, trained (full weights or base + adapter)
     def load_transformer(self, folder: Path | None = None) -> Any:
