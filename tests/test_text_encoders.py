@@ -1,4 +1,5 @@
-"""Each family's text encoder, as a tiny from-config model in a local folder, loads and embeds."""
+"""Each family's text encoder, as a tiny from-config model in a local folder, loads and embeds
+captions through the family's own prompt encoding."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from transformers import (
     UMT5EncoderModel,
 )
 
+from dagster_project.models.families import family_spec
 from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.paths import BaseModelFiles
 
 VOCAB = 30522  # the MiniLM (BERT) tokenizer saved beside each tiny model
 
@@ -50,17 +53,22 @@ TINY = {
     ),  # fmt: skip
 }
 ENCODER_CLASS = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "llama": LlamaModel}
+FAMILY = {"umt5": "wan", "t5": "ltx"}  # the family whose pipeline encodes with it
 
 
-@pytest.mark.parametrize("family", sorted(TINY))
-def test_local_encoder_embeds_tokens(tmp_path: Path, family: str) -> None:
-    encoder = TextEncoder(save(TINY[family](), tmp_path / family), max_length=16)
-    assert isinstance(encoder.model, ENCODER_CLASS[family])
-    short, long = encoder.encode(["a cat", "a very long caption " * 10])
-    assert short["embedding"].shape[1] == 32 == encoder.dim
-    assert short["embedding"].shape[0] < long["embedding"].shape[0] == 16
-    assert torch.isfinite(long["embedding"]).all()
-    assert encoder.identity.startswith("local:")
+def prompt_encoder(family: str, text: TextEncoder, text_len: int = 16):
+    return family_spec(family, BaseModelFiles(Path("unused"))).prompt_encoder(text, text_len)
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILY))
+def test_local_encoder_embeds_through_its_family_pipeline(tmp_path: Path, kind: str) -> None:
+    text = TextEncoder(save(TINY[kind](), tmp_path / kind), max_length=16)
+    assert isinstance(text.model, ENCODER_CLASS[kind])
+    assert text.identity.startswith("local:") and text.dim == 32
+    short, long = prompt_encoder(FAMILY[kind], text).encode(["a cat", "a very long caption " * 10])
+    assert short["prompt_embeds"].shape == long["prompt_embeds"].shape == (16, 32)
+    assert torch.isfinite(long["prompt_embeds"]).all()
+    assert not torch.equal(short["prompt_embeds"], long["prompt_embeds"])
 
 
 def test_llama_plus_clip_adds_a_pooled_vector(tmp_path: Path) -> None:
@@ -68,11 +76,14 @@ def test_llama_plus_clip_adds_a_pooled_vector(tmp_path: Path) -> None:
         CLIPTextConfig(vocab_size=VOCAB, hidden_size=24, intermediate_size=48, num_hidden_layers=1,
                        num_attention_heads=2, max_position_embeddings=77, projection_dim=24)
     )  # fmt: skip
-    encoder = TextEncoder(
+    text = TextEncoder(
         save(TINY["llama"](), tmp_path / "llama"), 16, pooled_path=save(clip, tmp_path / "clip")
     )
+    assert isinstance(text.model, LlamaModel)
+    encoder = prompt_encoder("hunyuan", text, text_len=64)
     [item] = encoder.encode(["a dog running"])
-    assert item["pooled"].shape == (24,)
+    assert item["pooled_prompt_embeds"].shape == (24,)  # the given CLIP's, not a tiny stand-in
+    assert item["prompt_embeds"].shape == (64, 32)
     assert "+clip:" in encoder.identity
 
 

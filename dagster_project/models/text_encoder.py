@@ -16,7 +16,6 @@ from __future__ import annotations
 from importlib.metadata import version
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -30,7 +29,6 @@ from transformers import (
 from dagster_project.hashing import folder_sha256
 
 ENCODER_CLASSES = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "llama": LlamaModel}
-LLAMA_LAYERS_SKIPPED = 2  # HunyuanVideo reads the hidden states 2 layers before the last
 
 
 def _local_folder(path: str | Path, key: str) -> Path:
@@ -74,48 +72,6 @@ class TextEncoder:
             self.pooled.eval().requires_grad_(False)
             self.identity += f"+clip:{folder_sha256(pooled_folder)}"
         self.identity += f":max_length={max_length}"
-
-    @torch.no_grad()
-    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
-        """Embed captions: per caption `embedding` [tokens, dim] and, with a CLIP encoder,
-        `pooled` [dim_2]."""
-        batch = self.tokenizer(
-            captions,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        if self.model_type == "llama":
-            hidden_states = self.model(**batch, output_hidden_states=True).hidden_states
-            hidden = hidden_states[-(LLAMA_LAYERS_SKIPPED + 1)]
-        else:
-            hidden = self.model(**batch).last_hidden_state
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
-        out = [
-            {"embedding": h[:n].float().contiguous()} for h, n in zip(hidden, lengths, strict=True)
-        ]
-        if self.pooled is not None:
-            clip_batch = self.pooled_tokenizer(
-                captions,
-                padding="max_length",
-                truncation=True,
-                max_length=self.pooled.config.max_position_embeddings,
-                return_tensors="pt",
-            )
-            pooled = self.pooled(clip_batch["input_ids"]).pooler_output.float()
-            for item, vector in zip(out, pooled, strict=True):
-                item["pooled"] = vector.contiguous()
-        return out
-
-
-def pad_embeddings(embeddings: list[torch.Tensor], length: int) -> torch.Tensor:
-    """Zero-pad (or cut) token embeddings to [B, length, D], as Wan pads prompts."""
-    out = torch.zeros(len(embeddings), length, embeddings[0].shape[-1])
-    for i, emb in enumerate(embeddings):
-        n = min(length, emb.shape[0])
-        out[i, :n] = emb[:n]
-    return out
 
 
 def text_embedding_dim(path: Path | None) -> int:
