@@ -117,6 +117,7 @@ class EvalOutputs(Outputs):
     CHECKPOINTS_CSV: ClassVar[str] = "checkpoints.csv"
     REPORT: ClassVar[str] = "report.md"
     PLOT: ClassVar[str] = "loss_curve.png"
+    SIGMA_PLOT: ClassVar[str] = "loss_per_sigma.png"
 
     @property
     def metrics(self) -> Path:
@@ -133,6 +134,10 @@ class EvalOutputs(Outputs):
     @property
     def plot(self) -> Path:
         return self.root / self.PLOT
+
+    @property
+    def sigma_plot(self) -> Path:
+        return self.root / self.SIGMA_PLOT
 
 
 @dataclass(frozen=True)

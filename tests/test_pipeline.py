@@ -75,6 +75,11 @@ def test_whole_pipeline_materializes(run: tuple[Path, dg.ExecuteInProcessResult]
     assert evaluation["val_clips"] >= 1 and evaluation["prompts"] >= 1
     report = (p.path(p.eval.output_dir) / "report.md").read_text()
     assert "| val_loss |" in report and "loss_curve.png" in report
+    assert "## Validation loss per noise level" in report and "loss_per_sigma.png" in report
+    curve = pl.read_csv(p.path(p.eval.output_dir) / "checkpoints.csv")
+    assert {f"val_loss@{s:g}" for s in p.eval.sigmas} <= set(curve.columns)
+    assert {"gap", "train_fixed_loss@0.5"} <= set(curve.columns)
+    assert math.isfinite(evaluation["val_train_gap"])
     assert (p.path(p.eval.output_dir) / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

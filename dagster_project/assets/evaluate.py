@@ -18,7 +18,7 @@ from dagster_project.training.data import clip_table
     group_name="evaluate",
     deps=[trained_model, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=EvalOutputs.dvc(EvalOutputs.REPORT, EvalOutputs.PLOT),
+        outs=EvalOutputs.dvc(EvalOutputs.REPORT, EvalOutputs.PLOT, EvalOutputs.SIGMA_PLOT),
         params=["eval", "model.family"],
         code=["dagster_project/evaluation", "dagster_project/models"],
         metrics=EvalOutputs.dvc(EvalOutputs.METRICS),
@@ -43,5 +43,6 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
             **metrics,
             "report": dg.MetadataValue.md(out.report.read_text()),
             "loss_curve": ui.image(out.plot),
+            "loss_per_sigma": ui.image(out.sigma_plot),
         }
     )

@@ -14,7 +14,7 @@ from dagster_project.evaluation.diversity import (
     mean_pairwise_distance,
     nearest_similarity,
 )
-from dagster_project.evaluation.report import markdown_report
+from dagster_project.evaluation.report import markdown_report, plot_sigma_losses
 from dagster_project.evaluation.validation import (
     fixed_sigma_loss,
     load_clip_conditioning,
@@ -27,6 +27,11 @@ from dagster_project.shapes import Bucket
 from dagster_project.training.loss_plot import plot_losses
 
 TRAIN_SUBSET = 8  # training clips whose fixed-sigma loss is tracked beside the validation loss
+
+
+def sigma_column(name: str, sigma: float) -> str:
+    """The column of one noise level's loss, e.g. `val_loss@0.3`."""
+    return f"{name}@{sigma:g}"
 
 
 def evaluate(
@@ -59,13 +64,16 @@ def evaluate(
         val_loss = losses(transformer, val_latents, val_text)
         train_loss = losses(transformer, sub_latents, sub_text)
         step = trained.checkpoint_step(folder)
-        checkpoints.append(
-            {
-                "step": step,
-                "val_loss": sum(val_loss.values()) / len(val_loss),
-                "train_fixed_loss": sum(train_loss.values()) / len(train_loss),
-            }
-        )
+        row = {
+            "step": step,
+            "val_loss": sum(val_loss.values()) / len(val_loss),
+            "train_fixed_loss": sum(train_loss.values()) / len(train_loss),
+        }
+        row["gap"] = row["val_loss"] - row["train_fixed_loss"]  # grows as a run overfits
+        # per noise level too: overfitting shows first where the clip's detail is decided
+        row |= {sigma_column("val_loss", s): v for s, v in val_loss.items()}
+        row |= {sigma_column("train_fixed_loss", s): v for s, v in train_loss.items()}
+        checkpoints.append(row)
         log(f"checkpoint {step}: validation loss {checkpoints[-1]['val_loss']:.4f}")
     if not checkpoints:
         raise RuntimeError(f"no checkpoints under {trained.checkpoints}: train first")
@@ -92,6 +100,7 @@ def evaluate(
         "val_loss_best": best["val_loss"],
         "best_step": best["step"],
         "train_fixed_loss": checkpoints[-1]["train_fixed_loss"],
+        "val_train_gap": checkpoints[-1]["gap"],
         "diversity": sum(diversities) / len(diversities),
         "nearest_train_similarity_mean": sum(similarities) / len(similarities),
         "nearest_train_similarity_max": max(similarities),
@@ -109,8 +118,11 @@ def _write_outputs(
         train_curve = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle)]
     plot_losses(train_curve, checkpoints, out.plot)
     with atomic_path(out.checkpoints_csv) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["step", "val_loss", "train_fixed_loss"])
+        writer = csv.DictWriter(handle, fieldnames=list(checkpoints[0]))
         writer.writeheader()
         writer.writerows(checkpoints)
-    write_text(markdown_report(metrics, checkpoints, out.plot.name), out.report)
+    plot_sigma_losses(checkpoints, out.sigma_plot)
+    write_text(
+        markdown_report(metrics, checkpoints, out.plot.name, out.sigma_plot.name), out.report
+    )
     write_json(metrics, out.metrics)
