@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from dagster_project.hashing import folder_sha256
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -33,6 +35,7 @@ class BaseModelFiles(Outputs):
     TRANSFORMER: ClassVar[str] = "transformer"
     VAE: ClassVar[str] = "vae"
     SCHEDULER: ClassVar[str] = "scheduler"
+    IDENTITY: ClassVar[str] = "identity.txt"  # the content hash, written once with the folder
 
     @property
     def transformer(self) -> Path:
@@ -45,6 +48,18 @@ class BaseModelFiles(Outputs):
     @property
     def scheduler(self) -> Path:
         return self.root / self.SCHEDULER
+
+    def record_identity(self) -> str:
+        """Hash the folder's content once, when it is written, and keep it beside it."""
+        identity = folder_sha256(self.root)
+        (self.root / self.IDENTITY).write_text(identity + "\n")
+        return identity
+
+    def identity(self) -> str:
+        """The folder's content hash, as the `base_model` asset recorded it (hashing a large
+        model's weights on every run would cost minutes; their modification times would change
+        whenever the folder is rewritten with the same content)."""
+        return (self.root / self.IDENTITY).read_text().strip()
 
 
 @dataclass(frozen=True)

@@ -306,7 +306,15 @@ def test_a_local_checkpoint_folder_loads_as_the_base(family: str, tmp_path: Path
     checkpoint = tiny_spec(family, tmp_path / "checkpoint")
     out = BaseModelFiles(tmp_path / "base")
     FAMILIES[family].write_base_model(ModelParams(seed=7), 384, out, checkpoint.base.root)
-    assert {f.name for f in out.root.iterdir()} == {"transformer", "vae", "scheduler"}
+    assert {f.name for f in out.root.iterdir()} == {
+        "transformer",
+        "vae",
+        "scheduler",
+        "identity.txt",
+    }
+    rewritten = BaseModelFiles(tmp_path / "again")  # the same inputs give the same identity
+    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, rewritten, checkpoint.base.root)
+    assert rewritten.identity() == out.identity()
     expected = checkpoint.load_transformer().state_dict()
     for name, tensor in family_spec(family, out).load_transformer().state_dict().items():
         assert torch.equal(tensor, expected[name]), name

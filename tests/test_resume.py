@@ -105,6 +105,10 @@ def test_kill_9_then_rerun_gives_the_weights_of_an_uninterrupted_run(
         assert torch.equal(value, got[key]), key  # bitwise, on CPU
     loss_csv = load_params(interrupted).train_outputs.loss_csv
     assert len(loss_csv.read_text().splitlines()) == 1 + 24  # the whole history, resumed too
+    # dvclive's curve too: the steps the killed run logged past its checkpoint are not repeated
+    curve = load_params(interrupted).train_outputs.dvclive / "plots/metrics/train/loss.tsv"
+    steps = [int(row.split("\t")[0]) for row in curve.read_text().splitlines()[1:]]
+    assert steps == list(range(1, 25))
 
 
 def run_in_process(params: Path) -> tuple[dict, list[str]]:
@@ -217,3 +221,20 @@ def test_accumulation_processes_and_nodes_give_the_same_weights(encoded: Path) -
         finish(process)
     assert metrics(nodes)["processes"] == 2
     close(reference, weights(nodes), base)
+
+
+def test_resuming_with_another_split_of_the_same_global_batch(encoded: Path) -> None:
+    """batch 2 x 2 accumulation, resumed as batch 1 x 4: the updates still fall on whole
+    optimizer steps (accelerate's restored micro-step count is reset)."""
+    common = {"steps": 6, "lr_scheduler": "constant", "checkpoint_every": 3}
+    whole = params_file(encoded, "split_whole", batch_size=2, grad_accum=2, **common)
+    run_in_process(whole)
+    first = params_file(encoded, "split", batch_size=2, grad_accum=2, **{**common, "steps": 3})
+    run_in_process(first)
+    resumed = params_file(encoded, "split", batch_size=1, grad_accum=4, **common)
+    result, lines = run_in_process(resumed)
+    assert result["resumed_from_step"] == 3
+    base = load_file(
+        load_params(whole).base_model.transformer / "diffusion_pytorch_model.safetensors"
+    )
+    close(weights(whole), weights(resumed), base)

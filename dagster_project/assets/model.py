@@ -34,6 +34,7 @@ def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
             "source": source,
             "path": dg.MetadataValue.path(str(out_dir)),
             "vae_sha256": folder_sha256(p.base_model.vae),
+            "identity": p.base_model.identity(),
             "text_dim": text_dim,
         }
     )

@@ -1,5 +1,7 @@
 """The training plan (guarded against overfitting) and the training run, through Dagster Pipes."""
 
+import json
+
 import dagster as dg
 import polars as pl
 
@@ -102,10 +104,14 @@ def trained_model(
     command = launch_command(params.path, p.train)
     reported = pipes_subprocess_client.run(command=command, context=context)
     outputs = p.train_outputs
-    [result] = reported.get_results()  # what rank 0 reported: the run's metrics
+    # what rank 0 reported; with several nodes, rank 0 may run on another node than this one
+    results = reported.get_results()
+    reported_metadata = (
+        results[0].metadata or {} if results else json.loads(outputs.metrics.read_text())
+    )
     return dg.MaterializeResult(
         metadata={
-            **(result.metadata or {}),
+            **reported_metadata,
             "model": dg.MetadataValue.path(str(outputs.model)),
             "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),

@@ -47,10 +47,10 @@ def load_lora_state(transformer: torch.nn.Module, folder: Path) -> None:
     saved = load_file(folder / LORA_FILE)
     weights = {key.removeprefix("transformer."): value for key, value in saved.items()}
     result = set_peft_model_state_dict(transformer, weights, adapter_name=ADAPTER)
-    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-    if missing:
+    unplaced = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unplaced:
         raise ValueError(
-            f"{folder / LORA_FILE}: adapter weights the model has no place for: {missing[:3]}"
+            f"{folder / LORA_FILE}: adapter weights the model has no place for: {unplaced[:3]}"
         )
 
 

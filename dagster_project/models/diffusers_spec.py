@@ -157,6 +157,7 @@ class DiffusersSpec(ABC):
         transformer.save_pretrained(out.transformer)
         vae.save_pretrained(out.vae)
         scheduler.save_pretrained(out.scheduler)
+        out.record_identity()
 
     @classmethod
     def _check_transformer(cls, transformer: ModelMixin) -> None:

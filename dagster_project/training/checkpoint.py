@@ -23,7 +23,7 @@ import polars as pl
 import torch
 from accelerate import Accelerator
 
-from dagster_project.hashing import cache_key, stat_fingerprint
+from dagster_project.hashing import cache_key
 from dagster_project.models.adapters import load_lora_state
 from dagster_project.models.spec import ModelSpec
 from dagster_project.params import TrainParams
@@ -60,13 +60,12 @@ def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, worl
         latents=table["latent_key"].to_list(),
         texts=table["text_key"].to_list(),
     )
-    base = spec.base.root
     schedule = {"lr_scheduler": cfg.lr_scheduler, "warmup_steps": cfg.warmup_steps}
     if cfg.lr_scheduler not in OPEN_ENDED_SCHEDULES:
         schedule["steps"] = cfg.steps
     return {
         "data": data,
-        "model": stat_fingerprint(base, [p for p in base.rglob("*") if p.is_file()]),
+        "model": spec.base.identity(),
         "family": spec.name,
         "mode": cfg.mode,
         "lora": cfg.lora.model_dump() if cfg.mode == "lora" else None,
@@ -82,29 +81,34 @@ def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, worl
 def resume_point(
     out: TrainOutputs, fingerprint: dict, steps: int, resume: str
 ) -> tuple[Path | None, str]:
-    """(the checkpoint to resume from or None, why), from the latest complete checkpoint."""
-    folders = out.checkpoint_folders()
+    """(the checkpoint to resume from or None, why): the newest readable checkpoint of the same
+    run at or below `steps`. An unreadable one (a crash mid-write on a filesystem without
+    ordered renames) is passed over, not taken as a reason to start fresh and lose the rest."""
     if resume == "never":
         return None, "starting fresh: train.resume is never"
-    if not folders:
-        return None, "starting fresh: no checkpoint yet"
-    latest = folders[-1]
-    try:
-        saved = RunState.read(latest, out)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    skipped = []
+    for folder in reversed(out.checkpoint_folders()):
+        try:
+            saved = RunState.read(folder, out)
+        except (OSError, ValueError, KeyError, TypeError):
+            skipped.append(folder.name)
+            continue
+        changed = [k for k, value in fingerprint.items() if saved.fingerprint.get(k) != value]
+        if changed:
+            return None, (
+                f"starting fresh: {', '.join(changed)} changed since the checkpoint at step "
+                f"{saved.step}"
+            )
+        if saved.step > steps:
+            continue  # train.steps was lowered: an earlier checkpoint of this run may do
+        unreadable = f"; passed over unreadable {', '.join(skipped)}" if skipped else ""
         return (
-            None,
-            f"starting fresh: {latest.name} has no usable {out.CHECKPOINT_STATE} ({error!r})",
+            folder,
+            f"resuming from the checkpoint at step {saved.step} ({folder.name}){unreadable}",
         )
-    changed = [key for key, value in fingerprint.items() if saved.fingerprint.get(key) != value]
-    if changed:
-        return None, (
-            f"starting fresh: {', '.join(changed)} changed since the checkpoint at step "
-            f"{saved.step}"
-        )
-    if saved.step > steps:
-        return None, f"starting fresh: train.steps {steps} is below the checkpoint's {saved.step}"
-    return latest, f"resuming from the checkpoint at step {saved.step} ({latest.name})"
+    return None, "starting fresh: no checkpoint yet" + (
+        f" (unreadable: {', '.join(skipped)})" if skipped else ""
+    )
 
 
 def register_hooks(

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from diffusers.optimization import get_scheduler
 from dvclive import Live
 from torch.utils.data import DataLoader
@@ -107,7 +108,9 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
     fingerprint = run_fingerprint(cfg, spec, table, world)
-    resume_from, why = resume_point(out, fingerprint, cfg.steps, cfg.resume)
+    # rank 0 decides for all: ranks that decided apart would run different steps and hang
+    decision = [resume_point(out, fingerprint, cfg.steps, cfg.resume) if main else None]
+    resume_from, why = broadcast_object_list(decision)[0]
 
     torch.manual_seed(cfg.seed)
     transformer = spec.load_transformer()
@@ -141,6 +144,9 @@ def train(
     if resume_from is not None:
         loading = time.perf_counter()
         accelerator.load_state(str(resume_from))
+        # checkpoints fall on optimizer steps; accelerate's restored micro-step count would
+        # misplace the updates if train.grad_accum changed with the same global batch
+        accelerator.step = 0
         load_seconds = time.perf_counter() - loading
         state = RunState.read(resume_from, out)
         sampler.load_state_dict(state.sampler)
@@ -152,6 +158,8 @@ def train(
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=cfg.num_workers,
+        # its own generator: iterating must not draw from the global one (dropout's)
+        generator=torch.Generator().manual_seed(cfg.seed),
         pin_memory=accelerator.device.type == "cuda",
     )
     if main:
@@ -167,6 +175,8 @@ def train(
         if main
         else None
     )
+    if live is not None:
+        trim_curves(out.dvclive, state.step)  # a crash after the checkpoint logged steps past it
 
     batches = iter(loader)
     micro_positions = [
@@ -198,17 +208,24 @@ def train(
                 shared = accelerator.reduce(loss.detach(), reduction="mean").item()
                 if not math.isfinite(shared):
                     raise NonFiniteLoss(
-                        f"step {step}: the loss is {shared}; training stopped before the update "
-                        f"(lower train.lr?). The last good checkpoint stays in {out.checkpoints}"
+                        f"step {step}: the loss is {shared}; training stopped before the update. "
+                        f"The last good checkpoint stays in {out.checkpoints} (a changed "
+                        "train.lr starts a fresh run)"
                     )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trainable, 1.0)
+                    norm = accelerator.clip_grad_norm_(trainable, 1.0)
+                    if not math.isfinite(float(norm)):  # synced: the same on every rank
+                        raise NonFiniteLoss(
+                            f"step {step}: the gradient norm is {float(norm)} (loss {shared}); "
+                            "training stopped before the update. The last good checkpoint "
+                            f"stays in {out.checkpoints}"
+                        )
                 optimizer.step()
                 optimizer.zero_grad()
             step_loss += shared / cfg.grad_accum
+        lr = lr_scheduler.get_last_lr()[0]  # the rate this step's update used
         lr_scheduler.step()
-        lr = lr_scheduler.get_last_lr()[0]
         next(positions_taken)
         state.step, state.sampler = step, position.state_dict()
         state.losses.append([step, step_loss, lr])
@@ -255,6 +272,18 @@ def train(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
+
+
+def trim_curves(folder: Path, step: int) -> None:
+    """Drop dvclive's rows after `step` (logged by a run that died before its next checkpoint),
+    so a resumed run does not log those steps twice."""
+    for curve in folder.glob("plots/metrics/**/*.tsv"):
+        header, *rows = curve.read_text().splitlines()
+        column = header.split("\t").index("step")
+        kept = [row for row in rows if int(row.split("\t")[column]) <= step]
+        if len(kept) < len(rows):
+            with atomic_path(curve) as tmp:
+                tmp.write_text("\n".join([header, *kept]) + "\n")
 
 
 def _write_loss_log(
