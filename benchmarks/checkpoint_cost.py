@@ -15,7 +15,10 @@ Rerun (from the repository root; not part of the test suite)
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+from pathlib import Path
 
 from benchmarks.clips import (
     ensure_clips,
@@ -27,13 +30,29 @@ from benchmarks.clips import (
 from benchmarks.training_modes import CPU_SIZED, ENV, SELECTION, WORK_DIR, worker
 
 
+def config_params(mode: str, steps: int) -> Path:
+    """The CPU-sized Wan in `mode`, constant LR (so raising the steps resumes the run)."""
+    return write_params(
+        WORK_DIR,
+        name=f"params_ckpt_{mode}.yaml",
+        model={"base_dir": "data/models/cpu-sized", "tiny": CPU_SIZED},
+        train={
+            "steps": steps,
+            "mode": mode,
+            "lr_scheduler": "constant",
+            "checkpoint_every": 3,
+            "output_dir": f"data/ckpt_{mode}",
+            "resume": "auto",
+        },
+        guard={"max_exposures": 100000.0, "warn_exposures": 100000.0},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--steps", type=int, default=9)
     parser.add_argument("--videos", type=int, default=40)
     args = parser.parse_args(argv)
-    import os
-
     os.environ.update(ENV)
     clips = [small_clip(i) for i in range(args.videos)]
     ensure_clips(clips)
@@ -43,32 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'mode':<5} {'step s':>7} {'save s':>7} {'save/step':>9} {'load s':>7} {'load/step':>9}"
     )
     for mode in ("full", "lora"):
-
-        def params(steps: int, mode: str = mode):
-            return write_params(
-                WORK_DIR,
-                name=f"params_ckpt_{mode}.yaml",
-                model={"base_dir": "data/models/cpu-sized", "tiny": CPU_SIZED},
-                train={
-                    "steps": steps,
-                    "mode": mode,
-                    "lr_scheduler": "constant",
-                    "checkpoint_every": 3,
-                    "output_dir": f"data/ckpt_{mode}",
-                    "resume": "auto",
-                },
-                guard={"max_exposures": 100000.0, "warn_exposures": 100000.0},
-            )
-
-        first = params(args.steps)
+        first = config_params(mode, args.steps)
         if not materialize_quietly(first, SELECTION).success:
             print("FAILED: preparing")
             return 1
-        import shutil
-
-        shutil.rmtree(WORK_DIR / "data" / f"ckpt_{mode}", ignore_errors=True)
+        shutil.rmtree(WORK_DIR / "data" / f"ckpt_{mode}", ignore_errors=True)  # a fresh run
         fresh = worker(first)
-        resumed = worker(params(args.steps + 3))
+        resumed = worker(config_params(mode, args.steps + 3))  # resumes from the last one
         step = fresh["seconds_per_step"]
         save, load = fresh["checkpoint_save_seconds"], resumed["checkpoint_load_seconds"]
         print(

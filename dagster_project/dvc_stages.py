@@ -22,8 +22,8 @@ COMMAND = "dagster asset materialize -m dagster_project.definitions --select {ke
 PLOT_AXES = {
     TrainOutputs.LOSS_CSV: ("step", "loss"),
     EvalOutputs.CHECKPOINTS_CSV: ("step", "val_loss"),
-    "loss.tsv": ("step", "loss"),  # dvclive's per-step curves
-    "lr.tsv": ("step", "lr"),
+    # dvclive's per-step curves: one value column, named as the file
+    **{Path(curve).name: ("step", Path(curve).stem) for curve in TrainOutputs.LIVE_CURVES},
 }
 HEADER = (
     "# Generated from the asset graph by `python -m dagster_project.dvc_stages`; do not edit.\n"

@@ -24,7 +24,7 @@ def test_evaluating_the_same_checkpoint_twice_gives_identical_numbers(tmp_path: 
     moments = {"mean": torch.randn(2, 16, 5, 8, 8, generator=generator)}
     moments["logvar"] = torch.full_like(moments["mean"], -4.0)
     latents = list(spec.latents(moments, None))
-    [text] = spec.prompt_encoder(TextEncoder(None, 16), 16).encode(["a red square"])
+    [text] = spec.prompt_encoder(TextEncoder(None), 16).encode(["a red square"])
     conditioning = [{k: v.unsqueeze(0) for k, v in text.items()}] * 2
     sigmas = [0.1, 0.5, 0.9]
     first = fixed_sigma_loss(spec, transformer, latents, conditioning, sigmas, seed=0)

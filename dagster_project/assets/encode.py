@@ -37,9 +37,7 @@ def text_embeddings(
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
     model = p.model
-    text = TextEncoder(
-        p.optional_path(model.text_encoder), model.text_len, p.optional_path(model.text_encoder_2)
-    )
+    text = TextEncoder(p.optional_path(model.text_encoder), p.optional_path(model.text_encoder_2))
     encoder = family_spec(model.family, p.base_model).prompt_encoder(text, model.text_len)
     cache = TensorCache(p.path(p.data.cache_dir), "text")
     index, stats = cache_text_embeddings(clips, cache, encoder)

@@ -40,7 +40,8 @@ def plot_sigma_losses(checkpoints: list[dict], path: Path) -> None:
 def markdown_report(
     metrics: dict[str, float], checkpoints: list[dict[str, float]], plot: str, sigma_plot: str
 ) -> str:
-    """The report page: headline metrics, the per-checkpoint table and the plot."""
+    """The report page: headline metrics, the per-checkpoint tables and the plots."""
+    levels = sigma_levels(checkpoints)
     lines = [
         "# Evaluation report",
         "",
@@ -62,12 +63,10 @@ def markdown_report(
         "",
         "## Validation loss per noise level",
         "",
-        "| step | " + " | ".join(sigma_levels(checkpoints)) + " |",
-        "|---|" + "---|" * len(sigma_levels(checkpoints)),
+        "| step | " + " | ".join(levels) + " |",
+        "|---|" + "---|" * len(levels),
         *(
-            f"| {c['step']} | "
-            + " | ".join(f"{c[f'val_loss@{s}']:.4f}" for s in sigma_levels(checkpoints))
-            + " |"
+            f"| {c['step']} | " + " | ".join(f"{c[f'val_loss@{s}']:.4f}" for s in levels) + " |"
             for c in checkpoints
         ),
         "",

