@@ -18,7 +18,7 @@ def build_definitions(params_path: str) -> dg.Definitions:
     cadence = load_params(params_path).automation
     return dg.Definitions(
         assets=dg.load_assets_from_modules([model, ingest, encode, train, evaluate]),
-        asset_checks=[checks.manifest_contract, train.exposure_guard],
+        asset_checks=[checks.manifest_contract, train.exposure_guard, train.overfitting_verdict],
         jobs=[automation.pipeline_job],
         sensors=[automation.new_videos_sensor(cadence.sensor_interval_seconds)],
         schedules=[automation.retrain_schedule(cadence.retrain_cron)],

@@ -21,13 +21,21 @@ from dagster_project.paths import EvalOutputs, TrainOutputs
 COMMAND = "dagster asset materialize -m dagster_project.definitions --select {keys}"
 PLOT_AXES = {
     TrainOutputs.LOSS_CSV: ("step", "loss"),
-    EvalOutputs.CHECKPOINTS_CSV: ("step", "val_loss"),
+    EvalOutputs.EVALUATIONS_CSV: ("step", "val_loss"),
     # dvclive's per-step curves: one value column, named as the file
     **{Path(curve).name: ("step", Path(curve).stem) for curve in TrainOutputs.LIVE_CURVES},
 }
 HEADER = (
     "# Generated from the asset graph by `python -m dagster_project.dvc_stages`; do not edit.\n"
 )
+
+
+def _plot(path: str) -> dict:
+    """A plot's DVC settings: a table's axes, or an image (`dvc plots show` shows it as is)."""
+    if path.endswith(".png"):
+        return {"cache": False, "persist": True}
+    x, y = PLOT_AXES[Path(path).name]
+    return {"cache": False, "persist": True, "x": x, "y": y}
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -79,17 +87,7 @@ def render(defs: dg.Definitions) -> dict:
             stage["metrics"] = [{m: {"cache": False}} for m in metrics]
         plots = [m for key in keys for m in field(key, "plots")]
         if plots:
-            stage["plots"] = [
-                {
-                    p: {
-                        "cache": False,
-                        "persist": True,
-                        "x": PLOT_AXES[Path(p).name][0],
-                        "y": PLOT_AXES[Path(p).name][1],
-                    }
-                }
-                for p in plots
-            ]
+            stage["plots"] = [{p: _plot(p)} for p in plots]
         stages[group] = stage
     return {"stages": stages}
 

@@ -218,14 +218,69 @@ class GuardParams(_Section):
     warn_exposures: PositiveFloat = 10
 
 
+class SignLevels(_Section):
+    """Where each sign of overfitting starts to count, for one verdict level (see
+    evaluation/verdict.py; the README explains the defaults)."""
+
+    # the validation loss above its best so far (relative) while the training clips' loss falls
+    val_loss_rise: NonNegativeFloat
+    # validation loss over the training clips' (relative), minus the same at step 0
+    gap_growth: NonNegativeFloat
+    # within-prompt diversity of the samples below step 0's (relative): 0.5 = halved
+    diversity_drop: Fraction
+    # the share of samples flagged as memorized (eval.memorization_threshold), over step 0's
+    memorized_share: Fraction
+
+
+class EarlyStoppingParams(_Section):
+    """Stop training when `patience` evaluations in a row bring no better clean checkpoint.
+
+    An evaluation improves when its validation loss is below the best clean one by more than
+    `min_improvement` (relative); it is clean when none of `signs` is at the overfitting level.
+    The best clean checkpoint is exported as the model, the last one beside it."""
+
+    enabled: bool = True
+    patience: PositiveInt = 3  # evaluations without improvement before the run stops
+    min_improvement: NonNegativeFloat = 0.0
+    signs: list[Literal["val_loss", "gap", "diversity_drop", "memorization"]] = [
+        "val_loss",
+        "gap",
+        "diversity_drop",
+        "memorization",
+    ]
+
+
 class EvalParams(_Section):
+    # in-loop evaluation every N optimizer steps, and at step 0 (the base) and the last step
+    every: PositiveInt = 150
     sigmas: list[Sigma] = [0.1, 0.3, 0.5, 0.7, 0.9]
+    train_subset: PositiveInt = 8  # training clips scored beside the validation clips
     samples_per_prompt: Annotated[int, Field(ge=2, strict=True)] = 3
     max_prompts: PositiveInt = 3
     inference_steps: PositiveInt = 8
     guidance_scale: Annotated[float, Field(ge=1, strict=True)] = 1.0
     seed: NonNegativeInt = 0
+    # a sample is flagged as memorized when it is closer to its nearest training clip than to
+    # its nearest validation clip by more than this (cosine similarity of latent features)
+    memorization_threshold: Annotated[float, Field(gt=0, lt=2, strict=True)] = 0.2
+    watch: SignLevels = SignLevels(
+        val_loss_rise=0.05, gap_growth=0.1, diversity_drop=0.5, memorized_share=0.0
+    )
+    overfitting: SignLevels = SignLevels(
+        val_loss_rise=0.2, gap_growth=0.25, diversity_drop=0.8, memorized_share=0.5
+    )
+    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
     output_dir: str = "data/eval"
+
+    @model_validator(mode="after")
+    def _watch_before_overfitting(self) -> EvalParams:
+        for name in SignLevels.model_fields:
+            watch, overfit = getattr(self.watch, name), getattr(self.overfitting, name)
+            if watch > overfit:
+                raise ValueError(
+                    f"watch.{name}: must not exceed overfitting.{name} ({watch} > {overfit})"
+                )
+        return self
 
 
 class AutomationParams(_Section):

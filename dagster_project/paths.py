@@ -67,7 +67,10 @@ class TrainOutputs(Outputs):
     """What a training run writes."""
 
     KEY: ClassVar[str] = "train.output_dir"
-    MODEL: ClassVar[str] = "model"
+    MODEL: ClassVar[str] = "model"  # the chosen checkpoint's weights (early stopping's best)
+    LAST_MODEL: ClassVar[str] = "last_model"  # the last step's, beside it
+    EVALUATIONS: ClassVar[str] = "evaluations.json"  # the in-loop evaluations and the choice
+    SAMPLES: ClassVar[str] = "samples"  # each evaluation's sample latents, step-NNNNNN.safetensors
     CHECKPOINTS: ClassVar[str] = "checkpoints"
     LOSS_CSV: ClassVar[str] = "loss.csv"
     LOSS_PLOT: ClassVar[str] = "loss.png"
@@ -86,6 +89,17 @@ class TrainOutputs(Outputs):
     @property
     def model(self) -> Path:
         return self.root / self.MODEL
+
+    @property
+    def last_model(self) -> Path:
+        return self.root / self.LAST_MODEL
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / self.EVALUATIONS
+
+    def samples(self, step: int) -> Path:
+        return self.root / self.SAMPLES / f"step-{step:06d}.safetensors"
 
     @property
     def checkpoints(self) -> Path:
@@ -129,18 +143,27 @@ class EvalOutputs(Outputs):
 
     KEY: ClassVar[str] = "eval.output_dir"
     METRICS: ClassVar[str] = "metrics.json"
-    CHECKPOINTS_CSV: ClassVar[str] = "checkpoints.csv"
+    EVALUATIONS_CSV: ClassVar[str] = "evaluations.csv"  # one row per in-loop evaluation
+    SAMPLES_CSV: ClassVar[str] = "samples.csv"  # one row per decoded sample
     REPORT: ClassVar[str] = "report.md"
     PLOT: ClassVar[str] = "loss_curve.png"
     SIGMA_PLOT: ClassVar[str] = "loss_per_sigma.png"
+    SIGNS_PLOT: ClassVar[str] = "signs.png"  # diversity and memorization by step
+    EXPOSURE_PLOT: ClassVar[str] = "exposures.png"
+    PREVIEW: ClassVar[str] = "samples.gif"  # every decoded sample, animated, for the UI
+    VIDEOS: ClassVar[str] = "videos"  # the decoded samples as mp4
 
     @property
     def metrics(self) -> Path:
         return self.root / self.METRICS
 
     @property
-    def checkpoints_csv(self) -> Path:
-        return self.root / self.CHECKPOINTS_CSV
+    def evaluations_csv(self) -> Path:
+        return self.root / self.EVALUATIONS_CSV
+
+    @property
+    def samples_csv(self) -> Path:
+        return self.root / self.SAMPLES_CSV
 
     @property
     def report(self) -> Path:
@@ -153,6 +176,22 @@ class EvalOutputs(Outputs):
     @property
     def sigma_plot(self) -> Path:
         return self.root / self.SIGMA_PLOT
+
+    @property
+    def signs_plot(self) -> Path:
+        return self.root / self.SIGNS_PLOT
+
+    @property
+    def exposure_plot(self) -> Path:
+        return self.root / self.EXPOSURE_PLOT
+
+    @property
+    def preview(self) -> Path:
+        return self.root / self.PREVIEW
+
+    @property
+    def videos(self) -> Path:
+        return self.root / self.VIDEOS
 
 
 @dataclass(frozen=True)

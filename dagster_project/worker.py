@@ -16,6 +16,7 @@ from contextlib import ExitStack
 
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
+from dagster_project.evaluation.monitor import RunMonitor
 from dagster_project.models.families import family_spec
 from dagster_project.params import TrainParams, load_params
 from dagster_project.training.data import clip_table
@@ -51,14 +52,14 @@ def main(argv: list[str]) -> int:
         if int(os.environ.get("RANK", "0")) == 0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ:
             pipes = stack.enter_context(open_dagster_pipes())
         log = pipes.log.info if pipes else print
+        spec = family_spec(params.model.family, params.base_model)
+        train_clips = clip_table(params.cache_files, "train")
+        out = params.train_outputs
+        monitor = RunMonitor(
+            params.eval, spec, train_clips, clip_table(params.cache_files, "val"), out
+        )
         try:
-            metrics = train(
-                params.train,
-                family_spec(params.model.family, params.base_model),
-                clip_table(params.cache_files, "train"),
-                params.train_outputs,
-                log=log,
-            )
+            metrics = train(params.train, spec, train_clips, out, log=log, evaluator=monitor)
         except NonFiniteLoss as error:
             (pipes.log.error if pipes else print)(str(error))
             return 3

@@ -71,7 +71,7 @@ def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
     assert stages_run(run([str(BIN / "dvc"), "repro"], tmp_path)) == ["train", "evaluate"]
 
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], tmp_path)
-    assert "loss.csv" in plots and "checkpoints.csv" in plots
+    assert "loss.csv" in plots and "evaluations.csv" in plots and "signs.png" in plots
     assert "dvclive/plots/metrics/train/loss.tsv" in plots  # per step, written as training goes
 
     # an experiment: `dvc exp run -S` changes a param, runs what it touches, and `dvc exp show`

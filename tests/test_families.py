@@ -94,6 +94,11 @@ def test_full_fine_tuning_end_to_end(family: str, clip: Path, tmp_path: Path) ->
     assert torch.isfinite(generated).all()
     assert torch.equal(generated, sample(spec, transformer, conditioning, bucket))
     assert not torch.equal(generated, sample(spec, spec.load_transformer(), conditioning, bucket))
+    # a sample decodes to the bucket's frames, as a clip's own latent does
+    shape = (bucket.frames, bucket.height, bucket.width, 3)
+    for latent in (generated, spec.latents(moments, None)[0]):
+        frames = spec.decode_video(latent)
+        assert frames.dtype == torch.uint8 and tuple(frames.shape) == shape
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

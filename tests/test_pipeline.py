@@ -70,23 +70,33 @@ def test_whole_pipeline_materializes(run: tuple[Path, dg.ExecuteInProcessResult]
     train = json.loads((p.path(p.train.output_dir) / "metrics.json").read_text())
     assert train["loss_last"] < train["loss_first"]
     evaluation = json.loads((p.path(p.eval.output_dir) / "metrics.json").read_text())
-    for name in ("val_loss", "diversity", "nearest_train_similarity_mean", "train_fixed_loss"):
+    for name in ("val_loss", "diversity", "nearest_train_similarity_mean", "pixel_diversity"):
         assert math.isfinite(evaluation[name]), name
-    assert evaluation["val_clips"] >= 1 and evaluation["prompts"] >= 1
-    report = (p.path(p.eval.output_dir) / "report.md").read_text()
-    assert "| val_loss |" in report and "loss_curve.png" in report
+    # the demo's 40 steps, 7 exposures per clip: a healthy run, its last step chosen
+    assert evaluation["verdict"] == "healthy"
+    assert (evaluation["chosen_step"], evaluation["last_step"]) == (40, 40)
+    out = p.eval_outputs
+    report = out.report.read_text()
+    assert report.startswith("# Verdict: healthy")
     assert "## Validation loss per noise level" in report and "loss_per_sigma.png" in report
-    curve = pl.read_csv(p.path(p.eval.output_dir) / "checkpoints.csv")
+    curve = pl.read_csv(out.evaluations_csv)
+    assert curve["step"].to_list() == [0, 10, 20, 30, 40]  # eval.every 10, and step 0
     assert {f"val_loss@{s:g}" for s in p.eval.sigmas} <= set(curve.columns)
-    assert {"gap", "train_fixed_loss@0.5"} <= set(curve.columns)
-    assert math.isfinite(evaluation["val_train_gap"])
-    assert (p.path(p.eval.output_dir) / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"gap", "train_fixed_loss@0.5", "diversity", "memorized"} <= set(curve.columns)
+    # K samples per validation prompt, decoded at step 0 and the chosen (= last) step
+    videos = sorted(out.videos.rglob("*.mp4"))
+    prompts = min(p.eval.max_prompts, 3)
+    assert len(videos) == 2 * prompts * p.eval.samples_per_prompt
+    for plot in (out.plot, out.sigma_plot, out.signs_plot, out.exposure_plot):
+        assert plot.read_bytes()[:4] == b"\x89PNG", plot
+    assert out.preview.read_bytes()[:6] == b"GIF89a"
 
 
 def test_checks_pass_on_the_sample_data(run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
     evaluations = checks(run[1])
     assert evaluations["manifest_contract"].passed
     assert evaluations["exposure_guard"].passed
+    assert evaluations["overfitting_verdict"].passed
 
 
 def test_bad_files_become_rejects_not_failures(run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
@@ -181,10 +191,11 @@ def test_lora_mode_trains_and_evaluates_an_adapter(
     assert result.success
     p = load_params(lora_params)
     out = p.train_outputs
-    assert sorted(f.name for f in out.model.iterdir()) == [
-        "comfyui_lora.safetensors",
-        "pytorch_lora_weights.safetensors",
-    ]
+    for model in (out.model, out.last_model):
+        assert sorted(f.name for f in model.iterdir()) == [
+            "comfyui_lora.safetensors",
+            "pytorch_lora_weights.safetensors",
+        ]
     for checkpoint in out.checkpoint_folders():
         saved = {f.name for f in (checkpoint / out.CHECKPOINT_MODEL).iterdir()}
         assert "diffusion_pytorch_model.safetensors" not in saved

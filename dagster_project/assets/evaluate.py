@@ -1,13 +1,14 @@
-"""Evaluation: validation loss per checkpoint, output diversity, memorization; the report."""
+"""Evaluation: the run's verdict, decoded samples and the report, from what training recorded."""
 
 import dagster as dg
+import polars as pl
 
 from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
-from dagster_project.assets.train import trained_model
-from dagster_project.evaluation.evaluate import evaluate
+from dagster_project.assets.train import trained_exposures, trained_model
+from dagster_project.evaluation.evaluate import evaluate, read_evaluations
 from dagster_project.models.families import family_spec
 from dagster_project.paths import EvalOutputs
 from dagster_project.resources import ParamsResource
@@ -18,17 +19,30 @@ from dagster_project.training.data import clip_table
     group_name="evaluate",
     deps=[trained_model, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=EvalOutputs.dvc(EvalOutputs.REPORT, EvalOutputs.PLOT, EvalOutputs.SIGMA_PLOT),
-        params=["eval", "model.family"],
-        code=["dagster_project/evaluation", "dagster_project/models"],
+        outs=EvalOutputs.dvc(
+            EvalOutputs.REPORT,
+            EvalOutputs.PLOT,
+            EvalOutputs.PREVIEW,
+            EvalOutputs.VIDEOS,
+            EvalOutputs.SAMPLES_CSV,
+        ),
+        params=["eval", "model.family", "buckets.fps"],
+        code=["dagster_project/evaluation", "dagster_project/models", "dagster_project/video"],
         metrics=EvalOutputs.dvc(EvalOutputs.METRICS),
-        plots=EvalOutputs.dvc(EvalOutputs.CHECKPOINTS_CSV),
+        plots=EvalOutputs.dvc(
+            EvalOutputs.EVALUATIONS_CSV,
+            EvalOutputs.SIGMA_PLOT,
+            EvalOutputs.SIGNS_PLOT,
+            EvalOutputs.EXPOSURE_PLOT,
+        ),
     ),
 )
 def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
-    """Score every checkpoint on held-out clips and sample the final model for diversity."""
+    """The run's verdict (healthy / watch / overfitting) and its signs, samples decoded to mp4
+    at step 0 and the chosen and last steps, and the report."""
     p = params.load()
     out = p.eval_outputs
+    last_step = read_evaluations(p.train_outputs)["last_step"]
     metrics = evaluate(
         p.eval,
         family_spec(p.model.family, p.base_model),
@@ -36,13 +50,23 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,
         out=out,
+        exposures=trained_exposures(p, last_step),
+        fps=p.fps,
         log=context.log.info,
+    )
+    samples = pl.read_csv(out.samples_csv).select(
+        "step", "caption", "seed", "video", "nearest_train_clip", "nearest_train", "memorized"
     )
     return dg.MaterializeResult(
         metadata={
             **metrics,
             "report": dg.MetadataValue.md(out.report.read_text()),
+            "samples": ui.image(out.preview, "gif"),
+            "videos": dg.MetadataValue.path(str(out.videos)),
+            "sample_table": ui.table(samples),
             "loss_curve": ui.image(out.plot),
             "loss_per_sigma": ui.image(out.sigma_plot),
+            "signs": ui.image(out.signs_plot),
+            "exposures": ui.image(out.exposure_plot),
         }
     )

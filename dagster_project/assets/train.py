@@ -11,6 +11,10 @@ from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
+from dagster_project.dataset.manifest import split_clips
+from dagster_project.dataset.sampler import count_exposures
+from dagster_project.evaluation.evaluate import read_evaluations
+from dagster_project.evaluation.verdict import verdict
 from dagster_project.params import Params
 from dagster_project.paths import TrainOutputs
 from dagster_project.resources import ParamsResource
@@ -28,6 +32,14 @@ PLAN_PARAMS = [
 
 def _plan(p: Params) -> ExposurePlan:
     return plan_run(p.path(p.data.manifest), p.train, p.guard)
+
+
+def trained_exposures(p: Params, steps: int) -> list[int]:
+    """Exposures per training clip over the `steps` a run trained (it may stop early)."""
+    buckets = split_clips(pl.read_parquet(p.path(p.data.manifest)), "train")["bucket"].to_list()
+    world = p.train.nproc_per_node * p.train.launch.nnodes
+    step_batch = p.train.batch_size * p.train.grad_accum * world
+    return count_exposures(buckets, step_batch, steps, p.train.seed)
 
 
 @dg.asset(
@@ -73,12 +85,16 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=TrainOutputs.dvc(TrainOutputs.LOSS_PLOT),
-        keep=TrainOutputs.dvc(TrainOutputs.MODEL),
+        outs=TrainOutputs.dvc(
+            TrainOutputs.LOSS_PLOT, TrainOutputs.EVALUATIONS, TrainOutputs.SAMPLES
+        ),
+        keep=TrainOutputs.dvc(TrainOutputs.MODEL, TrainOutputs.LAST_MODEL),
         persist=TrainOutputs.dvc(TrainOutputs.CHECKPOINTS),
-        params=["train", "guard", "model.family"],
+        # in-loop evaluation and early stopping shape the run
+        params=["train", "guard", "model.family", "eval"],
         code=[
             "dagster_project/training",
+            "dagster_project/evaluation",
             "dagster_project/models",
             "dagster_project/dataset",
             "dagster_project/worker.py",
@@ -96,7 +112,8 @@ def trained_model(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     """Run the training worker through Dagster Pipes (under torchrun for several processes or
-    nodes); it resumes from the latest checkpoint of the same run and reports its metrics."""
+    nodes); it resumes from the latest checkpoint of the same run, evaluates every eval.every
+    steps, stops early when overfitting shows, and reports its metrics."""
     p = params.load()
     plan = _plan(p)  # the guard again: training never starts on an over-planned run
     if plan.verdict == "error":
@@ -113,7 +130,30 @@ def trained_model(
         metadata={
             **reported_metadata,
             "model": dg.MetadataValue.path(str(outputs.model)),
+            "last_model": dg.MetadataValue.path(str(outputs.last_model)),
             "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),
         }
+    )
+
+
+@dg.asset_check(asset=trained_model, blocking=False)
+def overfitting_verdict(params: ParamsResource) -> dg.AssetCheckResult:
+    """The run's verdict from its in-loop evaluations: WARN for watch, ERROR for overfitting.
+    Not blocking: the model and its DVC stage are still recorded, and the UI shows why."""
+    p = params.load()
+    run = read_evaluations(p.train_outputs)
+    judged = verdict(run["history"], p.eval)
+    return dg.AssetCheckResult(
+        passed=judged.level == "healthy",
+        severity=dg.AssetCheckSeverity.ERROR
+        if judged.level == "overfitting"
+        else dg.AssetCheckSeverity.WARN,
+        description=f"{judged.message()}. Model: step {run['chosen_step']} ({run['decision']})",
+        metadata={
+            "verdict": judged.level,
+            "chosen_step": run["chosen_step"],
+            "last_step": run["last_step"],
+            **{f"sign_{s.name}": s.value for s in judged.signs},
+        },
     )

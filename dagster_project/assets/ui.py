@@ -24,7 +24,7 @@ def table(frame: pl.DataFrame, limit: int = 50) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def image(path: Path) -> dg.MetadataValue:
-    """A PNG embedded in markdown, so the UI shows it inline."""
+def image(path: Path, kind: str = "png") -> dg.MetadataValue:
+    """A PNG (or an animated GIF) embedded in markdown, so the UI shows it inline."""
     data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{path.name}](data:image/png;base64,{data})")
+    return dg.MetadataValue.md(f"![{path.name}](data:image/{kind};base64,{data})")

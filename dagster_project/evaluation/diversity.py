@@ -1,7 +1,9 @@
 """Output diversity and similarity to training clips, measured on generated latents.
 
 Samples and clips are compared as features: the normalized latent average-pooled to a fixed
-(2, 4, 4) grid per channel, then unit-normalized, so clips of different buckets compare.
+(2, 4, 4) grid per channel, so clips of different buckets compare, minus the mean feature of the
+run's clips (what every clip shares: a VAE's offsets, the data's common look; without it every
+clip of a random-init VAE is 0.99 similar to every other), then unit-normalized.
 Diversity is the mean pairwise cosine distance between samples of one prompt (0 = identical);
 memorization is each sample's cosine similarity to its nearest training clip (1 = a copy).
 """
@@ -14,10 +16,15 @@ import torch
 import torch.nn.functional as F
 
 
-def clip_features(latent: torch.Tensor) -> torch.Tensor:
-    """[C, f, h, w] latent -> unit feature vector."""
-    pooled = F.adaptive_avg_pool3d(latent.unsqueeze(0).float(), (2, 4, 4)).flatten()
-    return F.normalize(pooled, dim=0)
+def pooled(latent: torch.Tensor) -> torch.Tensor:
+    """[C, f, h, w] latent -> its (2, 4, 4) average per channel, flattened."""
+    return F.adaptive_avg_pool3d(latent.unsqueeze(0).float(), (2, 4, 4)).flatten()
+
+
+def clip_features(latent: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+    """[C, f, h, w] latent -> unit feature vector, `center` (a mean of `pooled`) taken off."""
+    vector = pooled(latent)
+    return F.normalize(vector if center is None else vector - center, dim=0)
 
 
 def mean_pairwise_distance(features: torch.Tensor) -> float:

@@ -1,37 +1,52 @@
-"""Evaluate every checkpoint of a training run and the final model; write the report."""
+"""Summarize what a training run's in-loop evaluations recorded: the verdict, decoded samples
+(mp4 and an animated preview) with pixel metrics at step 0 and the chosen and last steps, the
+report, its plots and the DVC metrics.
+
+Decoding and ffmpeg run here, once, not inside the training loop: the loop stays in latent
+space and saves its samples' latents, which are decoded here as they were generated.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 
 import polars as pl
-import torch
+from safetensors.torch import load_file
 
 from dagster_project.atomic import atomic_path, write_json, write_text
-from dagster_project.evaluation.diversity import (
-    clip_features,
-    mean_pairwise_distance,
-    nearest_similarity,
+from dagster_project.evaluation.monitor import sample_key
+from dagster_project.evaluation.pixels import clip_pixels, pixel_diversity, ssim_to_each
+from dagster_project.evaluation.preview import write_preview
+from dagster_project.evaluation.report import (
+    markdown_report,
+    plot_exposures,
+    plot_sigma_losses,
+    plot_signs,
+    sigma_levels,
 )
-from dagster_project.evaluation.report import markdown_report, plot_sigma_losses
-from dagster_project.evaluation.validation import (
-    fixed_sigma_loss,
-    load_clip_conditioning,
-    load_clip_latents,
+from dagster_project.evaluation.validation import load_clip_latents
+from dagster_project.evaluation.verdict import (
+    LEVELS,
+    StopDecision,
+    Verdict,
+    early_stopping,
+    memorized_share,
+    verdict,
 )
 from dagster_project.models.spec import ModelSpec
 from dagster_project.params import EvalParams
 from dagster_project.paths import EvalOutputs, TrainOutputs
-from dagster_project.shapes import Bucket
 from dagster_project.training.loss_plot import plot_losses
+from dagster_project.video.write import write_mp4
 
-TRAIN_SUBSET = 8  # training clips whose fixed-sigma loss is tracked beside the validation loss
 
-
-def sigma_column(name: str, sigma: float) -> str:
-    """The column of one noise level's loss, e.g. `val_loss@0.3`."""
-    return f"{name}@{sigma:g}"
+def read_evaluations(trained: TrainOutputs) -> dict:
+    """What the training run recorded (`TrainOutputs.EVALUATIONS`)."""
+    if not trained.evaluations.is_file():
+        raise RuntimeError(f"{trained.evaluations}: no evaluations recorded; train first")
+    return json.loads(trained.evaluations.read_text())
 
 
 def evaluate(
@@ -41,88 +56,121 @@ def evaluate(
     val: pl.DataFrame,
     trained: TrainOutputs,
     out: EvalOutputs,
+    exposures: list[int],
+    fps: float,
     log: Callable[[str], None] = print,
-) -> dict[str, float]:
-    """Validation loss per checkpoint of `trained`, diversity and memorization of its final
-    model; `train` and `val` are `clip_table`s. Writes the report under `out`."""
-    if val.height == 0:
-        raise RuntimeError(
-            "no validation clips: put some under a validation/ folder, list them in "
-            "data.val_files or raise data.val_fraction"
-        )
-    val_latents, val_text = load_clip_latents(val, spec), load_clip_conditioning(val)
-    train_latents = load_clip_latents(train, spec)
-    sub_latents = train_latents[:TRAIN_SUBSET]
-    sub_text = load_clip_conditioning(train.head(TRAIN_SUBSET))
+) -> dict[str, float | str]:
+    """The run's verdict and report under `out`; `train` and `val` are `clip_table`s and
+    `exposures` the per-clip counts of the steps the run trained. Returns the metrics."""
+    run = read_evaluations(trained)
+    history, chosen, last = run["history"], run["chosen_step"], run["last_step"]
+    judged, decision = verdict(history, cfg), early_stopping(history, cfg)
+    log(judged.message())
 
-    def losses(transformer: torch.nn.Module, latents: list, text: list) -> dict[float, float]:
-        return fixed_sigma_loss(spec, transformer, latents, text, cfg.sigmas, cfg.seed)
-
-    checkpoints = []
-    for folder in trained.checkpoint_folders():
-        transformer = spec.load_trained(folder / trained.CHECKPOINT_MODEL)
-        val_loss = losses(transformer, val_latents, val_text)
-        train_loss = losses(transformer, sub_latents, sub_text)
-        step = trained.checkpoint_step(folder)
-        row = {
-            "step": step,
-            "val_loss": sum(val_loss.values()) / len(val_loss),
-            "train_fixed_loss": sum(train_loss.values()) / len(train_loss),
-        }
-        row["gap"] = row["val_loss"] - row["train_fixed_loss"]  # grows as a run overfits
-        # per noise level too: overfitting shows first where the clip's detail is decided
-        row |= {sigma_column("val_loss", s): v for s, v in val_loss.items()}
-        row |= {sigma_column("train_fixed_loss", s): v for s, v in train_loss.items()}
-        checkpoints.append(row)
-        log(f"checkpoint {step}: validation loss {checkpoints[-1]['val_loss']:.4f}")
-    if not checkpoints:
-        raise RuntimeError(f"no checkpoints under {trained.checkpoints}: train first")
-
-    # diversity and memorization of the final model, on validation prompts
-    final = spec.load_trained(trained.model).eval()
-    train_features = torch.stack([clip_features(x) for x in train_latents])
-    diversities, similarities = [], []
-    seeds = [cfg.seed + i for i in range(cfg.samples_per_prompt)]
-    for row, text in zip(val.head(cfg.max_prompts).iter_rows(named=True), val_text, strict=False):
-        bucket = Bucket.parse(row["bucket"])
-        samples = [
-            spec.generate(final, text, bucket, seed, cfg.inference_steps, cfg.guidance_scale)
-            for seed in seeds
-        ]
-        features = torch.stack([clip_features(s) for s in samples])
-        diversities.append(mean_pairwise_distance(features))
-        similarities += nearest_similarity(features, train_features).tolist()
-    log(f"diversity {sum(diversities) / len(diversities):.4f} over {len(diversities)} prompts")
-
-    best = min(checkpoints, key=lambda c: c["val_loss"])
-    metrics = {
-        "val_loss": checkpoints[-1]["val_loss"],
-        "val_loss_best": best["val_loss"],
-        "best_step": best["step"],
-        "train_fixed_loss": checkpoints[-1]["train_fixed_loss"],
-        "val_train_gap": checkpoints[-1]["gap"],
-        "diversity": sum(diversities) / len(diversities),
-        "nearest_train_similarity_mean": sum(similarities) / len(similarities),
-        "nearest_train_similarity_max": max(similarities),
-        "val_clips": val.height,
-        "prompts": len(diversities),
+    # pixels: every clip decoded through the VAE, as the samples are
+    references = {
+        "train": [clip_pixels(spec.decode_video(x)) for x in load_clip_latents(train, spec)],
+        "val": [clip_pixels(spec.decode_video(x)) for x in load_clip_latents(val, spec)],
     }
-    _write_outputs(out, trained, metrics, checkpoints)
+    train_names = train["path"].to_list()
+    by_step = {r["step"]: r for r in history}
+    samples, preview, pixel = [], [], {}
+    for step in sorted({0, chosen, last}):
+        latents = load_file(str(trained.samples(step)))
+        row, clips = [], {}
+        for s in by_step[step]["sample_rows"]:
+            frames = spec.decode_video(latents[sample_key(s["prompt"], s["seed"])])
+            video = out.videos / f"step-{step:06d}" / f"prompt{s['prompt']}_seed{s['seed']}.mp4"
+            write_mp4(frames.numpy(), video, fps)
+            row.append(frames.numpy())
+            pixels = clip_pixels(frames)
+            clips.setdefault(s["prompt"], []).append(pixels)
+            to_train = ssim_to_each(pixels, references["train"])
+            samples.append(
+                {
+                    "step": step,
+                    **{k: v for k, v in s.items() if k != "prompt"},
+                    "prompt": s["prompt"],
+                    "video": str(video.relative_to(out.root)),
+                    "nearest_train_ssim": to_train[train_names.index(s["nearest_train_clip"])],
+                    "pixel_nearest_train_clip": train_names[max(range(len(to_train)),
+                                                                key=to_train.__getitem__)],
+                    "pixel_nearest_train": max(to_train),
+                    "pixel_nearest_val": max(ssim_to_each(pixels, references["val"])),
+                }
+            )  # fmt: skip
+        preview.append(row)
+        pixel[step] = sum(pixel_diversity(c) for c in clips.values()) / len(clips)
+    log(f"decoded {len(samples)} samples at steps {sorted(pixel)} to {out.videos}")
+    write_preview(preview, out.preview, fps)
+
+    at = [s for s in samples if s["step"] == last]
+    final, start = by_step[last], history[0]
+    metrics: dict[str, float | str] = {
+        "verdict": judged.level,
+        "verdict_level": LEVELS.index(judged.level),  # 0 healthy, 1 watch, 2 overfitting
+        "chosen_step": chosen,
+        "last_step": last,
+        "stopped_early": int(run["stopped_early"]),
+        "val_loss": by_step[chosen]["val_loss"],
+        "val_loss_last": final["val_loss"],
+        "train_fixed_loss": final["train_fixed_loss"],
+        "val_train_gap": final["gap"],
+        "diversity": final["diversity"],
+        "diversity_change": final["diversity"] / start["diversity"] - 1,
+        "pixel_diversity": pixel[last],
+        "pixel_diversity_change": pixel[last] / pixel[0] - 1 if pixel[0] else 0.0,
+        "nearest_train_similarity_mean": final["nearest_train"],
+        "nearest_val_similarity_mean": final["nearest_val"],
+        "nearest_train_ssim_mean": sum(s["pixel_nearest_train"] for s in at) / len(at),
+        "memorized_share": memorized_share(final),
+        "exposures_mean": sum(exposures) / len(exposures),
+        "exposures_max": max(exposures),
+        "evaluations": len(history),
+    }
+    _write_outputs(spec, trained, out, run, metrics, samples, exposures, judged, decision)
     return metrics
 
 
 def _write_outputs(
-    out: EvalOutputs, trained: TrainOutputs, metrics: dict, checkpoints: list[dict]
+    spec: ModelSpec,
+    trained: TrainOutputs,
+    out: EvalOutputs,
+    run: dict,
+    metrics: dict,
+    samples: list[dict],
+    exposures: list[int],
+    judged: Verdict,
+    decision: StopDecision,
 ) -> None:
+    """The tables, plots, report and metrics of `evaluate`."""
+    history = run["history"]
+    scalar = [{k: v for k, v in r.items() if k != "sample_rows"} for r in history]
+    for path, rows in ((out.evaluations_csv, scalar), (out.samples_csv, samples)):
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     with trained.loss_csv.open() as handle:
         train_curve = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle)]
-    plot_losses(train_curve, checkpoints, out.plot)
-    with atomic_path(out.checkpoints_csv) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(checkpoints[0]))
-        writer.writeheader()
-        writer.writerows(checkpoints)
-    plot_sigma_losses(checkpoints, out.sigma_plot)
-    write_text(
-        markdown_report(metrics, checkpoints, out.plot.name, out.sigma_plot.name), out.report
-    )
+    plot_losses(train_curve, scalar, out.plot)
+    labels = {level: spec.evaluation_point(float(level)) for level in sigma_levels(history)}
+    plot_sigma_losses(scalar, labels, out.sigma_plot)
+    plot_signs(history, run["chosen_step"], out.signs_plot)
+    plot_exposures(exposures, out.exposure_plot)
+    summary = {
+        "mean": metrics["exposures_mean"],
+        "max": metrics["exposures_max"],
+        "steps": run["last_step"],
+        "chosen_step": run["chosen_step"],
+    }
+    plots = {
+        "loss curves": out.PLOT,
+        "loss per noise level": out.SIGMA_PLOT,
+        "signs by step": out.SIGNS_PLOT,
+        "exposures per clip": out.EXPOSURE_PLOT,
+        "samples (rows: steps)": out.PREVIEW,
+    }
+    report = markdown_report(judged, decision, summary, history, samples, labels, plots)
+    write_text(report, out.report)
     write_json(metrics, out.metrics)

@@ -142,7 +142,14 @@ class CogVideoXSpec(DiffusersSpec):
         latents are (it divides by it before decoding); read from the config alone."""
         return sample * self._vae_config.scaling_factor
 
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self._vae_config.scaling_factor
+
     # training
+    def evaluation_point(self, level: float) -> str:
+        """v-prediction has no sigma: a fixed evaluation level is the timestep level x N."""
+        return f"timestep {int(self._timesteps(torch.tensor([level]))[0])}"
+
     def _timesteps(self, levels: torch.Tensor) -> torch.Tensor:
         """Noise levels t / N -> the integer timesteps t."""
         steps = self.scheduler.config.num_train_timesteps

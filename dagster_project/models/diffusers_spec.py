@@ -218,6 +218,18 @@ class DiffusersSpec(ABC):
     def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
         """A VAE latent sample -> the scale the family's pipeline samples in."""
 
+    @abstractmethod
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse of `_normalize`: what the VAE decodes."""
+
+    @torch.no_grad()
+    def decode_video(self, latent: torch.Tensor) -> torch.Tensor:
+        """A normalized latent [C, f, h, w] (a sample, a clip's) -> uint8 frames [F, H, W, 3]
+        through the VAE, as the family's pipeline decodes its output."""
+        pixels = self.vae.decode(self._denormalize(latent.unsqueeze(0).float()), return_dict=False)
+        video = pixels[0][0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+        return video.permute(1, 2, 3, 0).contiguous()
+
     # the transformer: base, trained (full weights or base + adapter)
     def load_transformer(self, folder: Path | None = None) -> Any:
         """A transformer saved with `save_pretrained` (default: the base model's)."""
@@ -235,6 +247,10 @@ class DiffusersSpec(ABC):
         return pipe.transformer
 
     # training
+    def evaluation_point(self, level: float) -> str:
+        """What a fixed evaluation level is: here a flow-matching sigma (x = (1 - s) x0 + s e)."""
+        return f"sigma {level:g}"
+
     def sample_noise_levels(
         self, count: int, weighting_scheme: str, generator: torch.Generator
     ) -> torch.Tensor:

@@ -204,6 +204,9 @@ class HunyuanSpec(DiffusersSpec):
         divides by it before decoding)."""
         return sample * self.vae.config.scaling_factor
 
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self.vae.config.scaling_factor
+
     # training
     def loss(
         self,

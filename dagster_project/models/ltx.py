@@ -135,6 +135,11 @@ class LTXSpec(DiffusersSpec):
             sample, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
         )
 
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        return LTXPipeline._denormalize_latents(
+            latents, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
+        )
+
     # training
     def loss(
         self,

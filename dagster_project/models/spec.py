@@ -51,22 +51,27 @@ class ModelSpec(Protocol):
     # text: captions -> conditioning, as the family's pipeline encodes them
     def prompt_encoder(self, text: TextEncoder, text_len: int) -> PromptEncoder: ...
 
-    # video: frames -> VAE posterior moments (cached) -> normalized latents (each step)
+    # video: frames -> VAE posterior moments (cached) -> normalized latents (each step) and back
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def latents(
         self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
     ) -> torch.Tensor: ...
 
+    def decode_video(self, latent: torch.Tensor) -> torch.Tensor: ...
+
     # the transformer: base, trained (full weights or base + adapter)
     def load_transformer(self, folder: Path | None = None) -> torch.nn.Module: ...
 
     def load_trained(self, folder: Path) -> torch.nn.Module: ...
 
-    # training: noise levels (with the family's shift) and the per-sample loss at given levels
+    # training: noise levels (with the family's shift) and the per-sample loss at given levels;
+    # evaluation scores fixed levels in (0, 1), and `evaluation_point` says what one means
     def sample_noise_levels(
         self, count: int, weighting_scheme: str, generator: torch.Generator
     ) -> torch.Tensor: ...
+
+    def evaluation_point(self, level: float) -> str: ...
 
     def loss(
         self,

@@ -57,7 +57,7 @@ def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel
     )
     # seeded again: the VAE (and so every cached latent) must not depend on the transformer's size
     torch.manual_seed(model.seed)
-    # z_dim=16 keeps the default latents_mean/std of the real Wan VAE meaningful
+    # z_dim=16: the real Wan VAE's latent width
     vae = AutoencoderKLWan(
         base_dim=tiny.vae_base_dim,
         z_dim=16,
@@ -65,7 +65,34 @@ def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
     )
+    calibrate_tiny_vae(vae)
     return transformer, vae
+
+
+CALIBRATION_LOGVAR = -9.0  # posterior std 0.01: a clip's latent is its content, not noise
+
+
+@torch.no_grad()
+def calibrate_tiny_vae(vae: AutoencoderKLWan) -> None:
+    """Give a random-init VAE what a trained one has: a narrow posterior and per-channel latent
+    statistics (`latents_mean`, `latents_std`) that standardize its latents.
+
+    Without this, a random-init posterior has logvar ~ 0 (std 1) around means of std ~0.15, and
+    Wan's real statistics scale that content down further: every training latent would be
+    mostly posterior noise, and the embedded model could not learn (or memorize) a clip. The
+    statistics come from fixed synthetic clips (smooth random color fields), not from data.
+    """
+    z_dim = vae.config.z_dim
+    vae.quant_conv.weight[z_dim:] = 0  # the logvar half: a constant
+    vae.quant_conv.bias[z_dim:] = CALIBRATION_LOGVAR
+    generator = torch.Generator().manual_seed(0)
+    fields = torch.rand(4, 3, 5, 4, 4, generator=generator) * 2 - 1
+    clips = torch.nn.functional.interpolate(fields, size=(9, 64, 64), mode="trilinear")
+    means = vae.encode(clips).latent_dist.mean
+    vae.register_to_config(
+        latents_mean=means.mean(dim=(0, 2, 3, 4)).tolist(),
+        latents_std=means.std(dim=(0, 2, 3, 4)).tolist(),
+    )
 
 
 class WanPromptEncoder(PipelinePromptEncoder):
@@ -102,6 +129,10 @@ class WanSpec(DiffusersSpec):
         """(sample - latents_mean) / latents_std, per channel, with the VAE's statistics."""
         mean, std = (t.to(sample.device) for t in self._latent_scale)
         return (sample - mean) / std
+
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = (t.to(latents.device) for t in self._latent_scale)
+        return latents * std + mean
 
     # training
     def loss(

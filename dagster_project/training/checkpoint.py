@@ -41,11 +41,14 @@ class RunState:
     fingerprint: dict
     sampler: dict
     losses: list[list[float]] = field(default_factory=list)  # [step, loss, lr] per step
+    evaluator: dict = field(default_factory=dict)  # the in-loop evaluator's history
 
     @classmethod
     def read(cls, folder: Path, out: TrainOutputs) -> RunState:
         data = json.loads((folder / out.CHECKPOINT_STATE).read_text())
-        return cls(data["step"], data["fingerprint"], data["sampler"], data["losses"])
+        return cls(
+            data["step"], data["fingerprint"], data["sampler"], data["losses"], data["evaluator"]
+        )
 
 
 def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, world: int) -> dict:
@@ -154,11 +157,14 @@ def save_checkpoint(accelerator: Accelerator, out: TrainOutputs, state: RunState
     return final
 
 
-def prune_checkpoints(out: TrainOutputs, keep: int, written: list[Path]) -> list[Path]:
-    """Keep the latest `keep` checkpoints of this run (`written`, oldest first); delete every
-    other one, an earlier run's included. Called after a save, so a run that dies before its
-    first checkpoint has deleted nothing. Returns what was deleted."""
-    kept = written[-keep:]
+def prune_checkpoints(
+    out: TrainOutputs, keep: int, written: list[Path], best: Path | None = None
+) -> list[Path]:
+    """Keep the latest `keep` checkpoints of this run (`written`, oldest first) and `best` (the
+    one early stopping would export); delete every other one, an earlier run's included.
+    Called after a save, so a run that dies before its first checkpoint has deleted nothing.
+    Returns what was deleted."""
+    kept = written[-keep:] + ([best] if best is not None else [])
     doomed = [folder for folder in out.checkpoint_folders() if folder not in kept]
     for folder in doomed:
         shutil.rmtree(folder, ignore_errors=True)

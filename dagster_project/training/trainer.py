@@ -13,9 +13,13 @@ worker (see dagster_project/worker.py).
 from __future__ import annotations
 
 import math
+import random
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -57,6 +61,47 @@ class StepLog(Live):
         """No DVC repo, no experiment: only files."""
 
 
+class StepEvaluator(Protocol):
+    """In-loop evaluation (evaluation.monitor.RunMonitor); the trainer only calls it."""
+
+    fingerprint: dict  # its settings that shape what it records: part of the run's fingerprint
+
+    def due(self, step: int, last_step: int) -> bool: ...
+
+    def evaluate(self, step: int, transformer: torch.nn.Module) -> str: ...
+
+    def decision(self) -> StopDecisionLike: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class StopDecisionLike(Protocol):
+    chosen: int | None  # the checkpoint to export as the model (None: the last step's)
+    stop: bool
+    reason: str
+
+
+@contextmanager
+def evaluation_mode(transformer: torch.nn.Module) -> Iterator[None]:
+    """Evaluate without touching the training trajectory: every RNG state (torch, CUDA, NumPy,
+    Python) and the module's train/eval mode are restored afterwards, as SimpleTuner does."""
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    training = transformer.training
+    transformer.eval()
+    try:
+        yield
+    finally:
+        transformer.train(training)
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite: the run stops, its last good checkpoint stays."""
 
@@ -93,10 +138,15 @@ def train(
     table: pl.DataFrame,
     out: TrainOutputs,
     log: Callable[[str], None] = print,
+    evaluator: StepEvaluator | None = None,
 ) -> dict[str, float | str]:
     """Train the spec's base transformer on the training clips of `table` (a `clip_table`),
     resuming from the latest checkpoint of the same run; write under `out` and return summary
-    metrics (on the main process; other ranks return {})."""
+    metrics (on the main process; other ranks return {}).
+
+    With an `evaluator`, the main process evaluates at the steps it names (a checkpoint is
+    written at each), and the run stops when its early-stopping rule says so; `model/` is then
+    the checkpoint it chose and `last_model/` the last step's."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     accelerator = Accelerator(
@@ -108,6 +158,7 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
     fingerprint = run_fingerprint(cfg, spec, table, world)
+    fingerprint["evaluation"] = evaluator.fingerprint if evaluator else None
     # rank 0 decides for all: ranks that decided apart would run different steps and hang
     decision = [resume_point(out, fingerprint, cfg.steps, cfg.resume) if main else None]
     resume_from, why = broadcast_object_list(decision)[0]
@@ -152,6 +203,8 @@ def train(
         sampler.load_state_dict(state.sampler)
         position.load_state_dict(state.sampler)
         written = [f for f in out.checkpoint_folders() if f <= resume_from]
+        if evaluator is not None:
+            evaluator.load_state_dict(state.evaluator)
     positions_taken = position.step_batches()
     loader = DataLoader(
         CachedClips(table),
@@ -178,6 +231,28 @@ def train(
     if live is not None:
         trim_curves(out.dvclive, state.step)  # a crash after the checkpoint logged steps past it
 
+    def evaluate(step: int) -> bool:
+        """Evaluate on the main process; every rank gets its decision: whether to stop."""
+        stop = [False]
+        if main:
+            model = accelerator.unwrap_model(transformer)
+            with evaluation_mode(model):
+                log(evaluator.evaluate(step, model))
+            decision = evaluator.decision()
+            state.evaluator = evaluator.state_dict()
+            stop = [decision.stop]
+            if decision.stop:
+                log(decision.reason)
+        return broadcast_object_list(stop)[0]
+
+    stopped = False
+    if evaluator is not None:
+        if state.step == 0:
+            evaluate(0)  # the base: the reference every later evaluation is read against
+        elif main:
+            stopped = evaluator.decision().stop  # a finished run that stopped early stays so
+        stopped = broadcast_object_list([stopped])[0]
+
     batches = iter(loader)
     micro_positions = [
         [(m * world + rank) * cfg.batch_size + i for i in range(cfg.batch_size)]
@@ -186,9 +261,10 @@ def train(
     data_wait = 0.0  # seconds the loop spent waiting for batches (after the first step)
     timed_steps, started, last_log = 0, time.perf_counter(), 0.0
     save_seconds: list[float] = []
+    eval_seconds: list[float] = []
     first = state.step + 1
-    progress = tqdm(range(first, cfg.steps + 1), disable=not main, desc="train")
-    for step in progress:
+    progress = tqdm(range(first, cfg.steps + 1), disable=not main or stopped, desc="train")
+    for step in progress if not stopped else ():
         step_started = time.perf_counter()
         step_loss = 0.0
         for positions in micro_positions:
@@ -240,21 +316,31 @@ def train(
             live.log_metric("train/lr", lr)
             live.log_metric("train/seconds_per_step", time.perf_counter() - step_started)
             live.next_step()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        evaluated = evaluator is not None and evaluator.due(step, cfg.steps)
+        if evaluated:
+            evaluating = time.perf_counter()
+            stopped = evaluate(step)
+            eval_seconds.append(time.perf_counter() - evaluating)
+            started += eval_seconds[-1]  # step timing excludes evaluations
+        # every evaluated step is a checkpoint: early stopping may export any of them
+        if evaluated or step % cfg.checkpoint_every == 0 or step == cfg.steps:
             saving = time.perf_counter()
             written.append(save_checkpoint(accelerator, out, state))
             if main:
-                prune_checkpoints(out, cfg.keep_checkpoints, written)
+                prune_checkpoints(out, cfg.keep_checkpoints, written, _best(evaluator, out))
             save_seconds.append(time.perf_counter() - saving)
             started += save_seconds[-1]  # step timing excludes checkpoint writes
         if main and (time.perf_counter() - last_log > LOG_EVERY_SECONDS or step == cfg.steps):
             last_log = time.perf_counter()
             log(f"step {step}/{cfg.steps}: loss {step_loss:.4f}, lr {lr:.3g}")
+        if stopped:
+            break
 
     metrics: dict[str, float | str] = {}
     if main:
-        with atomic_dir(out.model) as tmp:
+        with atomic_dir(out.last_model) as tmp:
             spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
+        chosen = _export_model(evaluator, out, state.step)
         elapsed = time.perf_counter() - started
         timing = {
             "data_wait_fraction": data_wait / elapsed if elapsed > 0 and timed_steps else 0.0,
@@ -264,14 +350,45 @@ def train(
             "resumed_from_step": first - 1,
             "checkpoint_save_seconds": sum(save_seconds) / max(1, len(save_seconds)),
             "checkpoint_load_seconds": load_seconds,
+            "evaluation_seconds": sum(eval_seconds) / max(1, len(eval_seconds)),
+            "evaluations": len(eval_seconds),
+            "last_step": state.step,
+            "chosen_step": chosen,
+            "stopped_early": int(stopped),
         }
         metrics = _write_loss_log(state.losses, out, timing)
         live.end()
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
-        metrics = {**metrics, "start": why}  # for the asset's metadata, not the DVC metrics
+        if evaluator is not None:
+            decision = evaluator.decision()
+            write_json(
+                {**evaluator.state_dict(), "last_step": state.step, "chosen_step": chosen,
+                 "stopped_early": stopped, "decision": decision.reason},
+                out.evaluations,
+            )  # fmt: skip
+            log(f"model: step {chosen} ({decision.reason})")
+        # for the asset's metadata, not the DVC metrics
+        metrics = {**metrics, "start": why}
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
+
+
+def _best(evaluator: StepEvaluator | None, out: TrainOutputs) -> Path | None:
+    """The checkpoint early stopping would export, kept however old it is."""
+    chosen = evaluator.decision().chosen if evaluator is not None else None
+    return out.checkpoint(chosen) if chosen else None
+
+
+def _export_model(evaluator: StepEvaluator | None, out: TrainOutputs, last: int) -> int:
+    """Write `model/`: the checkpoint the evaluator chose (its trainable weights, already in the
+    export format), else the last step's weights. Returns the chosen step."""
+    best = evaluator.decision().chosen if evaluator is not None else None
+    chosen = best or last
+    source = out.checkpoint(best) / out.CHECKPOINT_MODEL if best else out.last_model
+    with atomic_dir(out.model) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return chosen
 
 
 def trim_curves(folder: Path, step: int) -> None:

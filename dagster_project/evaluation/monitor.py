@@ -1,0 +1,195 @@
+"""In-loop evaluation: what the trainer calls every `eval.every` steps (and at step 0 and the
+last step) to score the model it is training, and to decide whether to stop.
+
+Each evaluation records, in latent space (cheap enough to run inside the loop):
+- the loss at fixed noise levels with fixed noise per clip and level, on the validation clips
+  and on a fixed subset of training clips, per level and averaged, and the gap between them;
+- `samples_per_prompt` samples per validation prompt through the family's pipeline with fixed
+  seeds (their latents are saved, so the evaluation asset decodes them without re-sampling);
+- diversity within a prompt and across prompts, and for every sample its nearest training
+  clip (named), its similarity to it and to the nearest validation clip, and a memorization
+  flag when the first exceeds the second by more than `eval.memorization_threshold`.
+
+The history is part of every checkpoint (`state_dict`), so a resumed run keeps its reference
+(step 0) and its early-stopping count; the decision itself is replayed from the history by
+`evaluation.verdict`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import polars as pl
+import torch
+from safetensors.torch import save_file
+
+from dagster_project.atomic import atomic_path
+from dagster_project.evaluation.diversity import clip_features, mean_pairwise_distance, pooled
+from dagster_project.evaluation.validation import (
+    fixed_sigma_loss,
+    load_clip_conditioning,
+    load_clip_latents,
+)
+from dagster_project.evaluation.verdict import StopDecision, early_stopping
+from dagster_project.models.spec import ModelSpec
+from dagster_project.params import EvalParams
+from dagster_project.paths import TrainOutputs
+from dagster_project.shapes import Bucket
+
+# the settings that shape the recorded numbers: changing one makes the history incomparable
+RECORDED = (
+    "every",
+    "sigmas",
+    "train_subset",
+    "samples_per_prompt",
+    "max_prompts",
+    "inference_steps",
+    "guidance_scale",
+    "seed",
+    "memorization_threshold",
+)
+
+
+def sigma_column(name: str, sigma: float) -> str:
+    """The column of one noise level's loss, e.g. `val_loss@0.3`."""
+    return f"{name}@{sigma:g}"
+
+
+def sample_key(prompt: int, seed: int) -> str:
+    """The name of one sample's latent in a samples file."""
+    return f"prompt{prompt}_seed{seed}"
+
+
+class RunMonitor:
+    """The trainer's in-loop evaluator (training.trainer.StepEvaluator) over a run's clips."""
+
+    def __init__(
+        self,
+        cfg: EvalParams,
+        spec: ModelSpec,
+        train: pl.DataFrame,
+        val: pl.DataFrame,
+        out: TrainOutputs,
+    ) -> None:
+        if val.height == 0:
+            raise RuntimeError(
+                "no validation clips: put some under a validation/ folder, list them in "
+                "data.val_files or raise data.val_fraction"
+            )
+        self.cfg, self.spec, self.out = cfg, spec, out
+        self.fingerprint = {key: getattr(cfg, key) for key in RECORDED}
+        self.val_latents = load_clip_latents(val, spec)
+        self.val_text = load_clip_conditioning(val)
+        train_latents = load_clip_latents(train, spec)
+        subset = train.head(cfg.train_subset)
+        self.subset_latents = train_latents[: subset.height]
+        self.subset_text = load_clip_conditioning(subset)
+        self.train_names = train["path"].to_list()
+        references = train_latents + self.val_latents
+        self.center = torch.stack([pooled(x) for x in references]).mean(dim=0)
+        self.train_features = torch.stack([clip_features(x, self.center) for x in train_latents])
+        self.val_features = torch.stack([clip_features(x, self.center) for x in self.val_latents])
+        prompts = val.head(cfg.max_prompts)
+        self.prompts = [
+            (row["caption"], Bucket.parse(row["bucket"]), text)
+            for row, text in zip(prompts.iter_rows(named=True), self.val_text, strict=False)
+        ]
+        self.seeds = [cfg.seed + i for i in range(cfg.samples_per_prompt)]
+        self.history: list[dict] = []
+
+    # what the trainer calls
+    def due(self, step: int, last_step: int) -> bool:
+        """Step 0 (the base), every `eval.every` steps and the last step."""
+        return step % self.cfg.every == 0 or step == last_step
+
+    @torch.no_grad()
+    def evaluate(self, step: int, transformer: torch.nn.Module) -> str:
+        """Score `transformer` (in eval mode; the caller restores its mode and the RNG), record
+        the evaluation and save its samples; returns a log line."""
+        cfg, spec = self.cfg, self.spec
+        val = fixed_sigma_loss(
+            spec, transformer, self.val_latents, self.val_text, cfg.sigmas, cfg.seed
+        )
+        train = fixed_sigma_loss(
+            spec, transformer, self.subset_latents, self.subset_text, cfg.sigmas, cfg.seed
+        )
+        samples = {
+            (p, seed): spec.generate(
+                transformer, text, bucket, seed, cfg.inference_steps, cfg.guidance_scale
+            )
+            for p, (_, bucket, text) in enumerate(self.prompts)
+            for seed in self.seeds
+        }
+        path = self.out.samples(step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({sample_key(*k): v.contiguous() for k, v in samples.items()}, str(tmp))
+        record = {"step": step, **self._losses(val, train), **self._samples(samples)}
+        self.history = [r for r in self.history if r["step"] < step] + [record]
+        return (
+            f"evaluation at step {step}: validation loss {record['val_loss']:.4f} "
+            f"(gap {record['gap']:+.4f}), diversity {record['diversity']:.4f}, "
+            f"{record['memorized']}/{record['samples']} samples memorized"
+        )
+
+    def decision(self) -> StopDecision:
+        """The early-stopping rule over the evaluations so far."""
+        return early_stopping(self.history, self.cfg)
+
+    def state_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint, "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+
+    # scoring
+    def _losses(self, val: dict[float, float], train: dict[float, float]) -> dict[str, float]:
+        row = {
+            "val_loss": sum(val.values()) / len(val),
+            "train_fixed_loss": sum(train.values()) / len(train),
+        }
+        row["gap"] = row["val_loss"] - row["train_fixed_loss"]  # grows as a run overfits
+        # per noise level too: overfitting shows first where the clip's detail is decided
+        row |= {sigma_column("val_loss", s): v for s, v in val.items()}
+        row |= {sigma_column("train_fixed_loss", s): v for s, v in train.items()}
+        return row
+
+    def _samples(self, samples: dict[tuple[int, int], torch.Tensor]) -> dict:
+        keys = list(samples)
+        features = torch.stack([clip_features(samples[k], self.center) for k in keys])
+        to_train = features @ self.train_features.T
+        to_val = features @ self.val_features.T
+        rows = []
+        for i, (prompt, seed) in enumerate(keys):
+            nearest = int(to_train[i].argmax())
+            margin = float(to_train[i, nearest] - to_val[i].max())
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "caption": self.prompts[prompt][0],
+                    "seed": seed,
+                    "nearest_train_clip": self.train_names[nearest],
+                    "nearest_train": float(to_train[i, nearest]),
+                    "nearest_val": float(to_val[i].max()),
+                    "margin": margin,
+                    "memorized": margin > self.cfg.memorization_threshold,
+                }
+            )
+        by_prompt = [[i for i, k in enumerate(keys) if k[0] == p] for p in range(len(self.prompts))]
+        within = [mean_pairwise_distance(features[group]) for group in by_prompt]
+        across = [
+            1 - float(features[i] @ features[j])
+            for a, b in itertools.combinations(by_prompt, 2)
+            for i in a
+            for j in b
+        ]
+        return {
+            "diversity": sum(within) / len(within),
+            "diversity_across": sum(across) / len(across) if across else None,
+            "nearest_train": sum(r["nearest_train"] for r in rows) / len(rows),
+            "nearest_val": sum(r["nearest_val"] for r in rows) / len(rows),
+            "memorization": sum(r["margin"] for r in rows) / len(rows),
+            "memorized": sum(r["memorized"] for r in rows),
+            "samples": len(rows),
+            "sample_rows": rows,
+        }
