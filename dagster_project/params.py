@@ -235,9 +235,12 @@ class SignLevels(_Section):
 class EarlyStoppingParams(_Section):
     """Stop training when `patience` evaluations in a row bring no better clean checkpoint.
 
-    An evaluation improves when its validation loss is below the best clean one by more than
-    `min_improvement` (relative); it is clean when none of `signs` is at the overfitting level.
-    The best clean checkpoint is exported as the model, the last one beside it."""
+    An evaluation is clean when none of `signs` is at the overfitting level; it improves when
+    it is clean and, if `val_loss` is among `signs`, its validation loss is below the best
+    clean one by more than `min_improvement` (relative; without `val_loss`, every clean
+    evaluation improves). The best clean checkpoint is exported as the model and the last
+    step's beside it; with early stopping off, or no clean evaluation after step 0, the model
+    is the last step's."""
 
     enabled: bool = True
     patience: PositiveInt = 3  # evaluations without improvement before the run stops

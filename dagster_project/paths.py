@@ -98,8 +98,12 @@ class TrainOutputs(Outputs):
     def evaluations(self) -> Path:
         return self.root / self.EVALUATIONS
 
+    @property
+    def samples_folder(self) -> Path:
+        return self.root / self.SAMPLES
+
     def samples(self, step: int) -> Path:
-        return self.root / self.SAMPLES / f"step-{step:06d}.safetensors"
+        return self.samples_folder / f"step-{step:06d}.safetensors"
 
     @property
     def checkpoints(self) -> Path:

@@ -90,7 +90,7 @@ def test_an_over_exposed_run_overfits_stops_early_and_exports_an_earlier_checkpo
     metrics, check, params = run_pipeline(blocks, "over", steps=600, every=50)
     assert metrics["verdict"] == "overfitting"
     assert not check["passed"] and check["severity"] == "ERROR"
-    assert "(overfitting" in check["description"]  # names the sign that got there
+    assert "gap: validation loss further above" in check["description"]  # names the sign
     p = load_params(params)
     report = p.eval_outputs.report.read_text()
     assert report.startswith("# Verdict: overfitting")
@@ -133,14 +133,16 @@ class RandomDrawingMonitor(RunMonitor):
         return super().evaluate(step, transformer)
 
 
-def _train(root: Path, name: str, steps: int, monitor: bool) -> tuple[list[str], dict | None]:
+def _train(
+    root: Path, name: str, steps: int, monitor: bool, every: int = 5
+) -> tuple[list[str], dict | None]:
     params = write_params(
         root,
         **OVERRIDES,
         train={**TRAIN, "steps": steps, "mode": "lora", "checkpoint_every": 5,
                "lora": {"rank": 4, "alpha": 4.0, "dropout": 0.2},
                "output_dir": f"data/train_{name}"},
-        eval={"every": 5, "max_prompts": 2, "samples_per_prompt": 2},
+        eval={"every": every, "max_prompts": 2, "samples_per_prompt": 2},
     )  # fmt: skip
     p = load_params(params)
     spec = family_spec(p.model.family, p.base_model)
@@ -174,6 +176,16 @@ def test_resume_with_early_stopping_state_is_exact(blocks: Path) -> None:
     assert split_losses == whole_losses
     assert split["history"] == whole["history"]
     assert split["decision"] == whole["decision"]
+
+
+@pytest.mark.slow
+def test_a_run_cut_back_to_a_checkpoint_never_evaluated_is_judged_there(blocks: Path) -> None:
+    """train.steps lowered from 15 to 5: the run resumes at the step-5 checkpoint, which
+    eval.every 10 never evaluated; its last step is evaluated all the same."""
+    _train(blocks, "lowered", 15, monitor=True, every=10)
+    _, lowered = _train(blocks, "lowered", 5, monitor=True, every=10)
+    assert [r["step"] for r in lowered["history"]] == [0, 5]
+    assert lowered["last_step"] == 5
 
 
 def test_evaluating_the_same_model_twice_gives_identical_numbers(blocks: Path) -> None:

@@ -43,14 +43,15 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     p = params.load()
     out = p.eval_outputs
     last_step = read_evaluations(p.train_outputs)["last_step"]
+    train = clip_table(p.cache_files, "train")
     metrics = evaluate(
         p.eval,
         family_spec(p.model.family, p.base_model),
-        train=clip_table(p.cache_files, "train"),
+        train=train,
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,
         out=out,
-        exposures=trained_exposures(p, last_step),
+        exposures=trained_exposures(p, train["bucket"].to_list(), last_step),
         fps=p.fps,
         log=context.log.info,
     )

@@ -11,7 +11,6 @@ from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
-from dagster_project.dataset.manifest import split_clips
 from dagster_project.dataset.sampler import count_exposures
 from dagster_project.evaluation.evaluate import read_evaluations
 from dagster_project.evaluation.verdict import verdict
@@ -34,9 +33,9 @@ def _plan(p: Params) -> ExposurePlan:
     return plan_run(p.path(p.data.manifest), p.train, p.guard)
 
 
-def trained_exposures(p: Params, steps: int) -> list[int]:
-    """Exposures per training clip over the `steps` a run trained (it may stop early)."""
-    buckets = split_clips(pl.read_parquet(p.path(p.data.manifest)), "train")["bucket"].to_list()
+def trained_exposures(p: Params, buckets: list[str], steps: int) -> list[int]:
+    """Exposures per training clip (of `buckets`, the trainer's clip table) over the `steps` a
+    run trained (it may have stopped early)."""
     world = p.train.nproc_per_node * p.train.launch.nnodes
     step_batch = p.train.batch_size * p.train.grad_accum * world
     return count_exposures(buckets, step_batch, steps, p.train.seed)
@@ -85,11 +84,10 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=TrainOutputs.dvc(
-            TrainOutputs.LOSS_PLOT, TrainOutputs.EVALUATIONS, TrainOutputs.SAMPLES
-        ),
+        outs=TrainOutputs.dvc(TrainOutputs.LOSS_PLOT, TrainOutputs.EVALUATIONS),
         keep=TrainOutputs.dvc(TrainOutputs.MODEL, TrainOutputs.LAST_MODEL),
-        persist=TrainOutputs.dvc(TrainOutputs.CHECKPOINTS),
+        # a resumed run keeps its checkpoints and the samples of the evaluations before them
+        persist=TrainOutputs.dvc(TrainOutputs.CHECKPOINTS, TrainOutputs.SAMPLES),
         # in-loop evaluation and early stopping shape the run
         params=["train", "guard", "model.family", "eval"],
         code=[

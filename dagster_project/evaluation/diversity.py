@@ -11,9 +11,12 @@ memorization is each sample's cosine similarity to its nearest training clip (1 
 from __future__ import annotations
 
 import itertools
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
+
+T = TypeVar("T")
 
 
 def pooled(latent: torch.Tensor) -> torch.Tensor:
@@ -25,6 +28,15 @@ def clip_features(latent: torch.Tensor, center: torch.Tensor | None = None) -> t
     """[C, f, h, w] latent -> unit feature vector, `center` (a mean of `pooled`) taken off."""
     vector = pooled(latent)
     return F.normalize(vector if center is None else vector - center, dim=0)
+
+
+def grouped_pairs(groups: list[list[T]]) -> tuple[list[tuple[T, T]], list[tuple[T, T]]]:
+    """(pairs within a group, pairs across groups) of items grouped by prompt."""
+    within = [pair for group in groups for pair in itertools.combinations(group, 2)]
+    across = [
+        (a, b) for first, second in itertools.combinations(groups, 2) for a in first for b in second
+    ]
+    return within, across
 
 
 def mean_pairwise_distance(features: torch.Tensor) -> float:

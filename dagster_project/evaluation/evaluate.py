@@ -29,9 +29,7 @@ from dagster_project.evaluation.report import (
 from dagster_project.evaluation.validation import load_clip_latents
 from dagster_project.evaluation.verdict import (
     LEVELS,
-    StopDecision,
     Verdict,
-    early_stopping,
     memorized_share,
     verdict,
 )
@@ -64,7 +62,7 @@ def evaluate(
     `exposures` the per-clip counts of the steps the run trained. Returns the metrics."""
     run = read_evaluations(trained)
     history, chosen, last = run["history"], run["chosen_step"], run["last_step"]
-    judged, decision = verdict(history, cfg), early_stopping(history, cfg)
+    judged = verdict(history, cfg)
     log(judged.message())
 
     # pixels: every clip decoded through the VAE, as the samples are
@@ -73,26 +71,29 @@ def evaluate(
         "val": [clip_pixels(spec.decode_video(x)) for x in load_clip_latents(val, spec)],
     }
     train_names = train["path"].to_list()
+    # the latent-nearest clip by name: NaN if the training clips changed since the run
+    by_name = dict(zip(train_names, range(len(train_names)), strict=True))
     by_step = {r["step"]: r for r in history}
     samples, preview, pixel = [], [], {}
     for step in sorted({0, chosen, last}):
         latents = load_file(str(trained.samples(step)))
         row, clips = [], {}
         for s in by_step[step]["sample_rows"]:
-            frames = spec.decode_video(latents[sample_key(s["prompt"], s["seed"])])
-            video = out.videos / f"step-{step:06d}" / f"prompt{s['prompt']}_seed{s['seed']}.mp4"
+            key = sample_key(s["prompt"], s["seed"])
+            frames = spec.decode_video(latents[key])
+            video = out.videos / f"step-{step:06d}" / f"{key}.mp4"
             write_mp4(frames.numpy(), video, fps)
             row.append(frames.numpy())
             pixels = clip_pixels(frames)
             clips.setdefault(s["prompt"], []).append(pixels)
             to_train = ssim_to_each(pixels, references["train"])
+            nearest = by_name.get(s["nearest_train_clip"])
             samples.append(
                 {
                     "step": step,
-                    **{k: v for k, v in s.items() if k != "prompt"},
-                    "prompt": s["prompt"],
+                    **s,
                     "video": str(video.relative_to(out.root)),
-                    "nearest_train_ssim": to_train[train_names.index(s["nearest_train_clip"])],
+                    "nearest_train_ssim": float("nan") if nearest is None else to_train[nearest],
                     "pixel_nearest_train_clip": train_names[max(range(len(to_train)),
                                                                 key=to_train.__getitem__)],
                     "pixel_nearest_train": max(to_train),
@@ -100,7 +101,7 @@ def evaluate(
                 }
             )  # fmt: skip
         preview.append(row)
-        pixel[step] = sum(pixel_diversity(c) for c in clips.values()) / len(clips)
+        pixel[step] = pixel_diversity(list(clips.values()))
     log(f"decoded {len(samples)} samples at steps {sorted(pixel)} to {out.videos}")
     write_preview(preview, out.preview, fps)
 
@@ -117,9 +118,13 @@ def evaluate(
         "train_fixed_loss": final["train_fixed_loss"],
         "val_train_gap": final["gap"],
         "diversity": final["diversity"],
-        "diversity_change": final["diversity"] / start["diversity"] - 1,
-        "pixel_diversity": pixel[last],
-        "pixel_diversity_change": pixel[last] / pixel[0] - 1 if pixel[0] else 0.0,
+        "diversity_change": final["diversity"] / start["diversity"] - 1
+        if start["diversity"]
+        else 0.0,
+        "diversity_across": final["diversity_across"],
+        "pixel_diversity": pixel[last][0],
+        "pixel_diversity_change": pixel[last][0] / pixel[0][0] - 1 if pixel[0][0] else 0.0,
+        "pixel_diversity_across": pixel[last][1],
         "nearest_train_similarity_mean": final["nearest_train"],
         "nearest_val_similarity_mean": final["nearest_val"],
         "nearest_train_ssim_mean": sum(s["pixel_nearest_train"] for s in at) / len(at),
@@ -128,7 +133,8 @@ def evaluate(
         "exposures_max": max(exposures),
         "evaluations": len(history),
     }
-    _write_outputs(spec, trained, out, run, metrics, samples, exposures, judged, decision)
+    metrics = {k: v for k, v in metrics.items() if v is not None}  # across: one prompt has none
+    _write_outputs(spec, trained, out, run, metrics, samples, exposures, judged)
     return metrics
 
 
@@ -141,7 +147,6 @@ def _write_outputs(
     samples: list[dict],
     exposures: list[int],
     judged: Verdict,
-    decision: StopDecision,
 ) -> None:
     """The tables, plots, report and metrics of `evaluate`."""
     history = run["history"]
@@ -171,6 +176,6 @@ def _write_outputs(
         "exposures per clip": out.EXPOSURE_PLOT,
         "samples (rows: steps)": out.PREVIEW,
     }
-    report = markdown_report(judged, decision, summary, history, samples, labels, plots)
+    report = markdown_report(judged, run["decision"], summary, history, samples, labels, plots)
     write_text(report, out.report)
     write_json(metrics, out.metrics)

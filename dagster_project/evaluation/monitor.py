@@ -17,14 +17,19 @@ The history is part of every checkpoint (`state_dict`), so a resumed run keeps i
 
 from __future__ import annotations
 
-import itertools
+import shutil
 
 import polars as pl
 import torch
 from safetensors.torch import save_file
 
 from dagster_project.atomic import atomic_path
-from dagster_project.evaluation.diversity import clip_features, mean_pairwise_distance, pooled
+from dagster_project.evaluation.diversity import (
+    clip_features,
+    grouped_pairs,
+    mean_pairwise_distance,
+    pooled,
+)
 from dagster_project.evaluation.validation import (
     fixed_sigma_loss,
     load_clip_conditioning,
@@ -120,6 +125,8 @@ class RunMonitor:
             for p, (_, bucket, text) in enumerate(self.prompts)
             for seed in self.seeds
         }
+        if step == 0:  # a fresh run: an earlier run's samples are not this one's
+            shutil.rmtree(self.out.samples_folder, ignore_errors=True)
         path = self.out.samples(step)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -137,9 +144,11 @@ class RunMonitor:
         return early_stopping(self.history, self.cfg)
 
     def state_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint, "history": self.history}
+        """What a checkpoint keeps: the evaluations so far (the rule replays them)."""
+        return {"history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a checkpoint's `state_dict`."""
         self.history = list(state["history"])
 
     # scoring
@@ -177,12 +186,7 @@ class RunMonitor:
             )
         by_prompt = [[i for i, k in enumerate(keys) if k[0] == p] for p in range(len(self.prompts))]
         within = [mean_pairwise_distance(features[group]) for group in by_prompt]
-        across = [
-            1 - float(features[i] @ features[j])
-            for a, b in itertools.combinations(by_prompt, 2)
-            for i in a
-            for j in b
-        ]
+        across = [1 - float(features[i] @ features[j]) for i, j in grouped_pairs(by_prompt)[1]]
         return {
             "diversity": sum(within) / len(within),
             "diversity_across": sum(across) / len(across) if across else None,

@@ -6,11 +6,11 @@ pixels; the SSIM of two clips is the mean over their frame pairs (1 = identical)
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
+
+from dagster_project.evaluation.diversity import grouped_pairs
 
 FRAMES, SIDE = 8, 64
 
@@ -32,7 +32,8 @@ def ssim_to_each(clip: torch.Tensor, references: list[torch.Tensor]) -> list[flo
     return [ssim(clip, reference) for reference in references]
 
 
-def pixel_diversity(clips: list[torch.Tensor]) -> float:
-    """Mean 1 - SSIM over all pairs of clips (0 = identical outputs)."""
-    pairs = list(itertools.combinations(clips, 2))
-    return sum(1 - ssim(a, b) for a, b in pairs) / len(pairs)
+def pixel_diversity(groups: list[list[torch.Tensor]]) -> tuple[float, float | None]:
+    """(within, across): mean 1 - SSIM over pairs of clips of one group (one prompt's samples),
+    and over pairs from different groups (None with one group); 0 = identical outputs."""
+    within, across = ([1 - ssim(a, b) for a, b in pairs] for pairs in grouped_pairs(groups))
+    return sum(within) / len(within), sum(across) / len(across) if across else None

@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dagster_project.atomic import atomic_path  # noqa: E402
 from dagster_project.evaluation.verdict import (  # noqa: E402
-    StopDecision,
     Verdict,
     memorized_share,
     relative_gap,
@@ -96,15 +95,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def markdown_report(
     verdict: Verdict,
-    decision: StopDecision,
+    choice: str,
     exposures: dict[str, float],
     history: list[dict],
     samples: list[dict],
     labels: dict[str, str],
     plots: dict[str, str],
 ) -> str:
-    """The report page: verdict and its signs, exposures, the choice of checkpoint, the
-    evaluation tables, the samples and the plots (`plots`: title -> file name)."""
+    """The report page: verdict and its signs, exposures, the choice of checkpoint (`choice`:
+    the trainer's reason), the evaluation tables, the samples and the plots (`plots`: title ->
+    file name)."""
     levels = sigma_levels(history)
     lines = [
         f"# Verdict: {verdict.level}",
@@ -117,7 +117,7 @@ def markdown_report(
         f"{exposures['max']:.0f} over {exposures['steps']:.0f} steps (safe below 10, risky "
         "above 100).",
         "",
-        f"Model: step {exposures['chosen_step']:.0f}. {decision.reason}.",
+        f"Model: step {exposures['chosen_step']:.0f}. {choice}.",
         "",
         "## Evaluations",
         "",

@@ -51,8 +51,11 @@ class Sign:
             "diversity_drop": "diversity below step 0's",
             "memorization": "samples memorized",
         }[self.name]
-        level = f"{self.level}, threshold {self.threshold:.0%}"
-        return f"{self.name}: {what} by {self.value:.1%} ({level})"
+        if self.name == "gap":  # a difference of two relative gaps: percentage points
+            amount = f"{self.value * 100:.1f} points (threshold {self.threshold * 100:.0f})"
+        else:
+            amount = f"{self.value:.1%} (threshold {self.threshold:.0%})"
+        return f"{self.name}: {what} by {amount}, {self.level}"
 
 
 def relative_gap(record: dict) -> float:
@@ -115,6 +118,7 @@ class Verdict:
         return [s.describe() for s in self.signs if s.level != "healthy"]
 
     def message(self) -> str:
+        """One line: the level, the step judged and the signs that led there."""
         if self.level == "healthy":
             return f"healthy at step {self.step}: no sign of overfitting"
         return f"{self.level} at step {self.step}: " + "; ".join(self.reasons)

@@ -47,7 +47,11 @@ class RunState:
     def read(cls, folder: Path, out: TrainOutputs) -> RunState:
         data = json.loads((folder / out.CHECKPOINT_STATE).read_text())
         return cls(
-            data["step"], data["fingerprint"], data["sampler"], data["losses"], data["evaluator"]
+            data["step"],
+            data["fingerprint"],
+            data["sampler"],
+            data["losses"],
+            data.get("evaluator", {}),  # none before in-loop evaluation
         )
 
 

@@ -62,7 +62,9 @@ class StepLog(Live):
 
 
 class StepEvaluator(Protocol):
-    """In-loop evaluation (evaluation.monitor.RunMonitor); the trainer only calls it."""
+    """In-loop evaluation (evaluation.monitor.RunMonitor); the trainer only calls it. Every
+    rank gets one (the ranks agree on when to evaluate and stop through collectives); only
+    the main process evaluates."""
 
     fingerprint: dict  # its settings that shape what it records: part of the run's fingerprint
 
@@ -78,9 +80,14 @@ class StepEvaluator(Protocol):
 
 
 class StopDecisionLike(Protocol):
-    chosen: int | None  # the checkpoint to export as the model (None: the last step's)
+    """What the trainer reads of an evaluator's early-stopping decision."""
+
     stop: bool
     reason: str
+
+    @property
+    def chosen(self) -> int | None:
+        """The checkpoint to export as the model (None: the last step's weights)."""
 
 
 @contextmanager
@@ -144,9 +151,9 @@ def train(
     resuming from the latest checkpoint of the same run; write under `out` and return summary
     metrics (on the main process; other ranks return {}).
 
-    With an `evaluator`, the main process evaluates at the steps it names (a checkpoint is
-    written at each), and the run stops when its early-stopping rule says so; `model/` is then
-    the checkpoint it chose and `last_model/` the last step's."""
+    With an `evaluator`, the main process evaluates at step 0, at the steps it names (each of
+    those a checkpoint) and at the last step, and the run stops when its early-stopping rule
+    says so; `model/` is then the checkpoint it chose and `last_model/` the last step's."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     accelerator = Accelerator(
@@ -231,27 +238,30 @@ def train(
     if live is not None:
         trim_curves(out.dvclive, state.step)  # a crash after the checkpoint logged steps past it
 
+    history = state.evaluator.get("history", [])  # read by every rank: they agree on it
+    evaluated_last = history[-1]["step"] if history else None
+
     def evaluate(step: int) -> bool:
         """Evaluate on the main process; every rank gets its decision: whether to stop."""
+        nonlocal evaluated_last
         stop = [False]
         if main:
             model = accelerator.unwrap_model(transformer)
             with evaluation_mode(model):
                 log(evaluator.evaluate(step, model))
-            decision = evaluator.decision()
+            stop_decision = evaluator.decision()
             state.evaluator = evaluator.state_dict()
-            stop = [decision.stop]
-            if decision.stop:
-                log(decision.reason)
+            stop = [stop_decision.stop]
+            if stop_decision.stop:
+                log(stop_decision.reason)
+        evaluated_last = step
         return broadcast_object_list(stop)[0]
 
     stopped = False
-    if evaluator is not None:
-        if state.step == 0:
-            evaluate(0)  # the base: the reference every later evaluation is read against
-        elif main:
-            stopped = evaluator.decision().stop  # a finished run that stopped early stays so
-        stopped = broadcast_object_list([stopped])[0]
+    if evaluator is not None and state.step == 0:
+        evaluate(0)  # the base: the reference every later evaluation is read against
+    elif evaluator is not None:  # a finished run that stopped early stays stopped
+        stopped = broadcast_object_list([main and evaluator.decision().stop])[0]
 
     batches = iter(loader)
     micro_positions = [
@@ -327,7 +337,9 @@ def train(
             saving = time.perf_counter()
             written.append(save_checkpoint(accelerator, out, state))
             if main:
-                prune_checkpoints(out, cfg.keep_checkpoints, written, _best(evaluator, out))
+                prune_checkpoints(
+                    out, cfg.keep_checkpoints, written, _protected_checkpoint(evaluator, out)
+                )
             save_seconds.append(time.perf_counter() - saving)
             started += save_seconds[-1]  # step timing excludes checkpoint writes
         if main and (time.perf_counter() - last_log > LOG_EVERY_SECONDS or step == cfg.steps):
@@ -335,12 +347,20 @@ def train(
             log(f"step {step}/{cfg.steps}: loss {step_loss:.4f}, lr {lr:.3g}")
         if stopped:
             break
+    progress.close()
+    if evaluator is not None and evaluated_last != state.step:
+        # resumed at a checkpoint that was never evaluated (train.steps lowered to it): the
+        # last step is always judged
+        evaluating = time.perf_counter()
+        stopped = evaluate(state.step) or stopped
+        eval_seconds.append(time.perf_counter() - evaluating)
 
     metrics: dict[str, float | str] = {}
     if main:
         with atomic_dir(out.last_model) as tmp:
             spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
-        chosen = _export_model(evaluator, out, state.step)
+        stop_decision = evaluator.decision() if evaluator is not None else None
+        chosen = _export_model(stop_decision, out, state.step, log)
         elapsed = time.perf_counter() - started
         timing = {
             "data_wait_fraction": data_wait / elapsed if elapsed > 0 and timed_steps else 0.0,
@@ -360,13 +380,12 @@ def train(
         live.end()
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
         if evaluator is not None:
-            decision = evaluator.decision()
             write_json(
                 {**evaluator.state_dict(), "last_step": state.step, "chosen_step": chosen,
-                 "stopped_early": stopped, "decision": decision.reason},
+                 "stopped_early": stopped, "decision": stop_decision.reason},
                 out.evaluations,
             )  # fmt: skip
-            log(f"model: step {chosen} ({decision.reason})")
+            log(f"model: step {chosen} ({stop_decision.reason})")
         # for the asset's metadata, not the DVC metrics
         metrics = {**metrics, "start": why}
     accelerator.wait_for_everyone()
@@ -374,21 +393,26 @@ def train(
     return metrics
 
 
-def _best(evaluator: StepEvaluator | None, out: TrainOutputs) -> Path | None:
-    """The checkpoint early stopping would export, kept however old it is."""
+def _protected_checkpoint(evaluator: StepEvaluator | None, out: TrainOutputs) -> Path | None:
+    """The checkpoint early stopping would export: pruning keeps it however old it is."""
     chosen = evaluator.decision().chosen if evaluator is not None else None
     return out.checkpoint(chosen) if chosen else None
 
 
-def _export_model(evaluator: StepEvaluator | None, out: TrainOutputs, last: int) -> int:
-    """Write `model/`: the checkpoint the evaluator chose (its trainable weights, already in the
-    export format), else the last step's weights. Returns the chosen step."""
-    best = evaluator.decision().chosen if evaluator is not None else None
-    chosen = best or last
+def _export_model(
+    decision: StopDecisionLike | None, out: TrainOutputs, last: int, log: Callable[[str], None]
+) -> int:
+    """Write `model/`: the checkpoint early stopping chose (its trainable weights, already in
+    the export format), else the last step's weights. Returns the step exported."""
+    best = decision.chosen if decision is not None else None
     source = out.checkpoint(best) / out.CHECKPOINT_MODEL if best else out.last_model
+    if best and not source.is_dir():
+        # chosen under a rule changed since (eval.early_stopping), after it was pruned
+        log(f"{source.parent.name} was pruned before it was chosen: exporting step {last}")
+        best, source = None, out.last_model
     with atomic_dir(out.model) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-    return chosen
+    return best or last
 
 
 def trim_curves(folder: Path, step: int) -> None:
