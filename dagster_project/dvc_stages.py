@@ -18,7 +18,7 @@ import yaml
 
 from dagster_project.paths import EvalOutputs, TrainOutputs
 
-COMMAND = "dagster asset materialize -m dagster_project.definitions --select {keys}"
+COMMAND = "python -m dagster_project.materialize {keys}"
 PLOT_AXES = {
     TrainOutputs.LOSS_CSV: ("step", "loss"),
     EvalOutputs.EVALUATIONS_CSV: ("step", "val_loss"),

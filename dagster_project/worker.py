@@ -1,4 +1,5 @@
-"""The training worker: `python -m dagster_project.worker params.yaml`, and how to launch it.
+"""The training worker: `python -m dagster_project.worker params.yaml` (launched as
+`dagster_project.launch` says).
 
 Part of the shell: it reads params.yaml and hands the core trainer the settings it needs. Runs
 alone, under `torchrun` (every rank trains, rank 0 writes; across nodes through the c10d
@@ -18,31 +19,9 @@ from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
 from dagster_project.evaluation.monitor import RunMonitor
 from dagster_project.models.families import family_spec
-from dagster_project.params import TrainParams, load_params
+from dagster_project.params import load_params
 from dagster_project.training.data import clip_table
 from dagster_project.training.trainer import NonFiniteLoss, train
-
-
-def launch_command(params_path: str, cfg: TrainParams) -> list[str]:
-    """The worker's command line: plain Python for one process, torchrun for more; with
-    `train.launch.nnodes > 1` every node runs this same command and the c10d rendezvous
-    assigns node ranks."""
-    worker = ["-m", "dagster_project.worker", params_path]
-    launch = cfg.launch
-    if launch.nnodes == 1 and cfg.nproc_per_node == 1:
-        return [sys.executable, *worker]
-    torchrun = [sys.executable, "-m", "torch.distributed.run"]
-    torchrun.append(f"--nproc-per-node={cfg.nproc_per_node}")
-    if launch.nnodes == 1:
-        return [*torchrun, "--standalone", *worker]
-    return [
-        *torchrun,
-        f"--nnodes={launch.nnodes}",
-        f"--rdzv-backend={launch.rdzv_backend}",
-        f"--rdzv-endpoint={launch.rdzv_endpoint}",
-        f"--rdzv-id={launch.rdzv_id}",
-        *worker,
-    ]
 
 
 def main(argv: list[str]) -> int:

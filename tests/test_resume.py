@@ -19,11 +19,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from dagster_project.launch import launch_command
 from dagster_project.models.families import family_spec
 from dagster_project.params import load_params
 from dagster_project.training.data import clip_table
 from dagster_project.training.trainer import NonFiniteLoss, train
-from dagster_project.worker import launch_command
 from tests.conftest import materialize, write_params
 
 pytestmark = pytest.mark.slow

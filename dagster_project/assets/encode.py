@@ -7,10 +7,6 @@ from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_parquet
-from dagster_project.dataset.cache import TensorCache
-from dagster_project.dataset.encode import cache_latents, cache_text_embeddings
-from dagster_project.models.families import family_spec
-from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.resources import ParamsResource
 
 CACHE_CODE = ["dagster_project/dataset", "dagster_project/models"]
@@ -34,6 +30,11 @@ def text_embeddings(
     context: dg.AssetExecutionContext, params: ParamsResource
 ) -> dg.MaterializeResult:
     """Caption embeddings, keyed by caption text and encoder identity."""
+    from dagster_project.dataset.cache import TensorCache  # torch: loaded when the asset runs
+    from dagster_project.dataset.encode import cache_text_embeddings
+    from dagster_project.models.families import family_spec
+    from dagster_project.models.text_encoder import TextEncoder
+
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
     model = p.model
@@ -63,6 +64,10 @@ def video_latents(
     context: dg.AssetExecutionContext, params: ParamsResource
 ) -> dg.MaterializeResult:
     """VAE posterior moments of every clip at its bucket's shape, keyed by content + settings."""
+    from dagster_project.dataset.cache import TensorCache  # torch: loaded when the asset runs
+    from dagster_project.dataset.encode import cache_latents
+    from dagster_project.models.families import family_spec
+
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
     cache = TensorCache(p.path(p.data.cache_dir), "latents")

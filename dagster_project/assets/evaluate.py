@@ -7,15 +7,14 @@ from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
-from dagster_project.assets.train import trained_exposures, trained_model
-from dagster_project.evaluation.evaluate import evaluate, read_evaluations
-from dagster_project.models.families import family_spec
+from dagster_project.assets.train import TRAINING_POOL, trained_exposures, trained_model
+from dagster_project.evaluation.verdict import read_evaluations
 from dagster_project.paths import EvalOutputs
 from dagster_project.resources import ParamsResource
-from dagster_project.training.data import clip_table
 
 
 @dg.asset(
+    pool=TRAINING_POOL,
     group_name="evaluate",
     deps=[trained_model, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
@@ -40,6 +39,11 @@ from dagster_project.training.data import clip_table
 def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """The run's verdict (healthy / watch / overfitting) and its signs, samples decoded to mp4
     at step 0 and the chosen and last steps, and the report."""
+    # torch, diffusers, matplotlib: loaded when the asset runs, not with the definitions
+    from dagster_project.evaluation.evaluate import evaluate
+    from dagster_project.models.families import family_spec
+    from dagster_project.training.data import clip_table
+
     p = params.load()
     out = p.eval_outputs
     last_step = read_evaluations(p.train_outputs)["last_step"]

@@ -5,8 +5,6 @@ import dagster as dg
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import atomic_dir
 from dagster_project.hashing import folder_sha256
-from dagster_project.models.families import FAMILIES
-from dagster_project.models.text_encoder import text_embedding_dim
 from dagster_project.paths import BaseModelFiles
 from dagster_project.resources import ParamsResource
 
@@ -19,6 +17,10 @@ from dagster_project.resources import ParamsResource
 )
 def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """Write the base model (transformer/ + vae/) as a diffusers folder."""
+    # heavy libraries (torch, diffusers) load when an asset runs, not with the definitions
+    from dagster_project.models.families import FAMILIES
+    from dagster_project.models.text_encoder import text_embedding_dim
+
     p = params.load()
     text_dim = text_embedding_dim(p.optional_path(p.model.text_encoder))
     pretrained = p.optional_path(p.model.pretrained)

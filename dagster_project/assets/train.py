@@ -12,12 +12,15 @@ from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
 from dagster_project.dataset.sampler import count_exposures
-from dagster_project.evaluation.evaluate import read_evaluations
-from dagster_project.evaluation.verdict import verdict
+from dagster_project.evaluation.verdict import read_evaluations, verdict
+from dagster_project.launch import launch_command
 from dagster_project.params import Params
 from dagster_project.paths import TrainOutputs
 from dagster_project.resources import ParamsResource
-from dagster_project.worker import launch_command
+
+# the Dagster concurrency pool of training and evaluation: dagster_home/dagster.yaml limits
+# every pool to one op at a time, across runs
+TRAINING_POOL = "training"
 
 PLAN_PARAMS = [
     "train.steps",
@@ -81,6 +84,7 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
 
 
 @dg.asset(
+    pool=TRAINING_POOL,
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(

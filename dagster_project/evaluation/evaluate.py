@@ -9,7 +9,6 @@ space and saves its samples' latents, which are decoded here as they were genera
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 
 import polars as pl
@@ -31,6 +30,7 @@ from dagster_project.evaluation.verdict import (
     LEVELS,
     Verdict,
     memorized_share,
+    read_evaluations,
     verdict,
 )
 from dagster_project.models.spec import ModelSpec
@@ -38,13 +38,6 @@ from dagster_project.params import EvalParams
 from dagster_project.paths import EvalOutputs, TrainOutputs
 from dagster_project.training.loss_plot import plot_losses
 from dagster_project.video.write import write_mp4
-
-
-def read_evaluations(trained: TrainOutputs) -> dict:
-    """What the training run recorded (`TrainOutputs.EVALUATIONS`)."""
-    if not trained.evaluations.is_file():
-        raise RuntimeError(f"{trained.evaluations}: no evaluations recorded; train first")
-    return json.loads(trained.evaluations.read_text())
 
 
 def evaluate(

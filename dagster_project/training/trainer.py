@@ -273,7 +273,9 @@ def train(
     save_seconds: list[float] = []
     eval_seconds: list[float] = []
     first = state.step + 1
-    progress = tqdm(range(first, cfg.steps + 1), disable=not main or stopped, desc="train")
+    # on a terminal only (disable=None): a DVC stage's or Dagster's log gets the log lines
+    quiet = True if not main or stopped else None
+    progress = tqdm(range(first, cfg.steps + 1), disable=quiet, desc="train")
     for step in progress if not stopped else ():
         step_started = time.perf_counter()
         step_loss = 0.0
