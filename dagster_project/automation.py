@@ -5,9 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from dagster_project.dataset.ingest import VIDEO_SUFFIXES
+from dagster_project.dvc_stages import stage_assets
+from dagster_project.dvc_sync import sync_run
 from dagster_project.hashing import stat_fingerprint
-from dagster_project.params import Params
-from dagster_project.resources import ParamsResource
+from dagster_project.params import Params, load_params
+from dagster_project.resources import ParamsResource, default_params_path
 
 pipeline_job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all())
 
@@ -46,3 +48,23 @@ def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
         cron_schedule=cron,
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
+
+
+def dvc_sync_sensor(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
+    """After a run ends with `status`, `dvc commit` the stages it materialized whole (runs of a
+    DVC stage excepted: `dvc repro` records those), so DVC stays in step with the UI."""
+
+    @dg.run_status_sensor(
+        run_status=status,
+        name=f"dvc_commit_on_{status.value.lower()}",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def dvc_commit(context: dg.RunStatusSensorContext) -> dg.SkipReason:
+        from dagster_project.definitions import build_definitions  # the module imports this one
+
+        params_path = default_params_path()
+        stages = stage_assets(build_definitions(params_path))
+        root = load_params(params_path).root.resolve()
+        return dg.SkipReason(sync_run(context.instance, context.dagster_run, stages, root))
+
+    return dvc_commit

@@ -20,7 +20,11 @@ def build_definitions(params_path: str) -> dg.Definitions:
         assets=dg.load_assets_from_modules([model, ingest, encode, train, evaluate]),
         asset_checks=[checks.manifest_contract, train.exposure_guard, train.overfitting_verdict],
         jobs=[automation.pipeline_job],
-        sensors=[automation.new_videos_sensor(cadence.sensor_interval_seconds)],
+        sensors=[
+            automation.new_videos_sensor(cadence.sensor_interval_seconds),
+            automation.dvc_sync_sensor(dg.DagsterRunStatus.SUCCESS),
+            automation.dvc_sync_sensor(dg.DagsterRunStatus.FAILURE),
+        ],
         schedules=[automation.retrain_schedule(cadence.retrain_cron)],
         resources={
             "params": ParamsResource(path=params_path),

@@ -48,6 +48,17 @@ def _sections_first(keys: list[str]) -> list[str]:
     return [k for k in keys if not any(k.startswith(f"{other}.") for other in keys)]
 
 
+def stage_assets(defs: dg.Definitions) -> dict[str, list[dg.AssetKey]]:
+    """The assets of each dvc.yaml stage (one per asset group), stages in pipeline order."""
+    graph = defs.resolve_asset_graph()
+    order = graph.toposorted_asset_keys
+    group_of = {key: graph.get(key).group_name for key in order}
+    return {
+        group: [key for key in order if group_of[key] == group]
+        for group in _unique([group_of[key] for key in order])
+    }
+
+
 def render(defs: dg.Definitions) -> dict:
     """The dvc.yaml document for the assets of `defs`."""
     graph = defs.resolve_asset_graph()
@@ -59,8 +70,7 @@ def render(defs: dg.Definitions) -> dict:
         return list(meta[key].get(f"dvc/{name}", []))
 
     stages: dict[str, dict] = {}
-    for group in _unique([group_of[key] for key in order]):
-        keys = [key for key in order if group_of[key] == group]
+    for group, keys in stage_assets(defs).items():
         parents = {parent for key in keys for parent in graph.get(key).parent_keys}
         upstream = [key for key in order if key in parents and group_of[key] != group]
         deps = [d for key in keys for d in field(key, "code") + field(key, "deps")]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from dagster_project.dvc_sync import DVC_STAGE_TAG
 from dagster_project.resources import PARAMS_ENV, default_params_path
 
 # the repository's instance (its dagster.yaml sets the pool limits) unless DAGSTER_HOME names one
@@ -43,8 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown asset(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     with dg.DagsterInstance.get() as instance:
+        # a DVC stage's run: DVC records it, the dvc_sync sensors leave it alone
+        tags = {DVC_STAGE_TAG: os.environ["DVC_STAGE"]} if "DVC_STAGE" in os.environ else {}
         result = job.execute_in_process(
-            instance=instance, asset_selection=keys, run_config=QUIET, raise_on_error=False
+            instance=instance,
+            asset_selection=keys,
+            run_config=QUIET,
+            raise_on_error=False,
+            tags=tags,
         )
     failed = [e for e in result.all_events if e.is_step_failure]
     for event in failed:

@@ -1,5 +1,7 @@
 """Ingestion and resolution probing: raw folder -> videos table -> manifest + rejects."""
 
+import os
+
 import dagster as dg
 import polars as pl
 
@@ -8,6 +10,8 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import write_parquet
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
+from dagster_project.dvc_sync import raw_data_version, version_raw_data
+from dagster_project.raw_check import links_outside
 from dagster_project.resources import ParamsResource
 
 
@@ -21,16 +25,24 @@ from dagster_project.resources import ParamsResource
     ),
 )
 def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
-    """Every video file under data.raw_dir with its sidecar caption."""
+    """Every video file under data.raw_dir with its sidecar caption. Outside a DVC stage, the
+    raw folder is first versioned with DVC (when it is tracked), after the link check."""
     p = params.load()
+    raw_dir = p.path(p.data.raw_dir)
+    if "DVC_STAGE" not in os.environ:  # inside `dvc repro`, DVC has versioned it already
+        if bad := links_outside(raw_dir) if raw_dir.is_dir() else []:
+            raise dg.Failure(f"{p.data.raw_dir}: links leading outside it: {', '.join(bad[:10])}")
+        version_raw_data(p.root.resolve(), raw_dir)
+    raw_version = raw_data_version(raw_dir)
     folders = [(f.path, f.captions) for f in p.data.folders]
-    found = discover_videos(p.path(p.data.raw_dir), folders)
+    found = discover_videos(raw_dir, folders)
     write_parquet(found, p.path(p.data.videos))
     usable = found.filter(pl.col("reason").is_null())
     context.log.info(f"found {found.height} inputs, {usable.height} with a caption")
     return dg.MaterializeResult(
         metadata={
             "inputs": found.height,
+            "raw_dvc_md5": raw_version or "(data.raw_dir is not tracked by DVC)",
             "with_caption": usable.height,
             "by_source": ui.table(found.group_by("source").len().sort("source")),
             "preview": ui.table(found),
