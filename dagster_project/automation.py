@@ -1,53 +1,99 @@
-"""Retraining automation: a sensor for new videos and a schedule."""
+"""Retraining automation: a sensor for data that lands, a schedule, and the DVC sync sensors.
+
+Why a sensor and not Declarative Automation: the raw folder lives outside Dagster, so something
+must observe it either way (an observable source asset would need the same settle logic), and
+the rule here is a small state machine (wait until uploads settle, then count what changed since
+the last run against `automation.min_new_clips`) that a sensor cursor holds plainly; one
+settled change gives one `pipeline` run, and the `training` pool keeps runs from overlapping.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+
 import dagster as dg
 
-from dagster_project.dataset.ingest import VIDEO_SUFFIXES
+from dagster_project.dataset.arrivals import changes, fingerprint, is_video, observe, unsettled
 from dagster_project.dvc_stages import stage_assets
 from dagster_project.dvc_sync import sync_run
-from dagster_project.hashing import stat_fingerprint
-from dagster_project.params import Params, load_params
+from dagster_project.params import load_params
 from dagster_project.resources import ParamsResource, default_params_path
 
 pipeline_job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all())
+TRAINED = dg.AssetKey("trained_model")
+RAW_FINGERPRINT = "raw_fingerprint"  # trained_model metadata: the raw folder it trained on
 
 
-def video_fingerprint(p: Params) -> tuple[int, str]:
-    """(count, digest) of the video files under data.raw_dir: names, sizes and mtimes."""
-    raw_dir = p.path(p.data.raw_dir)
-    files = raw_dir.rglob("*") if raw_dir.is_dir() else []
-    found = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()]
-    return len(found), stat_fingerprint(raw_dir, found)
-
-
-def new_videos_sensor(interval_seconds: int) -> dg.SensorDefinition:
-    """Request one pipeline run whenever the set of videos under data.raw_dir changes."""
+def new_data_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    """One `pipeline` run per settled change under data.raw_dir that is enough to retrain."""
 
     @dg.sensor(
         job=pipeline_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
     )
-    def new_videos(context: dg.SensorEvaluationContext, params: ParamsResource):
-        count, digest = video_fingerprint(params.load())
-        if context.cursor == digest:
-            return dg.SkipReason(f"no new videos ({count} known)")
-        context.update_cursor(digest)
-        return dg.RunRequest(run_key=digest, tags={"videos": str(count)})
+    def new_data(context: dg.SensorEvaluationContext, params: ParamsResource):
+        p = params.load()
+        rule = p.automation
+        state = json.loads(context.cursor) if context.cursor else {}
+        current = observe(p.path(p.data.raw_dir))
+        waiting = unsettled(state.get("seen"), current, time.time_ns(), rule.settle_seconds)
+        state["seen"] = current
+        change = changes(state.get("baseline", {}), current)
+        enough = change.clips >= rule.min_new_clips or (
+            rule.on_caption_change and bool(change.caption_files)
+        )
+        if enough and not waiting:
+            state["baseline"], state["runs"] = current, state.get("runs", 0) + 1
+        context.update_cursor(json.dumps(state))
+        if waiting:
+            return dg.SkipReason(
+                f"waiting for {len(waiting)} file(s) to settle ({rule.settle_seconds:g} s): "
+                + ", ".join(waiting[:5])
+            )
+        if not enough:
+            return dg.SkipReason(
+                f"{change.describe()} since the last run: not enough to retrain "
+                f"(automation.min_new_clips: {rule.min_new_clips}, on_caption_change: "
+                f"{rule.on_caption_change})"
+            )
+        return dg.RunRequest(
+            run_key=f"{state['runs']}-{fingerprint(current)[:16]}",  # a return to an old state too
+            tags={"clips": str(sum(map(is_video, current))), "change": change.describe()},
+        )
 
-    return new_videos
+    return new_data
+
+
+def raw_fingerprint(params_path: str) -> str:
+    """The fingerprint of everything under data.raw_dir now (names, sizes, times)."""
+    p = load_params(params_path)
+    return fingerprint(observe(p.path(p.data.raw_dir)))
 
 
 def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
-    """Retrain on a fixed cadence (automation.retrain_cron), whatever the sensor saw."""
-    return dg.ScheduleDefinition(
+    """Retrain on automation.retrain_cron, but only when the raw folder changed since the data
+    the last trained model saw (its `raw_fingerprint` metadata)."""
+
+    @dg.schedule(
         name="retrain",
         job=pipeline_job,
         cron_schedule=cron,
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
+    def retrain(context: dg.ScheduleEvaluationContext, params: ParamsResource):
+        now = raw_fingerprint(params.path)
+        last = context.instance.get_latest_materialization_event(TRAINED)
+        metadata = (
+            last.asset_materialization.metadata if last and last.asset_materialization else {}
+        )
+        trained_on = metadata.get(RAW_FINGERPRINT)
+        if trained_on is not None and trained_on.value == now:
+            return dg.SkipReason("nothing changed under data.raw_dir since the last trained model")
+        return dg.RunRequest(run_key=None, tags={"reason": "raw data changed"})
+
+    return retrain
 
 
 def dvc_sync_sensor(status: dg.DagsterRunStatus) -> dg.SensorDefinition:

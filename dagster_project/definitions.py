@@ -21,7 +21,7 @@ def build_definitions(params_path: str) -> dg.Definitions:
         asset_checks=[checks.manifest_contract, train.exposure_guard, train.overfitting_verdict],
         jobs=[automation.pipeline_job],
         sensors=[
-            automation.new_videos_sensor(cadence.sensor_interval_seconds),
+            automation.new_data_sensor(cadence.sensor_interval_seconds),
             automation.dvc_sync_sensor(dg.DagsterRunStatus.SUCCESS),
             automation.dvc_sync_sensor(dg.DagsterRunStatus.FAILURE),
         ],

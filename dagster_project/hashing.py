@@ -1,14 +1,13 @@
-"""Content identities: file and folder hashes, cache keys and the raw folder's fingerprint.
+"""Content identities: file and folder hashes and cache keys.
 
-One module, so that probing, the text encoders, the cache and the automation sensor agree on
-what "the same content" means.
+One module, so that probing, the text encoders and the cache agree on what "the same content"
+means. (What changed under the raw folder, for automation, is dataset/arrivals.py.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -31,12 +30,3 @@ def cache_key(**parts: object) -> str:
     """A stable hex key for the given named parts (order-insensitive)."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def stat_fingerprint(root: Path, files: Iterable[Path]) -> str:
-    """A cheap fingerprint of files under `root`: relative names, sizes and mtimes (no reads)."""
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()

@@ -287,8 +287,16 @@ class EvalParams(_Section):
 
 
 class AutomationParams(_Section):
+    """Retraining when new data lands (the `new_data` sensor) and on a cadence (`retrain`)."""
+
     retrain_cron: str = "0 3 * * 0"
     sensor_interval_seconds: PositiveInt = 60
+    # a file counts once its size and modification time held still this long (an upload in
+    # progress waits)
+    settle_seconds: NonNegativeFloat = 30.0
+    # new, changed or removed clips since the last run that start a retraining
+    min_new_clips: PositiveInt = 1
+    on_caption_change: bool = True  # a changed caption or metadata file alone retrains too
 
 
 class Params(_Section):

@@ -1,46 +1,127 @@
-"""The new-videos sensor requests one run for new videos, none on the next tick."""
+"""Retraining when data lands: the `new_data` sensor waits for uploads to settle, counts what
+changed since its last run against the rule, and asks for one run per settled change; the
+`retrain` schedule runs only when the raw folder changed since the last trained model."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
+from dagster_project.automation import RAW_FINGERPRINT, raw_fingerprint
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import ParamsResource
 
-
-def tick(project: Path, cursor: str | None) -> dg.SensorResult | dg.RunRequest | dg.SkipReason:
-    sensor = build_definitions(str(project)).resolve_sensor_def("new_videos")
-    context = dg.build_sensor_context(
-        cursor=cursor, resources={"params": ParamsResource(path=str(project))}
-    )
-    result = sensor(context)
-    return result, context.cursor
+SETTLE = 0.5
 
 
-def test_one_run_for_new_videos_then_none(project: Path) -> None:
-    first, cursor = tick(project, None)
-    assert isinstance(first, dg.RunRequest)
-    assert first.tags["videos"] == "14"
+class Sensor:
+    """The sensor ticking as the daemon would, its cursor carried over."""
 
-    second, same = tick(project, cursor)
-    assert isinstance(second, dg.SkipReason)
-    assert same == cursor
+    def __init__(self, project: Path, **rule: object) -> None:
+        values = yaml.safe_load(project.read_text())
+        values["automation"].update(settle_seconds=SETTLE, **rule)
+        project.write_text(yaml.safe_dump(values, sort_keys=False))
+        self.project, self.cursor = project, None
 
+    def tick(self) -> dg.RunRequest | dg.SkipReason:
+        sensor = build_definitions(str(self.project)).resolve_sensor_def("new_data")
+        context = dg.build_sensor_context(
+            cursor=self.cursor, resources={"params": ParamsResource(path=str(self.project))}
+        )
+        result = sensor(context)
+        self.cursor = context.cursor
+        return result
+
+    def settled_tick(self) -> dg.RunRequest | dg.SkipReason:
+        """Wait out the settle time and tick; files it sees changing wait for one more tick."""
+        time.sleep(SETTLE + 0.1)
+        result = self.tick()
+        if isinstance(result, dg.SkipReason) and "waiting for" in result.skip_message:
+            result = self.tick()
+        return result
+
+
+def age(raw: Path) -> None:
+    """Make every file look as if written a minute ago (the sample data is fresh)."""
+    past = time.time() - 60
+    for path in raw.rglob("*"):
+        os.utime(path, (past, past))
+
+
+def test_one_run_per_settled_change_that_is_enough(project: Path) -> None:
     raw = project.parent / "data" / "raw"
-    shutil.copy(raw / "train" / "life_square.mp4", raw / "train" / "life_copy.mp4")
-    third, newer = tick(project, cursor)
-    assert isinstance(third, dg.RunRequest)
-    assert third.tags["videos"] == "15"
-    assert third.run_key != first.run_key and newer != cursor
-    assert isinstance(tick(project, newer)[0], dg.SkipReason)
+    age(raw)
+    sensor = Sensor(project, min_new_clips=2, on_caption_change=True)
+    assert "waiting for" in sensor.tick().skip_message  # a first look: nothing is settled yet
+    first = sensor.tick()
+    assert isinstance(first, dg.RunRequest) and first.tags["clips"] == "14"
+    assert "not enough" in sensor.tick().skip_message  # nothing new: no second run
+
+    # an upload in progress waits, whatever else is there
+    slow = raw / "train" / "slow.mp4"
+    data = (raw / "train" / "life_square.mp4").read_bytes()
+    slow.write_bytes(data[: len(data) // 2])
+    assert "slow.mp4" in sensor.tick().skip_message
+    slow.write_bytes(data + b"\0")  # the rest arrives (another size than the original)
+    shutil.copy(raw / "train" / "life_square.txt", raw / "train" / "slow.txt")
+    result = sensor.settled_tick()
+    assert "1 new" in result.skip_message and "not enough" in result.skip_message  # 1 < 2
+
+    shutil.copy(raw / "train" / "mandelbrot_square.mp4", raw / "train" / "second.mp4")
+    result = sensor.settled_tick()
+    assert isinstance(result, dg.RunRequest) and result.tags["clips"] == "16"
+    assert result.tags["change"].startswith("2 new")
+
+    # a caption edit alone retrains (automation.on_caption_change)
+    (raw / "train" / "slow.txt").write_text("a slow upload of cellular life\n")
+    assert isinstance(sensor.settled_tick(), dg.RunRequest)
+
+    # back to an earlier state: the two clips go, a change like any other
+    for name in ("slow.mp4", "slow.txt", "second.mp4"):
+        (raw / "train" / name).unlink()
+    result = sensor.settled_tick()
+    assert isinstance(result, dg.RunRequest) and result.tags["clips"] == "14"
+    assert result.run_key != first.run_key  # same folder as the first run, a new run all the same
 
 
-def test_sensor_and_schedule_target_the_pipeline(project: Path) -> None:
+def test_caption_changes_alone_wait_when_the_rule_says_so(project: Path) -> None:
+    raw = project.parent / "data" / "raw"
+    age(raw)
+    sensor = Sensor(project, on_caption_change=False)
+    sensor.tick()
+    assert isinstance(sensor.tick(), dg.RunRequest)
+    (raw / "train" / "life_square.txt").write_text("conway's life, again\n")
+    assert "1 caption/metadata file(s) changed" in sensor.settled_tick().skip_message
+
+
+def test_the_schedule_retrains_only_when_the_raw_folder_changed(project: Path) -> None:
+    schedule = build_definitions(str(project)).resolve_schedule_def("retrain")
+    assert schedule.cron_schedule == "0 3 * * 0" and schedule.job_name == "pipeline"
+    resources = {"params": ParamsResource(path=str(project))}
+    with dg.instance_for_test() as instance:  # a persistent one: schedules read it by reference
+
+        def evaluate() -> dg.RunRequest | dg.SkipReason:
+            return schedule(dg.build_schedule_context(instance=instance, resources=resources))
+
+        assert isinstance(evaluate(), dg.RunRequest)  # no trained model yet
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "trained_model", metadata={RAW_FINGERPRINT: raw_fingerprint(str(project))}
+            )
+        )
+        assert "nothing changed" in evaluate().skip_message  # trained on exactly this data
+        raw = project.parent / "data" / "raw" / "train"
+        shutil.copy(raw / "life_square.mp4", raw / "life_copy.mp4")
+        assert isinstance(evaluate(), dg.RunRequest)
+
+
+def test_the_sensor_targets_the_pipeline(project: Path) -> None:
     defs = build_definitions(str(project))
-    assert defs.resolve_schedule_def("retrain").cron_schedule == "0 3 * * 0"
-    assert defs.resolve_sensor_def("new_videos").job_name == "pipeline"
+    assert defs.resolve_sensor_def("new_data").job_name == "pipeline"
     job = defs.resolve_job_def("pipeline")
     assert job.asset_layer.executable_asset_keys >= {dg.AssetKey("evaluation")}

@@ -10,6 +10,7 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
+from dagster_project.automation import RAW_FINGERPRINT, raw_fingerprint
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
 from dagster_project.dataset.sampler import count_exposures
 from dagster_project.evaluation.verdict import read_evaluations, verdict
@@ -133,6 +134,8 @@ def trained_model(
             **reported_metadata,
             "model": dg.MetadataValue.path(str(outputs.model)),
             "last_model": dg.MetadataValue.path(str(outputs.last_model)),
+            # what the schedule compares with: it retrains only when the raw folder changed
+            RAW_FINGERPRINT: raw_fingerprint(params.path),
             "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),
         }
