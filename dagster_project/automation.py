@@ -44,9 +44,13 @@ def new_data_sensor(interval_seconds: int) -> dg.SensorDefinition:
         enough = change.clips >= rule.min_new_clips or (
             rule.on_caption_change and bool(change.caption_files)
         )
+        queued = enough and not waiting and bool(queued_runs(context.instance))
         if enough and not waiting:
-            state["baseline"], state["runs"] = current, state.get("runs", 0) + 1
+            state["baseline"] = current
+            state["runs"] = state.get("runs", 0) + (0 if queued else 1)
         context.update_cursor(json.dumps(state))
+        if queued:  # coalesce: a run that has not started yet reads the folder as it is then
+            return dg.SkipReason(f"{change.describe()}: a queued pipeline run will read them")
         if waiting:
             return dg.SkipReason(
                 f"waiting for {len(waiting)} file(s) to settle ({rule.settle_seconds:g} s): "
@@ -64,6 +68,12 @@ def new_data_sensor(interval_seconds: int) -> dg.SensorDefinition:
         )
 
     return new_data
+
+
+def queued_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """`pipeline` runs waiting in the run queue (not started: they read the data when they do)."""
+    waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+    return instance.get_runs(filters=dg.RunsFilter(job_name=pipeline_job.name, statuses=waiting))
 
 
 def raw_fingerprint(params_path: str) -> str:

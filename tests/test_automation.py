@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from dagster_project.automation import RAW_FINGERPRINT, raw_fingerprint
@@ -22,16 +24,18 @@ SETTLE = 0.5
 class Sensor:
     """The sensor ticking as the daemon would, its cursor carried over."""
 
-    def __init__(self, project: Path, **rule: object) -> None:
+    def __init__(self, project: Path, instance: dg.DagsterInstance, **rule: object) -> None:
         values = yaml.safe_load(project.read_text())
         values["automation"].update(settle_seconds=SETTLE, **rule)
         project.write_text(yaml.safe_dump(values, sort_keys=False))
-        self.project, self.cursor = project, None
+        self.project, self.instance, self.cursor = project, instance, None
 
     def tick(self) -> dg.RunRequest | dg.SkipReason:
         sensor = build_definitions(str(self.project)).resolve_sensor_def("new_data")
         context = dg.build_sensor_context(
-            cursor=self.cursor, resources={"params": ParamsResource(path=str(self.project))}
+            cursor=self.cursor,
+            resources={"params": ParamsResource(path=str(self.project))},
+            instance=self.instance,
         )
         result = sensor(context)
         self.cursor = context.cursor
@@ -46,6 +50,12 @@ class Sensor:
         return result
 
 
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as temporary:
+        yield temporary
+
+
 def age(raw: Path) -> None:
     """Make every file look as if written a minute ago (the sample data is fresh)."""
     past = time.time() - 60
@@ -53,10 +63,12 @@ def age(raw: Path) -> None:
         os.utime(path, (past, past))
 
 
-def test_one_run_per_settled_change_that_is_enough(project: Path) -> None:
+def test_one_run_per_settled_change_that_is_enough(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     raw = project.parent / "data" / "raw"
     age(raw)
-    sensor = Sensor(project, min_new_clips=2, on_caption_change=True)
+    sensor = Sensor(project, instance, min_new_clips=2, on_caption_change=True)
     assert "waiting for" in sensor.tick().skip_message  # a first look: nothing is settled yet
     first = sensor.tick()
     assert isinstance(first, dg.RunRequest) and first.tags["clips"] == "14"
@@ -89,10 +101,12 @@ def test_one_run_per_settled_change_that_is_enough(project: Path) -> None:
     assert result.run_key != first.run_key  # same folder as the first run, a new run all the same
 
 
-def test_caption_changes_alone_wait_when_the_rule_says_so(project: Path) -> None:
+def test_caption_changes_alone_wait_when_the_rule_says_so(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     raw = project.parent / "data" / "raw"
     age(raw)
-    sensor = Sensor(project, on_caption_change=False)
+    sensor = Sensor(project, instance, on_caption_change=False)
     sensor.tick()
     assert isinstance(sensor.tick(), dg.RunRequest)
     (raw / "train" / "life_square.txt").write_text("conway's life, again\n")
@@ -125,3 +139,18 @@ def test_the_sensor_targets_the_pipeline(project: Path) -> None:
     assert defs.resolve_sensor_def("new_data").job_name == "pipeline"
     job = defs.resolve_job_def("pipeline")
     assert job.asset_layer.executable_asset_keys >= {dg.AssetKey("evaluation")}
+
+
+def test_changes_while_a_run_waits_in_the_queue_coalesce(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
+    raw = project.parent / "data" / "raw"
+    age(raw)
+    sensor = Sensor(project, instance)
+    sensor.tick()
+    assert isinstance(sensor.tick(), dg.RunRequest)
+    job = build_definitions(str(project)).resolve_job_def("pipeline")
+    instance.create_run_for_job(job, status=dg.DagsterRunStatus.NOT_STARTED)  # waiting
+    shutil.copy(raw / "train" / "life_square.mp4", raw / "train" / "life_copy.mp4")
+    assert "a queued pipeline run will read them" in sensor.settled_tick().skip_message
+    assert "not enough" in sensor.settled_tick().skip_message  # and it is not asked again
