@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo repro test ui sample-data lint format dvc-yaml clean
+.PHONY: setup demo repro test ui screenshots sample-data lint format dvc-yaml clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,6 +20,8 @@ $(BIN)/python:
 # torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@command -v ffprobe >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }
+	@# the UI test drives Debian's Chromium with Playwright: no browser download
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
@@ -53,6 +55,10 @@ test: setup
 UI_PORT ?= 3000
 ui: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+
+# the README's screenshots: serves this project's UI, materializes from it, writes docs/ui-*.png
+screenshots: setup
+	$(BIN)/python -m dagster_project.ui_tour docs
 
 dvc-yaml: setup
 	$(BIN)/python -m dagster_project.dvc_stages > dvc.yaml
