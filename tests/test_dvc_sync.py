@@ -61,13 +61,14 @@ def test_dagster_runs_keep_dvc_in_step(tmp_path: Path, monkeypatch: pytest.Monke
             .event_log_entry.dagster_event
         )
         sensor = build_definitions(str(params)).resolve_sensor_def("dvc_commit_on_success")
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name=sensor.name,
             dagster_event=event,
             dagster_instance=instance,
             dagster_run=run_record.dagster_run,
-        )
-        assert sensor(context).skip_message.endswith("model ingest encode train evaluate")
+        ) as context:
+            said = sensor(context).skip_message
+        assert said.endswith("model ingest encode train evaluate")
 
         values = yaml.safe_load(params.read_text())
         values["train"]["lr"] = 0.003
