@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--params", default=default_params_path(), help="params.yaml to use")
     args = parser.parse_args(argv)
+    # Dagster flags its own preview APIs (Pipes' writer count) on every run: nothing to act on
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     os.environ.setdefault("DAGSTER_HOME", str(REPO_HOME))
     os.environ[PARAMS_ENV] = args.params  # the definitions module reads it when imported
     from dagster_project.definitions import build_definitions
