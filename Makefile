@@ -56,7 +56,9 @@ UI_PORT ?= 3000
 ui: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
-# the README's screenshots: serves this project's UI, materializes from it, writes docs/ui-*.png
+# the README's screenshots: serves this project's UI and materializes the pipeline from it (on
+# this repository's data/ and dagster_home/, like make demo; the daemon's dvc sync then updates
+# dvc.lock), writes docs/ui-*.png
 screenshots: setup
 	$(BIN)/python -m dagster_project.ui_tour docs
 

@@ -14,7 +14,14 @@ import time
 
 import dagster as dg
 
-from dagster_project.dataset.arrivals import changes, fingerprint, is_video, observe, unsettled
+from dagster_project.dataset.arrivals import (
+    RAW_FINGERPRINT,
+    changes,
+    fingerprint,
+    is_video,
+    observe,
+    unsettled,
+)
 from dagster_project.dvc_stages import stage_assets
 from dagster_project.dvc_sync import sync_run
 from dagster_project.params import load_params
@@ -22,7 +29,6 @@ from dagster_project.resources import ParamsResource, default_params_path
 
 pipeline_job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all())
 TRAINED = dg.AssetKey("trained_model")
-RAW_FINGERPRINT = "raw_fingerprint"  # trained_model metadata: the raw folder it trained on
 
 
 def new_data_sensor(interval_seconds: int) -> dg.SensorDefinition:
@@ -40,6 +46,8 @@ def new_data_sensor(interval_seconds: int) -> dg.SensorDefinition:
         current = observe(p.path(p.data.raw_dir))
         waiting = unsettled(state.get("seen"), current, time.time_ns(), rule.settle_seconds)
         state["seen"] = current
+        if "baseline" not in state and trained_on(context.instance) == fingerprint(current):
+            state["baseline"] = current  # switched on after a run on exactly this folder
         change = changes(state.get("baseline", {}), current)
         enough = change.clips >= rule.min_new_clips or (
             rule.on_caption_change and bool(change.caption_files)
@@ -76,6 +84,14 @@ def queued_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return instance.get_runs(filters=dg.RunsFilter(job_name=pipeline_job.name, statuses=waiting))
 
 
+def trained_on(instance: dg.DagsterInstance, asset: dg.AssetKey = TRAINED) -> str | None:
+    """The raw folder fingerprint the latest materialization of `asset` recorded."""
+    last = instance.get_latest_materialization_event(asset)
+    metadata = last.asset_materialization.metadata if last and last.asset_materialization else {}
+    value = metadata.get(RAW_FINGERPRINT)
+    return None if value is None else value.value
+
+
 def raw_fingerprint(params_path: str) -> str:
     """The fingerprint of everything under data.raw_dir now (names, sizes, times)."""
     p = load_params(params_path)
@@ -93,13 +109,7 @@ def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
     def retrain(context: dg.ScheduleEvaluationContext, params: ParamsResource):
-        now = raw_fingerprint(params.path)
-        last = context.instance.get_latest_materialization_event(TRAINED)
-        metadata = (
-            last.asset_materialization.metadata if last and last.asset_materialization else {}
-        )
-        trained_on = metadata.get(RAW_FINGERPRINT)
-        if trained_on is not None and trained_on.value == now:
+        if trained_on(context.instance) == raw_fingerprint(params.path):
             return dg.SkipReason("nothing changed under data.raw_dir since the last trained model")
         return dg.RunRequest(run_key=None, tags={"reason": "raw data changed"})
 

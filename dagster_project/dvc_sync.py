@@ -9,6 +9,7 @@ committed (versioned) by the ingestion asset before anything reads it, after the
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +19,24 @@ import yaml
 
 # set on the runs of a DVC stage (`dagster_project.materialize`, from DVC's own DVC_STAGE)
 DVC_STAGE_TAG = "dvc/stage"
+DVC_TIMEOUT_S = 600  # hashing large outputs takes a while; a hung dvc must not hold the sensor
 
 
 def is_dvc_project(root: Path) -> bool:
+    """A DVC repository with the pipeline's dvc.yaml."""
     return (root / ".dvc").is_dir() and (root / "dvc.yaml").is_file()
 
 
 def dvc(root: Path, *args: str) -> str | None:
-    """Run the venv's dvc in `root`; None when it succeeded, else its error output."""
-    command = [str(Path(sys.executable).with_name("dvc")), *args]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    """Run the venv's dvc (else the one on PATH) in `root`; None when it succeeded, else its
+    error output."""
+    beside = Path(sys.executable).with_name("dvc")
+    program = str(beside) if beside.is_file() else shutil.which("dvc") or "dvc"
+    try:
+        done = subprocess.run([program, *args], cwd=root, capture_output=True, text=True,
+                              timeout=DVC_TIMEOUT_S)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
     return None if done.returncode == 0 else (done.stderr or done.stdout).strip()
 
 
@@ -91,6 +100,6 @@ def sync_run(
     if not names:
         return f"run {run.run_id[:8]}: no whole stage materialized"
     error = commit_stages(root, names)
-    if error:
-        raise RuntimeError(f"dvc commit {' '.join(names)} failed: {error}")
+    if error:  # reported on the tick, not raised: a raising tick would retry this run forever
+        return f"run {run.run_id[:8]}: dvc commit {' '.join(names)} failed: {error}"
     return f"run {run.run_id[:8]}: dvc commit {' '.join(names)}"

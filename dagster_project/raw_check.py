@@ -14,9 +14,12 @@ from pathlib import Path
 from dagster_project.params import ParamsError, load_params
 from dagster_project.resources import default_params_path
 
+DVC_CACHE = Path(".dvc") / "cache"  # DVC's own links (cache.type symlink) point here
 
-def links_outside(raw_dir: Path) -> list[str]:
-    """Paths under `raw_dir` (relative) that are links resolving outside it, or dangling."""
+
+def links_outside(raw_dir: Path, allowed: list[Path] = ()) -> list[str]:
+    """Paths under `raw_dir` (relative) that are links resolving outside it (and outside the
+    `allowed` folders, such as the DVC cache), or dangling."""
     root = raw_dir.resolve()
     bad = []
     for folder, dirs, files in os.walk(raw_dir):  # does not follow directory links
@@ -25,7 +28,8 @@ def links_outside(raw_dir: Path) -> list[str]:
             if not path.is_symlink():
                 continue
             target = path.resolve()
-            if not target.exists() or not target.is_relative_to(root):
+            inside = any(target.is_relative_to(folder) for folder in [root, *allowed])
+            if not target.exists() or not inside:
                 bad.append(str(path.relative_to(raw_dir)))
     return sorted(bad)
 
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     raw_dir = p.path(p.data.raw_dir)
-    bad = links_outside(raw_dir) if raw_dir.is_dir() else []
+    bad = links_outside(raw_dir, allowed=[p.root.resolve() / DVC_CACHE])
     if bad:
         print(
             f"{p.data.raw_dir}: {len(bad)} link(s) lead outside the data folder (DVC would copy "

@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from dagster_project.automation import RAW_FINGERPRINT, raw_fingerprint
+from dagster_project.automation import raw_fingerprint
+from dagster_project.dataset.arrivals import RAW_FINGERPRINT
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import ParamsResource
 
@@ -158,3 +159,18 @@ def test_changes_while_a_run_waits_in_the_queue_coalesce(project: Path, tmp_path
         shutil.copy(raw / "train" / "life_square.mp4", raw / "train" / "life_copy.mp4")
         assert "a queued pipeline run will read them" in sensor.settled_tick().skip_message
         assert "not enough" in sensor.settled_tick().skip_message  # and it is not asked again
+
+
+def test_switched_on_after_a_run_on_this_very_folder_it_waits_for_news(
+    project: Path, tmp_path: Path
+) -> None:
+    age(project.parent / "data" / "raw")
+    with temporary_instance(tmp_path) as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "trained_model", metadata={RAW_FINGERPRINT: raw_fingerprint(str(project))}
+            )
+        )
+        sensor = Sensor(project, instance)
+        sensor.tick()
+        assert "not enough" in sensor.tick().skip_message  # no retraining of the same data

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from dagster_project.automation import raw_fingerprint
+from dagster_project.dataset.arrivals import RAW_FINGERPRINT
 from dagster_project.definitions import build_definitions
 from dagster_project.params import Params, load_params
 from dagster_project.sample_data import write_sample_dataset
@@ -90,6 +92,13 @@ def test_whole_pipeline_materializes(run: tuple[Path, dg.ExecuteInProcessResult]
     for plot in (out.plot, out.sigma_plot, out.signs_plot, out.exposure_plot):
         assert plot.read_bytes()[:4] == b"\x89PNG", plot
     assert out.preview.read_bytes()[:6] == b"GIF89a"
+    # the model records the raw folder its data was read from (the retrain schedule compares it)
+    read = metadata(result, "videos")[RAW_FINGERPRINT]
+    assert (
+        metadata(result, "trained_model")[RAW_FINGERPRINT]
+        == read
+        == raw_fingerprint(str(p.root / "params.yaml"))
+    )
 
 
 def test_checks_pass_on_the_sample_data(run: tuple[Path, dg.ExecuteInProcessResult]) -> None:

@@ -30,3 +30,12 @@ def test_links_inside_pass_links_outside_are_named(project: Path, tmp_path: Path
     assert result.returncode == 1
     assert "elsewhere" in result.stderr and "train/leak.mp4" in result.stderr
     assert "again.mp4" not in result.stderr
+
+
+def test_links_into_the_dvc_cache_are_dvcs_own(project: Path) -> None:
+    """With `cache.type symlink`, DVC itself links every tracked file into .dvc/cache."""
+    cached = project.parent / ".dvc" / "cache" / "files" / "md5" / "ab" / "cdef"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a cached clip")
+    (project.parent / "data" / "raw" / "train" / "linked.mp4").symlink_to(cached)
+    assert check(project).returncode == 0

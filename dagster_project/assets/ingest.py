@@ -8,10 +8,11 @@ import polars as pl
 from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import write_parquet
+from dagster_project.dataset.arrivals import RAW_FINGERPRINT, fingerprint, observe
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
 from dagster_project.dvc_sync import raw_data_version, version_raw_data
-from dagster_project.raw_check import links_outside
+from dagster_project.raw_check import DVC_CACHE, links_outside
 from dagster_project.resources import ParamsResource
 
 
@@ -30,10 +31,11 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
     p = params.load()
     raw_dir = p.path(p.data.raw_dir)
     if "DVC_STAGE" not in os.environ:  # inside `dvc repro`, DVC has versioned it already
-        if bad := links_outside(raw_dir) if raw_dir.is_dir() else []:
+        if bad := links_outside(raw_dir, allowed=[p.root.resolve() / DVC_CACHE]):
             raise dg.Failure(f"{p.data.raw_dir}: links leading outside it: {', '.join(bad[:10])}")
         version_raw_data(p.root.resolve(), raw_dir)
     raw_version = raw_data_version(raw_dir)
+    seen = fingerprint(observe(raw_dir))  # what this run reads, for the retrain schedule
     folders = [(f.path, f.captions) for f in p.data.folders]
     found = discover_videos(raw_dir, folders)
     write_parquet(found, p.path(p.data.videos))
@@ -43,6 +45,7 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
         metadata={
             "inputs": found.height,
             "raw_dvc_md5": raw_version or "(data.raw_dir is not tracked by DVC)",
+            RAW_FINGERPRINT: seen,
             "with_caption": usable.height,
             "by_source": ui.table(found.group_by("source").len().sort("source")),
             "preview": ui.table(found),

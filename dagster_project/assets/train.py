@@ -10,7 +10,8 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
-from dagster_project.automation import RAW_FINGERPRINT, raw_fingerprint
+from dagster_project.automation import trained_on
+from dagster_project.dataset.arrivals import RAW_FINGERPRINT
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
 from dagster_project.dataset.sampler import count_exposures
 from dagster_project.evaluation.verdict import read_evaluations, verdict
@@ -134,8 +135,8 @@ def trained_model(
             **reported_metadata,
             "model": dg.MetadataValue.path(str(outputs.model)),
             "last_model": dg.MetadataValue.path(str(outputs.last_model)),
-            # what the schedule compares with: it retrains only when the raw folder changed
-            RAW_FINGERPRINT: raw_fingerprint(params.path),
+            # the raw folder the data came from (as `videos` read it), for the retrain schedule
+            RAW_FINGERPRINT: trained_on(context.instance, dg.AssetKey("videos")) or "",
             "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),
         }

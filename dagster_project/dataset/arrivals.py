@@ -18,6 +18,8 @@ from dagster_project.dataset.ingest import VIDEO_SUFFIXES
 
 # name -> [size, mtime_ns]
 Listing = dict[str, list[int]]
+# the metadata key, on `videos` and `trained_model`, of the raw folder's fingerprint the run read
+RAW_FINGERPRINT = "raw_fingerprint"
 
 
 def observe(raw_dir: Path) -> Listing:
@@ -44,17 +46,19 @@ def fingerprint(listing: Listing) -> str:
 def unsettled(
     previous: Listing | None, current: Listing, now_ns: int, settle_s: float
 ) -> list[str]:
-    """Files still being written: changed since the previous observation (or none yet), or
-    modified less than `settle_s` seconds ago."""
+    """Files still arriving or leaving: changed, added or removed since the previous
+    observation (or none yet), or modified less than `settle_s` seconds ago."""
     recent = now_ns - int(settle_s * 1e9)
-    return sorted(
+    moving = {
         name
         for name, (size, mtime) in current.items()
         if mtime > recent or previous is None or previous.get(name) != [size, mtime]
-    )
+    }
+    return sorted(moving | (set(previous or {}) - set(current)))
 
 
 def is_video(name: str) -> bool:
+    """A video file, by its suffix (as ingestion finds them)."""
     return Path(name).suffix.lower() in VIDEO_SUFFIXES
 
 
