@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from dagster_project.params import ParamsError, load_params
+from dagster_project.params import Params, ParamsError, load_params
 from dagster_project.resources import default_params_path
 
 DVC_CACHE = Path(".dvc") / "cache"  # DVC's own links (cache.type symlink) point here
@@ -34,6 +34,11 @@ def links_outside(raw_dir: Path, allowed: list[Path] = ()) -> list[str]:
     return sorted(bad)
 
 
+def refused_links(p: Params) -> list[str]:
+    """The links under `data.raw_dir` that lead outside it (DVC's own cache links allowed)."""
+    return links_outside(p.path(p.data.raw_dir), allowed=[p.root.resolve() / DVC_CACHE])
+
+
 def main(argv: list[str] | None = None) -> int:
     params_path = (argv or [None])[0] or default_params_path()
     try:
@@ -41,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(error, file=sys.stderr)
         return 2
-    raw_dir = p.path(p.data.raw_dir)
-    bad = links_outside(raw_dir, allowed=[p.root.resolve() / DVC_CACHE])
+    bad = refused_links(p)
     if bad:
         print(
             f"{p.data.raw_dir}: {len(bad)} link(s) lead outside the data folder (DVC would copy "

@@ -7,8 +7,7 @@ from dagster_project.assets import ui
 from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
-from dagster_project.assets.train import TRAINING_POOL, trained_exposures, trained_model
-from dagster_project.evaluation.verdict import read_evaluations
+from dagster_project.assets.train import TRAINING_POOL, trained_model
 from dagster_project.paths import EvalOutputs
 from dagster_project.resources import ParamsResource
 
@@ -46,16 +45,14 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
 
     p = params.load()
     out = p.eval_outputs
-    last_step = read_evaluations(p.train_outputs)["last_step"]
-    train = clip_table(p.cache_files, "train")
     metrics = evaluate(
         p.eval,
         family_spec(p.model.family, p.base_model),
-        train=train,
+        train=clip_table(p.cache_files, "train"),
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,
         out=out,
-        exposures=trained_exposures(p, train["bucket"].to_list(), last_step),
+        train_cfg=p.train,
         fps=p.fps,
         log=context.log.info,
     )

@@ -12,7 +12,7 @@ from dagster_project.dataset.arrivals import RAW_FINGERPRINT, fingerprint, obser
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest
 from dagster_project.dvc_sync import raw_data_version, version_raw_data
-from dagster_project.raw_check import DVC_CACHE, links_outside
+from dagster_project.raw_check import refused_links
 from dagster_project.resources import ParamsResource
 
 
@@ -31,7 +31,7 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
     p = params.load()
     raw_dir = p.path(p.data.raw_dir)
     if "DVC_STAGE" not in os.environ:  # inside `dvc repro`, DVC has versioned it already
-        if bad := links_outside(raw_dir, allowed=[p.root.resolve() / DVC_CACHE]):
+        if bad := refused_links(p):
             raise dg.Failure(f"{p.data.raw_dir}: links leading outside it: {', '.join(bad[:10])}")
         version_raw_data(p.root.resolve(), raw_dir)
     raw_version = raw_data_version(raw_dir)

@@ -13,7 +13,6 @@ from dagster_project.atomic import write_json
 from dagster_project.automation import trained_on
 from dagster_project.dataset.arrivals import RAW_FINGERPRINT
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
-from dagster_project.dataset.sampler import count_exposures
 from dagster_project.evaluation.verdict import read_evaluations, verdict
 from dagster_project.launch import launch_command
 from dagster_project.params import Params
@@ -36,14 +35,6 @@ PLAN_PARAMS = [
 
 def _plan(p: Params) -> ExposurePlan:
     return plan_run(p.path(p.data.manifest), p.train, p.guard)
-
-
-def trained_exposures(p: Params, buckets: list[str], steps: int) -> list[int]:
-    """Exposures per training clip (of `buckets`, the trainer's clip table) over the `steps` a
-    run trained (it may have stopped early)."""
-    world = p.train.nproc_per_node * p.train.launch.nnodes
-    step_batch = p.train.batch_size * p.train.grad_accum * world
-    return count_exposures(buckets, step_batch, steps, p.train.seed)
 
 
 @dg.asset(

@@ -118,6 +118,18 @@ def plan_exposures(
     )
 
 
+def world_size(train: TrainParams) -> int:
+    """Processes of the run `train` describes, over every node."""
+    return train.nproc_per_node * train.launch.nnodes
+
+
+def trained_exposures(buckets: list[str], train: TrainParams, steps: int) -> list[int]:
+    """Exposures per clip (of `buckets`, the trainer's clips) over the `steps` a run of
+    `train` trained (it may have stopped early)."""
+    step_batch = train.batch_size * train.grad_accum * world_size(train)
+    return count_exposures(buckets, step_batch, steps, train.seed)
+
+
 def plan_run(manifest: Path, train: TrainParams, guard: GuardParams) -> ExposurePlan:
     """The exposure plan of the run `train` describes, over the manifest's training clips."""
     clips = split_clips(pl.read_parquet(manifest), "train")
@@ -126,7 +138,7 @@ def plan_run(manifest: Path, train: TrainParams, guard: GuardParams) -> Exposure
         steps=train.steps,
         batch_size=train.batch_size,
         grad_accum=train.grad_accum,
-        world_size=train.nproc_per_node * train.launch.nnodes,
+        world_size=world_size(train),
         seed=train.seed,
         max_exposures=guard.max_exposures,
         warn_exposures=guard.warn_exposures,

@@ -15,6 +15,7 @@ import polars as pl
 from safetensors.torch import load_file
 
 from dagster_project.atomic import atomic_path, write_json, write_text
+from dagster_project.dataset.exposure import trained_exposures
 from dagster_project.evaluation.monitor import sample_key
 from dagster_project.evaluation.pixels import clip_pixels, pixel_diversity, ssim_to_each
 from dagster_project.evaluation.preview import write_preview
@@ -34,7 +35,7 @@ from dagster_project.evaluation.verdict import (
     verdict,
 )
 from dagster_project.models.spec import ModelSpec
-from dagster_project.params import EvalParams
+from dagster_project.params import EvalParams, TrainParams
 from dagster_project.paths import EvalOutputs, TrainOutputs
 from dagster_project.training.loss_plot import plot_losses
 from dagster_project.video.write import write_mp4
@@ -47,14 +48,16 @@ def evaluate(
     val: pl.DataFrame,
     trained: TrainOutputs,
     out: EvalOutputs,
-    exposures: list[int],
+    train_cfg: TrainParams,
     fps: float,
     log: Callable[[str], None] = print,
 ) -> dict[str, float | str]:
     """The run's verdict and report under `out`; `train` and `val` are `clip_table`s and
-    `exposures` the per-clip counts of the steps the run trained. Returns the metrics."""
+    `train_cfg` the run's settings (its exposures per clip are replayed over the steps it
+    trained). Returns the metrics."""
     run = read_evaluations(trained)
     history, chosen, last = run["history"], run["chosen_step"], run["last_step"]
+    exposures = trained_exposures(train["bucket"].to_list(), train_cfg, last)
     judged = verdict(history, cfg)
     log(judged.message())
 
