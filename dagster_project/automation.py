@@ -84,12 +84,17 @@ def queued_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return instance.get_runs(filters=dg.RunsFilter(job_name=pipeline_job.name, statuses=waiting))
 
 
-def trained_on(instance: dg.DagsterInstance, asset: dg.AssetKey = TRAINED) -> str | None:
-    """The raw folder fingerprint the latest materialization of `asset` recorded."""
+def recorded(instance: dg.DagsterInstance, asset: dg.AssetKey, key: str) -> str | None:
+    """The metadata value `key` of the latest materialization of `asset`."""
     last = instance.get_latest_materialization_event(asset)
     metadata = last.asset_materialization.metadata if last and last.asset_materialization else {}
-    value = metadata.get(RAW_FINGERPRINT)
+    value = metadata.get(key)
     return None if value is None else value.value
+
+
+def trained_on(instance: dg.DagsterInstance, asset: dg.AssetKey = TRAINED) -> str | None:
+    """The raw folder fingerprint the latest materialization of `asset` recorded."""
+    return recorded(instance, asset, RAW_FINGERPRINT)
 
 
 def raw_fingerprint(params_path: str) -> str:

@@ -23,7 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from dagster_project.paths import BaseModelFiles, CacheFiles, EvalOutputs, TrainOutputs
+from dagster_project.paths import (
+    BaseModelFiles,
+    CacheFiles,
+    EvalOutputs,
+    RegistryFiles,
+    TrainOutputs,
+)
 from dagster_project.shapes import (
     FAMILY_SHAPES,
     Bucket,
@@ -199,6 +205,9 @@ class TrainParams(_Section):
     # PyTorch CPU threads per process (null: PyTorch's default); 1 keeps CPU runs steady when
     # other processes share the cores
     num_threads: PositiveInt | None = None
+    # base: start from the base model; promoted: warm start from the registry's promoted model
+    # (the base when none is promoted yet); the guard then counts the lineage's exposures too
+    init: Literal["base", "promoted"] = "base"
     output_dir: str = "data/train"
 
     @model_validator(mode="after")
@@ -297,6 +306,11 @@ class AutomationParams(_Section):
     # new, changed or removed clips since the last run that start a retraining
     min_new_clips: PositiveInt = 1
     on_caption_change: bool = True  # a changed caption or metadata file alone retrains too
+    # a new model is promoted when its validation loss, re-scored beside the promoted one on the
+    # current validation clips, is at most the promoted one's x (1 + margin), and its verdict
+    # is not worse
+    promotion_margin: NonNegativeFloat = 0.0
+    registry_dir: str = "data/registry"  # every trained model, its lineage, the promoted one
 
 
 class Params(_Section):
@@ -339,6 +353,10 @@ class Params(_Section):
     @property
     def eval_outputs(self) -> EvalOutputs:
         return EvalOutputs(self.path(self.eval.output_dir))
+
+    @property
+    def registry_files(self) -> RegistryFiles:
+        return RegistryFiles(self.path(self.automation.registry_dir))
 
     _bucket_list: list[Bucket] = PrivateAttr(default_factory=list)
 

@@ -70,6 +70,7 @@ class TrainOutputs(Outputs):
     MODEL: ClassVar[str] = "model"  # the chosen checkpoint's weights (early stopping's best)
     LAST_MODEL: ClassVar[str] = "last_model"  # the last step's, beside it
     EVALUATIONS: ClassVar[str] = "evaluations.json"  # the in-loop evaluations and the choice
+    START: ClassVar[str] = "start.json"  # what the run started from: the base or a parent
     SAMPLES: ClassVar[str] = "samples"  # each evaluation's sample latents, step-NNNNNN.safetensors
     CHECKPOINTS: ClassVar[str] = "checkpoints"
     LOSS_CSV: ClassVar[str] = "loss.csv"
@@ -97,6 +98,10 @@ class TrainOutputs(Outputs):
     @property
     def evaluations(self) -> Path:
         return self.root / self.EVALUATIONS
+
+    @property
+    def start(self) -> Path:
+        return self.root / self.START
 
     @property
     def samples_folder(self) -> Path:
@@ -196,6 +201,40 @@ class EvalOutputs(Outputs):
     @property
     def videos(self) -> Path:
         return self.root / self.VIDEOS
+
+
+@dataclass(frozen=True)
+class RegistryFiles(Outputs):
+    """The model registry: one folder per registered version (its weights and lineage), the
+    table of versions, the promoted version and the last promotion decision."""
+
+    KEY: ClassVar[str] = "automation.registry_dir"
+    VERSIONS: ClassVar[str] = "versions"
+    TABLE: ClassVar[str] = "registry.parquet"
+    PROMOTED: ClassVar[str] = "promoted.json"
+    REPORT: ClassVar[str] = "promotion.md"
+    # inside a version folder
+    MODEL: ClassVar[str] = "model"
+    LINEAGE: ClassVar[str] = "lineage.json"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / self.VERSIONS
+
+    def version(self, name: str) -> Path:
+        return self.versions / name
+
+    @property
+    def table(self) -> Path:
+        return self.root / self.TABLE
+
+    @property
+    def promoted(self) -> Path:
+        return self.root / self.PROMOTED
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
 
 
 @dataclass(frozen=True)

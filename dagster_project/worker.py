@@ -14,14 +14,17 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
+from dagster_project.atomic import write_json
 from dagster_project.evaluation.monitor import RunMonitor
+from dagster_project.lineage import run_start
 from dagster_project.models.families import family_spec
 from dagster_project.params import load_params
 from dagster_project.training.data import clip_table
-from dagster_project.training.trainer import NonFiniteLoss, train
+from dagster_project.training.trainer import NonFiniteLoss, WarmStart, train
 
 
 def main(argv: list[str]) -> int:
@@ -37,8 +40,17 @@ def main(argv: list[str]) -> int:
         monitor = RunMonitor(
             params.eval, spec, train_clips, clip_table(params.cache_files, "val"), out
         )
+        start = run_start(params)  # the base, or the promoted version (train.init)
+        warm = None
+        if start["parent"]:
+            warm = WarmStart(Path(start["parent_model"]), start["parent_model_sha256"])
+            log(f"warm start from {start['parent']} ({start['parent_model']})")
+        if int(os.environ.get("RANK", "0")) == 0:
+            write_json(start, params.train_outputs.start)
         try:
-            metrics = train(params.train, spec, train_clips, out, log=log, evaluator=monitor)
+            metrics = train(
+                params.train, spec, train_clips, out, log=log, evaluator=monitor, warm=warm
+            )
         except NonFiniteLoss as error:
             (pipes.log.error if pipes else print)(str(error))
             return 3

@@ -58,7 +58,7 @@ def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
     run([str(BIN / "dvc"), "add", "-q", "data/raw"], tmp_path)
 
     first = run([str(BIN / "dvc"), "repro"], tmp_path)
-    assert stages_run(first) == ["model", "ingest", "encode", "train", "evaluate"]
+    assert stages_run(first) == ["model", "ingest", "encode", "train", "evaluate", "registry"]
     assert stages_run(run([str(BIN / "dvc"), "repro"], tmp_path)) == []
 
     shown = run([str(BIN / "dvc"), "metrics", "show", "--json"], tmp_path)
@@ -68,7 +68,11 @@ def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["train"]["lr"] = 0.002
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(run([str(BIN / "dvc"), "repro"], tmp_path)) == ["train", "evaluate"]
+    assert stages_run(run([str(BIN / "dvc"), "repro"], tmp_path)) == [
+        "train",
+        "evaluate",
+        "registry",
+    ]
 
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], tmp_path)
     assert "loss.csv" in plots and "evaluations.csv" in plots and "signs.png" in plots
@@ -80,7 +84,7 @@ def test_dvc_repro_runs_once_then_only_what_changed(tmp_path: Path) -> None:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], tmp_path)
     assert run(["git", "for-each-ref", "refs/exps"], tmp_path).strip() == ""
     experiment = run([str(BIN / "dvc"), "exp", "run", "-S", "train.lr=0.003"], tmp_path)
-    assert stages_run(experiment) == ["train", "evaluate"]
+    assert stages_run(experiment) == ["train", "evaluate", "registry"]
     table = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], tmp_path))
     runs = [e for commit in table for e in (commit.get("experiments") or [])]
     assert len(runs) == 1

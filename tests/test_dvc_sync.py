@@ -47,7 +47,7 @@ def test_dagster_runs_keep_dvc_in_step(tmp_path: Path, monkeypatch: pytest.Monke
     params = tmp_path / "params.yaml"
     with dg.DagsterInstance.ephemeral() as instance:
         said = run_assets(params, instance)
-        assert said.endswith("dvc commit model ingest encode train evaluate")
+        assert said.endswith("dvc commit model ingest encode train evaluate registry")
         assert raw_data_version(tmp_path / "data" / "raw") != added
         assert "Data and pipelines are up to date" in dvc_status(tmp_path)
 
@@ -68,7 +68,7 @@ def test_dagster_runs_keep_dvc_in_step(tmp_path: Path, monkeypatch: pytest.Monke
             dagster_run=run_record.dagster_run,
         ) as context:
             said = sensor(context).skip_message
-        assert said.endswith("model ingest encode train evaluate")
+        assert said.endswith("model ingest encode train evaluate registry")
 
         values = yaml.safe_load(params.read_text())
         values["train"]["lr"] = 0.003
@@ -77,7 +77,8 @@ def test_dagster_runs_keep_dvc_in_step(tmp_path: Path, monkeypatch: pytest.Monke
         said = run_assets(params, instance, "training_plan,trained_model")
         assert said.endswith("dvc commit train")
         status = dvc_status(tmp_path)
-        assert "evaluate:" in status and "train:" not in status and "encode:" not in status
+        assert "evaluate:" in status and "registry:" in status
+        assert "train:" not in status and "encode:" not in status
 
         # a DVC stage's own run (tagged by `dagster_project.materialize`) is left alone
         staged = build_definitions(str(params)).resolve_implicit_global_asset_job_def()

@@ -15,6 +15,7 @@ from dagster_project.dataset.arrivals import RAW_FINGERPRINT
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
 from dagster_project.evaluation.verdict import read_evaluations, verdict
 from dagster_project.launch import launch_command
+from dagster_project.lineage import inherited_exposures, parent_version
 from dagster_project.params import Params
 from dagster_project.paths import TrainOutputs
 from dagster_project.resources import ParamsResource
@@ -29,12 +30,15 @@ PLAN_PARAMS = [
     "train.grad_accum",
     "train.nproc_per_node",
     "train.seed",
+    "train.init",
     "guard",
 ]
 
 
 def _plan(p: Params) -> ExposurePlan:
-    return plan_run(p.path(p.data.manifest), p.train, p.guard)
+    """The run's exposures; with a warm start, on top of those its lineage already made."""
+    inherited = inherited_exposures(parent_version(p))
+    return plan_run(p.path(p.data.manifest), p.train, p.guard, inherited)
 
 
 @dg.asset(
@@ -46,8 +50,15 @@ def training_plan(params: ParamsResource) -> dg.MaterializeResult:
     """How many times the planned run shows each training video (replaying the sampler)."""
     p = params.load()
     plan = _plan(p)
+    parent = parent_version(p)
     write_json(
-        {**plan.summary(), "verdict": plan.verdict, "per_video": plan.per_video},
+        {
+            **plan.summary(),
+            "verdict": plan.verdict,
+            "per_video": plan.per_video,
+            "continues": parent["version"] if parent else None,
+            "inherited_mean": plan.inherited,
+        },
         p.train_outputs.plan,
     )
     exposures = pl.Series("exposures", plan.per_video or [], dtype=pl.Int64)
@@ -56,6 +67,7 @@ def training_plan(params: ParamsResource) -> dg.MaterializeResult:
         metadata={
             **{f"exposures_{k}": v for k, v in plan.summary().items()},
             "training_videos": plan.videos,
+            "continues": parent["version"] if parent else "the base model",
             "histogram": ui.table(counts),
             "verdict": plan.message(),
         }
@@ -81,7 +93,7 @@ def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     group_name="train",
     deps=[training_plan, "manifest", text_embeddings, video_latents, base_model],
     metadata=dvc_metadata(
-        outs=TrainOutputs.dvc(TrainOutputs.LOSS_PLOT, TrainOutputs.EVALUATIONS),
+        outs=TrainOutputs.dvc(TrainOutputs.LOSS_PLOT, TrainOutputs.EVALUATIONS, TrainOutputs.START),
         keep=TrainOutputs.dvc(TrainOutputs.MODEL, TrainOutputs.LAST_MODEL),
         # a resumed run keeps its checkpoints and the samples of the evaluations before them
         persist=TrainOutputs.dvc(TrainOutputs.CHECKPOINTS, TrainOutputs.SAMPLES),

@@ -33,10 +33,12 @@ class ExposurePlan:
     unused: int  # training clips never shown: their bucket cannot fill a step batch
     max_exposures: float
     warn_exposures: float
+    # mean exposures the clips had before this run, in the lineage a warm start continues
+    inherited: float = 0.0
 
     @property
     def mean(self) -> float:
-        return self.steps * self.samples_per_step / self.videos
+        return self.steps * self.samples_per_step / self.videos + self.inherited
 
     @property
     def worst(self) -> float:
@@ -70,6 +72,11 @@ class ExposurePlan:
             f"{self.steps} steps x {self.samples_per_step} samples/step over {self.videos} "
             f"training videos shows each video {self.mean:.1f} times on average ({exact})"
         )
+        if self.inherited:
+            head += (
+                f", counting {self.inherited:.1f} on average from the lineage this warm start "
+                "continues (train.init: promoted)"
+            )
         if self.unused:
             head += (
                 f"; {self.unused} clips are never shown: their bucket has fewer clips than one "
@@ -79,12 +86,12 @@ class ExposurePlan:
             return f"{head}: within the safe zone (<= {self.warn_exposures:g})."
         limit = self.max_exposures if self.verdict == "error" else self.warn_exposures
         need_videos = -(-self.steps * self.samples_per_step // limit)
-        max_steps = int(limit * self.videos // self.samples_per_step)
+        max_steps = max(0, int((limit - self.inherited) * self.videos // self.samples_per_step))
         word = "above the limit" if self.verdict == "error" else "above the safe zone"
-        return (
-            f"{head}: {word} of {limit:g}. Use at least {need_videos:.0f} training videos, "
-            f"or at most {max_steps} steps."
-        )
+        fix = f"Use at least {need_videos:.0f} training videos, or at most {max_steps} steps"
+        if self.inherited:
+            fix += ", or start from the base model (train.init: base)"
+        return f"{head}: {word} of {limit:g}. {fix}."
 
 
 def plan_exposures(
@@ -96,9 +103,11 @@ def plan_exposures(
     seed: int,
     max_exposures: float,
     warn_exposures: float,
+    inherited: list[int] | None = None,
 ) -> ExposurePlan:
     """Replay the ResolutionSampler for the planned run and judge the per-clip counts (or
-    refuse from the mean when it alone is far above the limit)."""
+    refuse from the mean when it alone is far above the limit). `inherited` holds each clip's
+    exposures in the lineage a warm start continues; they count too."""
     if not buckets:
         raise ValueError("no training videos: the manifest has no clip in the train split")
     step_batch = batch_size * grad_accum * world_size
@@ -107,6 +116,8 @@ def plan_exposures(
     per_video = None
     if steps * step_batch / len(buckets) <= REPLAY_LIMIT * max_exposures:
         per_video = count_exposures(buckets, step_batch, steps, seed)
+        if inherited:
+            per_video = [n + before for n, before in zip(per_video, inherited, strict=True)]
     return ExposurePlan(
         videos=len(buckets),
         steps=steps,
@@ -115,6 +126,7 @@ def plan_exposures(
         unused=unused,
         max_exposures=max_exposures,
         warn_exposures=warn_exposures,
+        inherited=sum(inherited) / len(inherited) if inherited else 0.0,
     )
 
 
@@ -130,8 +142,11 @@ def trained_exposures(buckets: list[str], train: TrainParams, steps: int) -> lis
     return count_exposures(buckets, step_batch, steps, train.seed)
 
 
-def plan_run(manifest: Path, train: TrainParams, guard: GuardParams) -> ExposurePlan:
-    """The exposure plan of the run `train` describes, over the manifest's training clips."""
+def plan_run(
+    manifest: Path, train: TrainParams, guard: GuardParams, inherited: dict[str, int] | None = None
+) -> ExposurePlan:
+    """The exposure plan of the run `train` describes, over the manifest's training clips;
+    `inherited` maps a clip's sha256 to its exposures in the lineage a warm start continues."""
     clips = split_clips(pl.read_parquet(manifest), "train")
     return plan_exposures(
         clips["bucket"].to_list(),
@@ -142,4 +157,5 @@ def plan_run(manifest: Path, train: TrainParams, guard: GuardParams) -> Exposure
         seed=train.seed,
         max_exposures=guard.max_exposures,
         warn_exposures=guard.warn_exposures,
+        inherited=[inherited.get(sha, 0) for sha in clips["sha256"]] if inherited else None,
     )

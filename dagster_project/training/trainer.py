@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -33,7 +34,12 @@ from tqdm import tqdm
 
 from dagster_project.atomic import atomic_dir, atomic_path, write_json
 from dagster_project.dataset.sampler import ResolutionSampler
-from dagster_project.models.adapters import add_lora, apply_memory_switches
+from dagster_project.models.adapters import (
+    LORA_FILE,
+    add_lora,
+    apply_memory_switches,
+    load_lora_state,
+)
 from dagster_project.models.spec import ModelSpec
 from dagster_project.params import TrainParams
 from dagster_project.paths import TrainOutputs
@@ -109,6 +115,40 @@ def evaluation_mode(transformer: torch.nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Trained weights a run starts from instead of the base (train.init: promoted)."""
+
+    model: Path  # a trained model folder: full weights, or an adapter over the same base
+    identity: str  # its content hash: part of the run's fingerprint
+
+
+def starting_transformer(
+    spec: ModelSpec, cfg: TrainParams, warm: WarmStart | None
+) -> torch.nn.Module:
+    """The transformer a run trains: the base's, or a warm start's weights (an adapter is
+    loaded into the new one, which must have the same rank and targets); in lora mode with
+    an adapter to train."""
+    lora = cfg.mode == "lora"
+    adapter = warm is not None and (warm.model / LORA_FILE).is_file()
+    if adapter and not lora:
+        raise ValueError(
+            f"{warm.model}: the model to continue is a LoRA adapter, and train.mode is full; "
+            "use train.mode: lora with its rank and targets, or train.init: base"
+        )
+    transformer = spec.load_transformer(None if warm is None or adapter else warm.model)
+    if lora:
+        add_lora(transformer, cfg.lora, spec.lora_targets)
+    if adapter:
+        try:
+            load_lora_state(transformer, warm.model)
+        except RuntimeError as error:  # a shape mismatch: another rank or other targets
+            raise ValueError(
+                f"{warm.model}: its adapter does not fit train.lora (rank, targets): {error}"
+            ) from error
+    return transformer
+
+
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite: the run stops, its last good checkpoint stays."""
 
@@ -146,10 +186,11 @@ def train(
     out: TrainOutputs,
     log: Callable[[str], None] = print,
     evaluator: StepEvaluator | None = None,
+    warm: WarmStart | None = None,
 ) -> dict[str, float | str]:
-    """Train the spec's base transformer on the training clips of `table` (a `clip_table`),
-    resuming from the latest checkpoint of the same run; write under `out` and return summary
-    metrics (on the main process; other ranks return {}).
+    """Train the spec's base transformer (or the `warm` start's weights) on the training clips
+    of `table` (a `clip_table`), resuming from the latest checkpoint of the same run; write
+    under `out` and return summary metrics (on the main process; other ranks return {}).
 
     With an `evaluator`, the main process evaluates at step 0, at the steps it names (each of
     those a checkpoint) and at the last step, and the run stops when its early-stopping rule
@@ -166,15 +207,14 @@ def train(
     main = accelerator.is_main_process
     fingerprint = run_fingerprint(cfg, spec, table, world)
     fingerprint["evaluation"] = evaluator.fingerprint if evaluator else None
+    fingerprint["init"] = warm.identity if warm else None
     # rank 0 decides for all: ranks that decided apart would run different steps and hang
     decision = [resume_point(out, fingerprint, cfg.steps, cfg.resume) if main else None]
     resume_from, why = broadcast_object_list(decision)[0]
 
     torch.manual_seed(cfg.seed)
-    transformer = spec.load_transformer()
+    transformer = starting_transformer(spec, cfg, warm)
     lora = cfg.mode == "lora"
-    if lora:
-        add_lora(transformer, cfg.lora, spec.lora_targets)
     apply_memory_switches(transformer, cfg.memory, accelerator.device)
     transformer.train()
     trainable = [p for p in transformer.parameters() if p.requires_grad]

@@ -1,0 +1,141 @@
+"""The model registry: every trained model registered with its lineage, and the promotion gate."""
+
+import json
+
+import dagster as dg
+
+from dagster_project.assets import ui
+from dagster_project.assets.dvc import dvc_metadata
+from dagster_project.assets.encode import text_embeddings, video_latents
+from dagster_project.assets.evaluate import evaluation
+from dagster_project.assets.model import base_model
+from dagster_project.assets.train import TRAINING_POOL, trained_model
+from dagster_project.atomic import write_text
+from dagster_project.automation import recorded, trained_on
+from dagster_project.evaluation.registry import ModelRegistry
+from dagster_project.hashing import folder_sha256
+from dagster_project.paths import RegistryFiles
+from dagster_project.resources import ParamsResource
+
+VIDEOS = dg.AssetKey("videos")
+
+
+@dg.asset(
+    pool=TRAINING_POOL,  # re-scoring loads two models: not beside a training run
+    group_name="registry",
+    deps=[trained_model, evaluation, "manifest", text_embeddings, video_latents, base_model],
+    metadata=dvc_metadata(
+        outs=[],
+        # the versions accumulate: DVC keeps the folder between runs, and caches it
+        keep=["${automation.registry_dir}"],
+        params=[
+            "automation.promotion_margin",
+            "automation.registry_dir",
+            "eval.sigmas",
+            "eval.seed",
+        ],
+        code=["dagster_project/evaluation", "dagster_project/lineage.py"],
+    ),
+)
+def model_registry(
+    context: dg.AssetExecutionContext, params: ParamsResource
+) -> dg.MaterializeResult:
+    """Register the trained model as a new version with its lineage (data, params, code,
+    parent, evaluation, exposures), then promote it only if, re-scored beside the promoted
+    version on the current validation clips, its validation loss is not worse (beyond
+    automation.promotion_margin) and its verdict is not worse."""
+    # torch and the model: loaded when the asset runs, not with the definitions
+    from dagster_project.dataset.exposure import trained_exposures
+    from dagster_project.evaluation.promotion import promotion_gate, rescore
+    from dagster_project.lineage import build_lineage
+    from dagster_project.models.families import family_spec
+    from dagster_project.training.data import clip_table
+
+    p = params.load()
+    registry = ModelRegistry(p.registry_files)
+    trained = p.train_outputs
+    known = registry.find(folder_sha256(trained.model))
+    if known is not None:  # re-materialized without a new model: nothing to decide
+        context.log.info(f"the model is {known['version']} already; nothing to register")
+        return _result(registry, known)
+
+    evaluated = json.loads(p.eval_outputs.metrics.read_text())
+    train = clip_table(p.cache_files, "train")
+    per_clip = trained_exposures(train["bucket"].to_list(), p.train, evaluated["chosen_step"])
+    lineage = build_lineage(
+        p,
+        start=json.loads(trained.start.read_text()),
+        evaluation=evaluated,
+        exposures=dict(zip(train["sha256"].to_list(), per_clip, strict=True)),
+        raw_dvc_md5=recorded(context.instance, VIDEOS, "raw_dvc_md5"),
+        raw_fingerprint=trained_on(context.instance, VIDEOS),
+        run_id=context.run.run_id,
+    )
+    promoted = registry.promoted()
+    version = registry.register(trained.model, lineage)
+    context.log.info(f"registered {version['version']} (parent: {version['parent'] or 'base'})")
+
+    comparable = promoted is not None and promoted["base_identity"] == version["base_identity"]
+    spec = family_spec(p.model.family, p.base_model)
+    models = [registry.model(version["version"])]
+    if comparable:
+        models.append(registry.model(promoted["version"]))
+    scores = rescore(spec, models, clip_table(p.cache_files, "val"), p.eval.sigmas, p.eval.seed)
+    decision = promotion_gate(
+        scores[0],
+        evaluated["verdict"],
+        promoted,
+        scores[1] if comparable else None,
+        p.automation.promotion_margin,
+    )
+    context.log.info(decision.reason)
+    return _result(
+        registry, registry.decide(version["version"], decision.promote, decision.record())
+    )
+
+
+def _result(registry: ModelRegistry, version: dict) -> dg.MaterializeResult:
+    """The asset's metadata, and the promotion report under the registry folder."""
+    table = registry.table()
+    promoted = registry.promoted()
+    report = _report(version, promoted, registry.files)
+    write_text(report, registry.files.report)
+    return dg.MaterializeResult(
+        metadata={
+            "version": version["version"],
+            "promoted_version": promoted["version"] if promoted else "none",
+            "promoted": version["version"] == (promoted or {}).get("version"),
+            "decision": version["promotion"]["reason"],
+            "parent": version["parent"] or "base",
+            "exposures_max_lineage": version["exposures_max"],
+            "versions": ui.table(table.drop("model_sha256")),
+            "report": dg.MetadataValue.md(report),
+        }
+    )
+
+
+def _report(version: dict, promoted: dict | None, files: RegistryFiles) -> str:
+    """Why the latest version was (not) promoted, with its lineage."""
+    gate = version["promotion"]
+    lines = [
+        f"# Model {version['version']}: {gate['reason']}",
+        "",
+        f"- promoted now: {promoted['version'] if promoted else 'none'}",
+        f"- re-scored validation loss: {gate['val_loss']:.4f} (verdict {gate['verdict']})",
+    ]
+    if gate.get("against"):
+        lines.append(
+            f"- {gate['against']}, re-scored on the same clips: {gate['against_val_loss']:.4f} "
+            f"(verdict {gate['against_verdict']})"
+        )
+    code = version["code"]
+    lines += [
+        f"- parent: {version['parent'] or 'the base model'} (train.init: {version['init']})",
+        f"- data: raw DVC hash {version['data']['raw_dvc_md5']}, manifest sha256 "
+        f"{version['data']['manifest_sha256'][:16]}, {version['data']['train_clips']} clips",
+        f"- params sha256 {version['params_sha256'][:16]}; code {code['git_commit'] or '-'}"
+        f"{' (modified)' if code['git_dirty'] else ''}, source {code['source_sha256'][:16]}",
+        f"- exposures per clip over the lineage: max {version['exposures_max']}",
+        f"- model: {files.version(version['version']) / files.MODEL}",
+    ]
+    return "\n".join(lines) + "\n"

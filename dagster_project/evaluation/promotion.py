@@ -1,0 +1,98 @@
+"""The promotion gate: a new model replaces the promoted one only when, both re-scored now on
+the current validation clips (the same fixed noise levels and noise as the in-loop
+evaluation), its validation loss is not worse than the promoted one's by more than the margin,
+and its verdict is not worse."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from dagster_project.evaluation.validation import (
+    fixed_sigma_loss,
+    load_clip_conditioning,
+    load_clip_latents,
+)
+from dagster_project.evaluation.verdict import LEVELS
+from dagster_project.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The gate's decision on a new model, and its figures (recorded in the lineage)."""
+
+    promote: bool
+    reason: str
+    val_loss: float  # the new model's, re-scored now
+    verdict: str
+    against: str | None = None  # the promoted version it was compared with
+    against_val_loss: float | None = None
+    against_verdict: str | None = None
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def rescore(
+    spec: ModelSpec, models: list[Path], val: pl.DataFrame, sigmas: list[float], seed: int
+) -> list[float]:
+    """The mean fixed-level validation loss of each trained model folder on the clips of `val`
+    (a `clip_table`), every model seeing exactly the same inputs."""
+    latents, conditioning = load_clip_latents(val, spec), load_clip_conditioning(val)
+    losses = []
+    for folder in models:
+        per_level = fixed_sigma_loss(
+            spec, spec.load_trained(folder), latents, conditioning, sigmas, seed
+        )
+        losses.append(sum(per_level.values()) / len(per_level))
+    return losses
+
+
+def promotion_gate(
+    val_loss: float,
+    verdict: str,
+    promoted: dict | None,
+    promoted_val_loss: float | None,
+    margin: float,
+) -> Promotion:
+    """Decide on a new model (its re-scored `val_loss` and its run's `verdict`) against the
+    `promoted` version's lineage (None: nothing promoted yet), re-scored at
+    `promoted_val_loss` (None: it came from another base model, so it cannot be compared)."""
+    if promoted is None:
+        return Promotion(True, "promoted: the first model, nothing promoted yet", val_loss, verdict)
+    if promoted_val_loss is None:
+        return Promotion(
+            True,
+            f"promoted: {promoted['version']} was trained from another base model (not comparable)",
+            val_loss,
+            verdict,
+        )
+    against = {
+        "against": promoted["version"],
+        "against_val_loss": promoted_val_loss,
+        "against_verdict": promoted["evaluation"]["verdict"],
+    }
+    limit = promoted_val_loss * (1 + margin)
+    loss_text = (
+        f"validation loss {val_loss:.4f} vs {promoted_val_loss:.4f} for {promoted['version']} "
+        f"(limit {limit:.4f}, margin {margin:g})"
+    )
+    worse_verdict = LEVELS.index(verdict) > LEVELS.index(against["against_verdict"])
+    if val_loss > limit:
+        return Promotion(False, f"not promoted: {loss_text} is worse", val_loss, verdict, **against)
+    if worse_verdict:
+        return Promotion(
+            False,
+            f"not promoted: verdict {verdict} is worse than {against['against_verdict']} of "
+            f"{promoted['version']} ({loss_text})",
+            val_loss,
+            verdict,
+            **against,
+        )
+    return Promotion(
+        True, f"promoted: {loss_text}, verdict {verdict}", val_loss, verdict, **against
+    )

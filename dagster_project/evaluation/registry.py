@@ -1,0 +1,115 @@
+"""The model registry: every trained model kept as a numbered version with its lineage (the data,
+params, code and parent it came from, its evaluation), and the one version that is promoted
+(what a warm start continues from, and what a user ships).
+
+On disk (`automation.registry_dir`): `versions/vNNNN/{model/, lineage.json}`, the table of
+versions (`registry.parquet`) and `promoted.json`. Each file appears whole (written to a
+temporary sibling, then renamed); a version's folder appears with its model and lineage.
+Plain files and polars: importable by the definitions without loading torch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from dagster_project.atomic import atomic_dir, write_json, write_parquet
+from dagster_project.paths import RegistryFiles
+
+# the table of versions: each column's type and where a lineage holds it (missing: null)
+TABLE_COLUMNS: dict[str, tuple[type[pl.DataType], tuple[str, ...]]] = {
+    "version": (pl.String, ("version",)),
+    "created": (pl.String, ("created",)),
+    "promoted": (pl.Boolean, ("promoted",)),
+    "parent": (pl.String, ("parent",)),
+    "verdict": (pl.String, ("evaluation", "verdict")),
+    "val_loss": (pl.Float64, ("evaluation", "val_loss")),
+    "rescored_val_loss": (pl.Float64, ("promotion", "val_loss")),
+    "decision": (pl.String, ("promotion", "reason")),
+    "chosen_step": (pl.Int64, ("evaluation", "chosen_step")),
+    "exposures_max": (pl.Int64, ("exposures_max",)),
+    "raw_dvc_md5": (pl.String, ("data", "raw_dvc_md5")),
+    "manifest_sha256": (pl.String, ("data", "manifest_sha256")),
+    "params_sha256": (pl.String, ("params_sha256",)),
+    "git_commit": (pl.String, ("code", "git_commit")),
+    "model_sha256": (pl.String, ("model_sha256",)),
+}
+
+
+def _get(lineage: dict, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        lineage = lineage.get(key) if isinstance(lineage, dict) else None
+    return lineage
+
+
+class ModelRegistry:
+    """The versions under one registry folder."""
+
+    def __init__(self, files: RegistryFiles) -> None:
+        self.files = files
+
+    def versions(self) -> list[dict]:
+        """Every version's lineage, oldest first."""
+        folders = sorted(self.files.versions.glob("v*")) if self.files.versions.is_dir() else []
+        return [
+            json.loads((folder / self.files.LINEAGE).read_text())
+            for folder in folders
+            if (folder / self.files.LINEAGE).is_file()
+        ]
+
+    def model(self, version: str) -> Path:
+        """The model folder of `version` (what `spec.load_trained` reads)."""
+        return self.files.version(version) / self.files.MODEL
+
+    def promoted(self) -> dict | None:
+        """The promoted version's lineage, or None while no version is promoted."""
+        if not self.files.promoted.is_file():
+            return None
+        name = json.loads(self.files.promoted.read_text())["version"]
+        return next((v for v in self.versions() if v["version"] == name), None)
+
+    def find(self, model_sha256: str) -> dict | None:
+        """The version holding exactly these weights, if registered already."""
+        return next((v for v in self.versions() if v["model_sha256"] == model_sha256), None)
+
+    def register(self, model: Path, lineage: dict) -> dict:
+        """Copy `model` into the next version's folder with its lineage; returns the lineage
+        with its `version` name."""
+        done = self.versions()
+        number = int(done[-1]["version"].removeprefix("v")) + 1 if done else 1
+        lineage = {**lineage, "version": f"v{number:04d}", "promoted": False}
+        with atomic_dir(self.files.version(lineage["version"])) as tmp:
+            shutil.copytree(model, tmp / self.files.MODEL)
+            write_json(lineage, tmp / self.files.LINEAGE)
+        self._write_table()
+        return lineage
+
+    def decide(self, version: str, promote: bool, promotion: dict) -> dict:
+        """Record the promotion decision on `version` (and point `promoted.json` at it when
+        promoted); returns its updated lineage."""
+        lineage_path = self.files.version(version) / self.files.LINEAGE
+        lineage = json.loads(lineage_path.read_text())
+        # the lineage says whether it was promoted when decided; promoted.json, which one is now
+        lineage |= {"promotion": promotion, "promoted": promote}
+        write_json(lineage, lineage_path)
+        if promote:
+            write_json({"version": version, "reason": promotion["reason"]}, self.files.promoted)
+        self._write_table()
+        return lineage
+
+    def table(self) -> pl.DataFrame:
+        """One row per version, `promoted` true for the one promoted now."""
+        current = self.promoted()
+        rows = [
+            {name: _get(v, keys) for name, (_, keys) in TABLE_COLUMNS.items()}
+            for v in self.versions()
+        ]
+        for row in rows:
+            row["promoted"] = current is not None and row["version"] == current["version"]
+        return pl.DataFrame(rows, schema={name: t for name, (t, _) in TABLE_COLUMNS.items()})
+
+    def _write_table(self) -> None:
+        write_parquet(self.table(), self.files.table)

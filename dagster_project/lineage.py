@@ -1,0 +1,122 @@
+"""What a trained model came from: where a run starts (the base, or the promoted version a warm
+start continues), and the lineage recorded with the model in the registry (data version,
+params, code version, parent, evaluation summary, exposures over the whole lineage).
+
+Shell-side (it reads params.yaml as a whole) but free of Dagster: the worker, the training
+plan and the registry asset use it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dagster_project.evaluation.registry import ModelRegistry
+from dagster_project.hashing import cache_key, folder_sha256, sha256_file
+from dagster_project.params import Params
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def parent_version(p: Params) -> dict | None:
+    """The lineage of the promoted version a run of `p` continues (`train.init: promoted`), or
+    None: `train.init: base`, or nothing promoted yet."""
+    if p.train.init != "promoted":
+        return None
+    return ModelRegistry(p.registry_files).promoted()
+
+
+def inherited_exposures(parent: dict | None) -> dict[str, int]:
+    """Each clip's (sha256) exposures over the lineage of `parent` (none from the base)."""
+    return dict(parent["exposures"]) if parent else {}
+
+
+def run_start(p: Params) -> dict:
+    """What a run of `p` starts from (written as the run's start.json): the base model, or
+    the promoted version and the exposures its lineage already made. Refuses a parent trained
+    from another base model (its weights do not belong to this one)."""
+    parent = parent_version(p)
+    base = p.base_model.identity()
+    if parent is not None and parent["base_identity"] != base:
+        raise ValueError(
+            f"train.init: promoted: {parent['version']} was trained from another base model "
+            f"({parent['base_identity'][:12]}, this one is {base[:12]}); use train.init: base"
+        )
+    return {
+        "init": p.train.init,
+        "parent": parent["version"] if parent else None,
+        "parent_model": str(ModelRegistry(p.registry_files).model(parent["version"]))
+        if parent
+        else None,
+        "parent_model_sha256": parent["model_sha256"] if parent else None,
+        "inherited_exposures": inherited_exposures(parent),
+    }
+
+
+def code_version() -> dict[str, str | bool | None]:
+    """The git commit of the package's checkout (and whether its source differs from it) and
+    the hash of its source files, which identifies the code without git too."""
+    sources = sorted(PACKAGE.rglob("*.py"))
+    source = cache_key(**{str(f.relative_to(PACKAGE)): sha256_file(f) for f in sources})
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=PACKAGE, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", str(PACKAGE))
+    return {
+        "git_commit": commit,
+        "git_dirty": bool(dirty) if commit else None,
+        "source_sha256": source,
+    }
+
+
+def build_lineage(
+    p: Params,
+    start: dict,
+    evaluation: dict,
+    exposures: dict[str, int],
+    raw_dvc_md5: str | None,
+    raw_fingerprint: str | None,
+    run_id: str | None,
+) -> dict:
+    """The lineage recorded with a trained model: `start` (its start.json), `evaluation` (the
+    evaluation metrics), `exposures` (this run's per clip sha256, up to the exported step)."""
+    params = p.model_dump(mode="json")
+    total = dict(start["inherited_exposures"])
+    for sha, count in exposures.items():
+        total[sha] = total.get(sha, 0) + count
+    manifest = p.path(p.data.manifest)
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_sha256": folder_sha256(p.train_outputs.model),
+        "base_identity": p.base_model.identity(),
+        "family": p.model.family,
+        "mode": p.train.mode,
+        "init": start["init"],
+        "parent": start["parent"],
+        "parent_model_sha256": start["parent_model_sha256"],
+        "data": {
+            "raw_dvc_md5": raw_dvc_md5,
+            "raw_fingerprint": raw_fingerprint,
+            "manifest_sha256": sha256_file(manifest),
+            "train_clips": len(exposures),
+        },
+        "params": params,
+        "params_sha256": cache_key(**params),
+        "code": code_version(),
+        "evaluation": {
+            key: evaluation.get(key)
+            for key in ("verdict", "val_loss", "chosen_step", "last_step", "stopped_early")
+        },
+        "exposures": total,
+        "exposures_max": max(total.values(), default=0),
+        "dagster_run_id": run_id,
+    }
