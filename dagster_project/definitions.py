@@ -18,7 +18,12 @@ def build_definitions(params_path: str) -> dg.Definitions:
     cadence = load_params(params_path).automation
     return dg.Definitions(
         assets=dg.load_assets_from_modules([model, ingest, encode, train, evaluate, registry]),
-        asset_checks=[checks.manifest_contract, train.exposure_guard, train.overfitting_verdict],
+        asset_checks=[
+            checks.manifest_contract,
+            checks.caption_contract,
+            train.exposure_guard,
+            train.overfitting_verdict,
+        ],
         jobs=[automation.pipeline_job],
         sensors=[
             automation.new_data_sensor(cadence.sensor_interval_seconds),

@@ -71,6 +71,8 @@ class DataParams(_Section):
     rejects: str = "data/rejects.parquet"
     cache_dir: str = "data/cache"
     probe_cache: str = "data/probe_cache.parquet"
+    thumbnail_cache: str = "data/thumbnails"  # small grey frames per clip, for near-duplicates
+    split_memory: str = "data/splits.parquet"  # the splits of earlier runs: clips never move
     text_index: str = "data/text_embeddings.parquet"
     latent_index: str = "data/latents.parquet"
     val_fraction: Fraction = 0.2
@@ -78,6 +80,9 @@ class DataParams(_Section):
     val_files: list[str] = []
     min_frames: PositiveInt = 9
     min_side: PositiveInt = 32
+    # clips at least this alike (a re-encode, a crop <= 10%/side, a trim to half, a mirror)
+    # are one content: one split, and the exposure guard counts them once
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.85
 
 
 class TinyModelParams(_Section):

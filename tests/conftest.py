@@ -19,6 +19,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+def write_block_clip(path: Path, seed: int, frames: int = 24, side: int = 96) -> Path:
+    """A clip of its own content: 4x4 random color blocks (from `seed`) drifting right."""
+    import numpy as np
+
+    from dagster_project.video.write import write_mp4
+
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    canvas = np.kron(grid, np.ones((side // 2, side // 2, 1), dtype=np.uint8))
+    shift = int(rng.integers(1, 3))
+    video = np.stack([np.roll(canvas, shift * t, axis=1)[:side, :side] for t in range(frames)])
+    write_mp4(video, path, fps=16)
+    return path
+
+
 def write_params(folder: Path, **overrides: dict) -> Path:
     """params.yaml of the repo, with sections overridden, written into `folder`."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())

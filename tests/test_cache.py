@@ -140,7 +140,7 @@ def test_a_clip_that_cannot_be_decoded_is_reported_not_fatal(
 
     buckets = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
     videos = discover_videos(sample_raw, [(".", "auto")])
-    manifest, _, _ = build_manifest(videos, sample_raw, buckets, 16.0, 0.2, 9, 32)
+    manifest, _ = build_manifest(videos, sample_raw, buckets, 16.0, 0.2, 9, 32).tables()
     # a bucket longer than the clip: ffmpeg runs out of frames mid-clip
     manifest = manifest.with_columns(
         bucket=pl.when(pl.col("path") == "validation/life_tall.mp4").then(pl.lit("65x80x48"))

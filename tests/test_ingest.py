@@ -123,7 +123,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFram
 
     folders = [(name, "auto") for name in ("side", "hf", "jsonl", "broken_meta", "ft")]
     videos = discover_videos(data, folders)
-    manifest, rejects, _ = build_manifest(videos, data.resolve(), BUCKETS, 16.0, 0.25, 9, 32)
+    manifest, rejects = build_manifest(videos, data.resolve(), BUCKETS, 16.0, 0.25, 9, 32).tables()
     return data, manifest, rejects
 
 

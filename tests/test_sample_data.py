@@ -61,9 +61,9 @@ def test_sample_dataset_is_the_same_on_any_ffmpeg_build(tmp_path: Path) -> None:
     p = load_params(REPO / "params.yaml")
     buckets = p.bucket_list
     found = discover_videos(raw, [(".", "auto")])
-    manifest, rejects, _ = build_manifest(
+    manifest, rejects = build_manifest(
         found, raw, buckets, p.fps, p.data.val_fraction, p.data.min_frames, p.data.min_side
-    )
+    ).tables()
     assert rejects.is_empty(), rejects.to_dicts()
     splits = dict(zip(manifest["path"], manifest["split"], strict=True))
     expected_split = {"train": "train", "validation": "val"}

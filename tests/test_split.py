@@ -15,7 +15,7 @@ from dagster_project.dataset.manifest import build_manifest, split_of
 from dagster_project.params import load_params
 from dagster_project.shapes import Bucket
 from dagster_project.training.data import clip_table
-from tests.conftest import materialize
+from tests.conftest import materialize, write_block_clip
 
 shas = st.binary(min_size=1, max_size=16).map(lambda b: hashlib.sha256(b).hexdigest())
 BUCKETS = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
@@ -60,13 +60,13 @@ def flat_copy(raw: Path, target: Path, count: int | None = None) -> Path:
 
 def test_manifest_splits_survive_new_videos(sample_raw: Path, tmp_path: Path) -> None:
     data = flat_copy(sample_raw, tmp_path / "data", count=7)
-    first, _, _ = build_manifest(
+    first, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.3, 9, 32
-    )
+    ).tables()
     flat_copy(sample_raw, data)
-    second, _, _ = build_manifest(
+    second, _ = build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.3, 9, 32
-    )
+    ).tables()
     assert second.height == 14
     joined = first.join(second, on="sha256", suffix="_after")
     assert joined.height == 7
@@ -78,14 +78,14 @@ def test_split_folders_fix_the_split_and_the_rest_follows_params(
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(sample_raw, data)
-    for name in ("extra_a", "extra_b"):  # outside the split folders: data.val_files decides
-        shutil.copy(data / "train" / "life_square.mp4", data / f"{name}.mp4")
-        (data / f"{name}.mp4").open("ab").write(name.encode())  # other bytes, still decodable
+    # outside the split folders, data.val_files decides (clips of their own content)
+    for seed, name in enumerate(("extra_a", "extra_b")):
+        write_block_clip(data / f"{name}.mp4", seed)
         (data / f"{name}.txt").write_text(f"an extra clip {name}")
     videos = discover_videos(data, [(".", "auto")])
-    manifest, rejects, _ = build_manifest(
+    manifest, rejects = build_manifest(
         videos, data, BUCKETS, 16.0, 0.0, 9, 32, val_files=["extra_b.mp4"]
-    )
+    ).tables()
     assert rejects.is_empty(), rejects.to_dicts()
     split = dict(zip(manifest["path"], manifest["split"], strict=True))
     assert {path: split[path] for path in ("extra_a.mp4", "extra_b.mp4")} == {
@@ -113,7 +113,7 @@ def test_split_folders_with_their_own_metadata(sample_raw: Path, tmp_path: Path)
         '{"file_name": "life_tall.mp4", "caption": "green life"}\n'
     )
     videos = discover_videos(data, [(".", "auto")])
-    manifest, rejects, _ = build_manifest(videos, data, BUCKETS, 16.0, 0.5, 9, 32)
+    manifest, rejects = build_manifest(videos, data, BUCKETS, 16.0, 0.5, 9, 32).tables()
     assert manifest.filter(pl.col("split") == "train").height == len(train)
     [val] = manifest.filter(pl.col("split") == "val").to_dicts()
     assert (val["path"], val["caption"]) == ("validation/life_tall.mp4", "green life")
@@ -139,10 +139,10 @@ def test_split_problems_name_empty_splits_and_unmatched_entries(
     from dagster_project.dataset.schema import split_problems
 
     data = flat_copy(sample_raw, tmp_path / "flat")
-    manifest, _, _ = build_manifest(
+    manifest, _ =  build_manifest(
         discover_videos(data, [(".", "auto")]), data, BUCKETS, 16.0, 0.2, 9, 32,
         val_files=["life_tall.mp4", "nope.mp4"],
-    )  # fmt: skip
+    ).tables()  # fmt: skip
     assert manifest.filter(pl.col("split") == "val")["path"].to_list() == ["life_tall.mp4"]
     assert split_problems(manifest, ["life_tall.mp4", "nope.mp4"]) == [
         "data.val_files entries match no clip: nope.mp4"

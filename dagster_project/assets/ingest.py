@@ -10,7 +10,7 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import write_parquet
 from dagster_project.dataset.arrivals import RAW_FINGERPRINT, fingerprint, observe
 from dagster_project.dataset.ingest import discover_videos
-from dagster_project.dataset.manifest import build_manifest
+from dagster_project.dataset.manifest import build_manifest, near_duplicate_table
 from dagster_project.dvc_sync import raw_data_version, version_raw_data
 from dagster_project.raw_check import refused_links
 from dagster_project.resources import ParamsResource
@@ -70,11 +70,12 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
                     "data.val_files",
                     "data.min_frames",
                     "data.min_side",
+                    "data.near_duplicate_threshold",
                     "buckets",
                 ],
                 deps=["${data.raw_dir}"],
                 code=PROBE_CODE,
-                persist=["${data.probe_cache}"],
+                persist=["${data.probe_cache}", "${data.thumbnail_cache}", "${data.split_memory}"],
             ),
         ),
         dg.AssetSpec(
@@ -90,7 +91,7 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
     """ffprobe every video into the manifest of usable clips and the rejects table."""
     p = params.load()
     buckets = p.bucket_list
-    clips, rejects, probed = build_manifest(
+    built = build_manifest(
         pl.read_parquet(p.path(p.data.videos)),
         p.path(p.data.raw_dir),
         buckets,
@@ -100,20 +101,34 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
         min_side=p.data.min_side,
         val_files=p.data.val_files,
         probe_cache=p.path(p.data.probe_cache),
+        near_duplicate_threshold=p.data.near_duplicate_threshold,
+        thumbnail_cache=p.path(p.data.thumbnail_cache),
+        split_memory=p.path(p.data.split_memory),
     )
+    clips, rejects = built.clips, built.rejects
     write_parquet(clips, p.path(p.data.manifest))
     write_parquet(rejects, p.path(p.data.rejects))
-    context.log.info(f"{clips.height} usable clips, {rejects.height} rejected, {probed} probed now")
+    context.log.info(
+        f"{clips.height} usable clips ({clips['content'].n_unique()} contents), "
+        f"{rejects.height} rejected, {built.probed_now} probed now"
+    )
+    for warning in built.warnings:
+        context.log.warning(warning)
     histogram = clips.group_by("bucket", "split").len().sort("bucket", "split")
+    copies = near_duplicate_table(clips, built.links)
     columns = ["path", "split", "bucket", "width", "height", "frame_count", "fps", "caption"]
     yield dg.MaterializeResult(
         asset_key="manifest",
         metadata={
             "clips": clips.height,
-            "probed_now": probed,
+            "contents": clips["content"].n_unique(),
+            "near_duplicate_clips": copies.height,
+            "probed_now": built.probed_now,
+            "thumbnails_now": built.thumbnails_now,
             "train": int((clips["split"] == "train").sum()),
             "val": int((clips["split"] == "val").sum()),
             "bucket_histogram": ui.table(histogram),
+            "near_duplicates": ui.table(copies),
             "preview": ui.table(clips.select(columns)),
         },
     )

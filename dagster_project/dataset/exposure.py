@@ -20,13 +20,15 @@ REPLAY_LIMIT = 2
 
 @dataclass(frozen=True)
 class ExposurePlan:
-    """How often each training clip is seen in a planned run, and the verdict.
+    """How often each training content (a clip and its near-duplicates) is seen in a planned
+    run, and the verdict.
 
-    `per_video` holds exact counts from replaying the sampler, or is None when the mean is so
-    far above the limit (over REPLAY_LIMIT times) that the run is refused without replaying.
+    `per_video` holds exact counts per content from replaying the sampler, or is None when the
+    mean is so far above the limit (over REPLAY_LIMIT times) that the run is refused without
+    replaying.
     """
 
-    videos: int
+    videos: int  # contents: near-duplicate clips count once
     steps: int
     samples_per_step: int  # batch size x grad accumulation x data-parallel ranks
     per_video: list[int] | None
@@ -35,6 +37,7 @@ class ExposurePlan:
     warn_exposures: float
     # mean exposures the clips had before this run, in the lineage a warm start continues
     inherited: float = 0.0
+    clips: int | None = None  # training clips, when near-duplicates make fewer contents
 
     @property
     def mean(self) -> float:
@@ -68,9 +71,14 @@ class ExposurePlan:
             if self.per_video is not None
             else f"not replayed: over {REPLAY_LIMIT}x the limit on average alone"
         )
+        copies = (
+            f" ({self.clips} clips: near-duplicates count once)"
+            if self.clips and self.clips != self.videos
+            else ""
+        )
         head = (
             f"{self.steps} steps x {self.samples_per_step} samples/step over {self.videos} "
-            f"training videos shows each video {self.mean:.1f} times on average ({exact})"
+            f"training videos{copies} shows each video {self.mean:.1f} times on average ({exact})"
         )
         if self.inherited:
             head += (
@@ -104,29 +112,42 @@ def plan_exposures(
     max_exposures: float,
     warn_exposures: float,
     inherited: list[int] | None = None,
+    contents: list[str] | None = None,
 ) -> ExposurePlan:
-    """Replay the ResolutionSampler for the planned run and judge the per-clip counts (or
+    """Replay the ResolutionSampler for the planned run and judge the counts per content (or
     refuse from the mean when it alone is far above the limit). `inherited` holds each clip's
-    exposures in the lineage a warm start continues; they count too."""
+    exposures in the lineage a warm start continues, which count too; `contents` each clip's
+    near-duplicate group (None: every clip its own), whose clips' exposures add up."""
     if not buckets:
         raise ValueError("no training videos: the manifest has no clip in the train split")
+    contents = contents or list(range(len(buckets)))
+    groups = {content: i for i, content in enumerate(dict.fromkeys(contents))}
+
+    def per_content(counts: list[int]) -> list[int]:
+        total = [0] * len(groups)
+        for content, count in zip(contents, counts, strict=True):
+            total[groups[content]] += count
+        return total
+
     step_batch = batch_size * grad_accum * world_size
     sampler = ResolutionSampler(buckets, step_batch, seed=seed)
     unused = sum(len(members) for members in sampler.skipped.values())
     per_video = None
-    if steps * step_batch / len(buckets) <= REPLAY_LIMIT * max_exposures:
-        per_video = count_exposures(buckets, step_batch, steps, seed)
+    if steps * step_batch / len(groups) <= REPLAY_LIMIT * max_exposures:
+        per_clip = count_exposures(buckets, step_batch, steps, seed)
         if inherited:
-            per_video = [n + before for n, before in zip(per_video, inherited, strict=True)]
+            per_clip = [n + before for n, before in zip(per_clip, inherited, strict=True)]
+        per_video = per_content(per_clip)
     return ExposurePlan(
-        videos=len(buckets),
+        videos=len(groups),
         steps=steps,
         samples_per_step=step_batch,
         per_video=per_video,
         unused=unused,
         max_exposures=max_exposures,
         warn_exposures=warn_exposures,
-        inherited=sum(inherited) / len(inherited) if inherited else 0.0,
+        inherited=sum(inherited) / len(groups) if inherited else 0.0,
+        clips=len(buckets),
     )
 
 
@@ -158,4 +179,5 @@ def plan_run(
         max_exposures=guard.max_exposures,
         warn_exposures=guard.warn_exposures,
         inherited=[inherited.get(sha, 0) for sha in clips["sha256"]] if inherited else None,
+        contents=clips["content"].to_list(),
     )

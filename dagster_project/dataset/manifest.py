@@ -7,14 +7,17 @@ train/validation split and a resolution bucket.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from dagster_project.dataset.buckets import assign_bucket
 from dagster_project.dataset.ingest import confine
+from dagster_project.dataset.near_duplicates import content_groups, find_links
 from dagster_project.dataset.probe_cache import probe_with_cache
+from dagster_project.dataset.split import read_memory, split_groups, split_rule, write_memory
+from dagster_project.dataset.thumbnail_cache import clip_thumbnails
 from dagster_project.shapes import Bucket
 from dagster_project.video.decode import frames_at_fps
 from dagster_project.video.probe import ProbeError
@@ -22,6 +25,7 @@ from dagster_project.video.probe import ProbeError
 MANIFEST_SCHEMA = {
     "path": pl.String,
     "sha256": pl.String,
+    "content": pl.String,  # the near-duplicate group: its smallest sha256
     "caption": pl.String,
     "source": pl.String,
     "split": pl.String,
@@ -40,6 +44,23 @@ MANIFEST_SCHEMA = {
     "size_bytes": pl.Int64,
 }
 REJECTS_SCHEMA = {"path": pl.String, "reason": pl.String, "message": pl.String}
+LINKS_SCHEMA = {"path": pl.String, "copy_of": pl.String, "similarity": pl.Float64}
+
+
+@dataclass
+class Manifest:
+    """What probing produced: usable clips, rejects, near-duplicate links and warnings."""
+
+    clips: pl.DataFrame
+    rejects: pl.DataFrame
+    probed_now: int
+    links: pl.DataFrame  # path, copy_of, similarity: the linked pairs of near-duplicates
+    warnings: list[str] = field(default_factory=list)
+    thumbnails_now: int = 0
+
+    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(clips, rejects)."""
+        return self.clips, self.rejects
 
 
 def split_clips(manifest: pl.DataFrame, split: str) -> pl.DataFrame:
@@ -76,11 +97,16 @@ def build_manifest(
     min_side: int,
     val_files: list[str] = (),
     probe_cache: Path | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Probe the usable rows of `videos` (from `discover_videos`) in parallel.
+    near_duplicate_threshold: float = 0.85,
+    thumbnail_cache: Path | None = None,
+    split_memory: Path | None = None,
+) -> Manifest:
+    """Probe the usable rows of `videos` (from `discover_videos`) in parallel, group
+    near-duplicate clips into contents, and split by content group (`dataset.split`).
 
-    Returns (manifest, rejects, files probed now); rows already rejected at ingestion pass
-    straight to rejects; files `probe_cache` knows unchanged are not probed again.
+    Rows already rejected at ingestion pass straight to rejects; files `probe_cache` knows
+    unchanged are not probed again, clips `thumbnail_cache` knows are not decoded again;
+    `split_memory` keeps the splits of earlier runs, so existing clips never move.
     """
     # confined again here: whatever produced `videos`, nothing outside data_dir reaches ffprobe
     inside = pl.Series(
@@ -98,6 +124,7 @@ def build_manifest(
 
     accepted: list[dict] = []
     rejected: list[dict] = []
+    explicit: set[str] = set()  # clips whose split is designated (a split folder, val_files)
     seen: dict[str, str] = {}
     for row, result in zip(candidates.iter_rows(named=True), probed, strict=True):
         path = row["path"]
@@ -133,6 +160,8 @@ def build_manifest(
             rejected.append({"path": path, "reason": problem[0], "message": problem[1]})
             continue
         seen[sha] = path
+        if row["split"] is not None or path in explicit_val or sha in explicit_val:
+            explicit.add(sha)
         accepted.append(
             {
                 **asdict(info),
@@ -145,6 +174,63 @@ def build_manifest(
                 "size_bytes": (data_dir / path).stat().st_size,
             }
         )
+
+    # near-duplicates: one content group, one split
+    frames, thumbnails_now = clip_thumbnails(
+        [(c["sha256"], data_dir / c["path"], c["frame_count"], c["sample_aspect_ratio"])
+         for c in accepted],
+        thumbnail_cache,
+    )  # fmt: skip
+    shas = [c["sha256"] for c in accepted]
+    names = {c["sha256"]: c["path"] for c in accepted}
+    aspects = [c["width"] / c["height"] for c in accepted]  # as displayed
+    links = find_links(shas, frames, aspects, near_duplicate_threshold)
+    rule = split_rule(val_fraction, list(val_files))
+    grouped = split_groups(
+        content_groups(shas, links),
+        own={c["sha256"]: c["split"] for c in accepted},
+        explicit=explicit,
+        memory=read_memory(split_memory, rule),
+        names=names,
+    )
+    for sha, message in grouped.rejected.items():
+        rejected.append(
+            {"path": names[sha], "reason": "near_duplicate_across_splits", "message": message}
+        )
+    accepted = [c for c in accepted if c["sha256"] not in grouped.rejected]
+    content = content_groups([c["sha256"] for c in accepted], links)  # without the rejected
+    for clip in accepted:
+        clip["split"] = grouped.splits[clip["sha256"]]
+        clip["content"] = content[clip["sha256"]]
+    write_memory(split_memory, grouped.splits, rule)
+
     manifest = pl.DataFrame(accepted, schema=MANIFEST_SCHEMA)
     rejects = pl.concat([rejects, pl.DataFrame(rejected, schema=REJECTS_SCHEMA)]).sort("path")
-    return manifest, rejects, probed_now
+    link_rows = [
+        (names[a], names[b], round(similarity, 4))
+        for a, b, similarity in links
+        if a in content and b in content
+    ]
+    return Manifest(
+        clips=manifest,
+        rejects=rejects,
+        probed_now=probed_now,
+        links=pl.DataFrame(link_rows, schema=LINKS_SCHEMA, orient="row"),
+        warnings=grouped.warnings,
+        thumbnails_now=thumbnails_now,
+    )
+
+
+def near_duplicate_table(clips: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """The clips of content groups with more than one clip (for the UI): the group, the
+    clip, its split, and the clip it is most alike with its similarity."""
+    either_way = pl.concat(
+        [links, links.select(path="copy_of", copy_of="path", similarity="similarity")]
+    )
+    closest = either_way.sort("similarity", descending=True).group_by("path").first()
+    return (
+        clips.filter(pl.len().over("content") > 1)
+        .select(group=pl.col("content").str.slice(0, 12), path="path", split="split")
+        .join(closest, on="path", how="left")
+        .sort("group", "path")
+    )

@@ -19,6 +19,7 @@ REJECT_REASONS = [
     "too_few_frames",
     "no_bucket",
     "duplicate",
+    "near_duplicate_across_splits",
 ]
 
 
@@ -27,6 +28,7 @@ class ManifestSchema(pa.DataFrameModel):
 
     path: str = pa.Field(unique=True, str_length={"min_value": 1})
     sha256: str = pa.Field(unique=True, str_matches=r"^[0-9a-f]{64}$")
+    content: str = pa.Field(str_matches=r"^[0-9a-f]{64}$")  # near-duplicate group
     caption: str = pa.Field(str_length={"min_value": 1})
     source: str
     split: str = pa.Field(isin=["train", "val"])
@@ -85,6 +87,15 @@ def split_problems(manifest: pl.DataFrame, val_files: list[str]) -> list[str]:
     for split in ("train", "val"):
         if manifest.filter(pl.col("split") == split).is_empty():
             problems.append(f"no clip in the {split} split")
+    straddling = (
+        manifest.group_by("content")
+        .agg(pl.col("split").n_unique().alias("splits"), pl.col("path").sort())
+        .filter(pl.col("splits") > 1)
+    )
+    problems += [
+        f"near-duplicates in both splits (designated so): {', '.join(paths)}"
+        for paths in straddling["path"]
+    ]
     known = set(manifest["path"]) | set(manifest["sha256"])
     unmatched = [entry for entry in val_files if entry not in known]
     if unmatched:

@@ -117,6 +117,13 @@ class DiffusersSpec(ABC):
     def __init__(self, base: BaseModelFiles) -> None:
         self.base = base
 
+    # captions
+    @staticmethod
+    def caption_tokens(tokenizer: Any, captions: list[str]) -> list[int]:
+        """How many tokens each caption takes of `model.text_len`, as the pipeline tokenizes
+        it (special tokens included); above the text length, the pipeline cuts the rest."""
+        return [len(ids) for ids in tokenizer(captions, add_special_tokens=True)["input_ids"]]
+
     # loading: the base model folder every later stage reads
     @staticmethod
     @abstractmethod

@@ -199,6 +199,14 @@ class HunyuanSpec(DiffusersSpec):
     prompt_encoder_class = HunyuanPromptEncoder
     build_tiny = staticmethod(build_tiny)
 
+    @staticmethod
+    def caption_tokens(tokenizer: PreTrainedTokenizerBase, captions: list[str]) -> list[int]:
+        """Caption tokens after the template's crop, as `encode_prompt` counts them against
+        `max_sequence_length`."""
+        template = prompt_template(tokenizer)
+        texts = [template["template"].format(c) for c in captions]
+        return [len(ids) - template["crop_start"] for ids in tokenizer(texts)["input_ids"]]
+
     def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
         """The sample times the VAE's scaling factor, the scale the pipeline samples in (it
         divides by it before decoding)."""

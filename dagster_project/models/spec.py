@@ -15,7 +15,7 @@ text cache, stacked for a batch: the cache, the trainer and sampling speak the p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -50,6 +50,9 @@ class ModelSpec(Protocol):
 
     # text: captions -> conditioning, as the family's pipeline encodes them
     def prompt_encoder(self, text: TextEncoder, text_len: int) -> PromptEncoder: ...
+
+    @staticmethod
+    def caption_tokens(tokenizer: Any, captions: list[str]) -> list[int]: ...
 
     # video: frames -> VAE posterior moments (cached) -> normalized latents (each step) and back
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...

