@@ -27,7 +27,11 @@ from dagster_project.dvc_sync import sync_run
 from dagster_project.params import load_params
 from dagster_project.resources import ParamsResource, default_params_path
 
-pipeline_job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all())
+# the group of assets run on demand only (the exposure sweep): not in the pipeline job
+ON_DEMAND_GROUP = "sweep"
+pipeline_job = dg.define_asset_job(
+    "pipeline", selection=dg.AssetSelection.all() - dg.AssetSelection.groups(ON_DEMAND_GROUP)
+)
 TRAINED = dg.AssetKey("trained_model")
 
 

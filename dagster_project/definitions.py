@@ -8,7 +8,7 @@ every asset re-reads and re-validates it when it runs.
 import dagster as dg
 
 from dagster_project import automation, checks
-from dagster_project.assets import encode, evaluate, ingest, model, registry, train
+from dagster_project.assets import encode, evaluate, ingest, model, registry, sweep, train
 from dagster_project.params import load_params
 from dagster_project.resources import ParamsResource, default_params_path
 
@@ -17,7 +17,9 @@ def build_definitions(params_path: str) -> dg.Definitions:
     """The asset graph, checks, job, sensor and schedule for the project at `params_path`."""
     cadence = load_params(params_path).automation
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([model, ingest, encode, train, evaluate, registry]),
+        assets=dg.load_assets_from_modules(
+            [model, ingest, encode, train, evaluate, registry, sweep]
+        ),
         asset_checks=[
             checks.manifest_contract,
             checks.caption_contract,

@@ -51,7 +51,8 @@ def _sections_first(keys: list[str]) -> list[str]:
 def stage_assets(defs: dg.Definitions) -> dict[str, list[dg.AssetKey]]:
     """The assets of each dvc.yaml stage (one per asset group), stages in pipeline order."""
     graph = defs.resolve_asset_graph()
-    order = graph.toposorted_asset_keys
+    # assets that declare no DVC outputs (the on-demand exposure sweep) are no stage
+    order = [k for k in graph.toposorted_asset_keys if "dvc/outs" in graph.get(k).metadata]
     group_of = {key: graph.get(key).group_name for key in order}
     return {
         group: [key for key in order if group_of[key] == group]

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -28,6 +29,7 @@ from dagster_project.paths import (
     CacheFiles,
     EvalOutputs,
     RegistryFiles,
+    SweepOutputs,
     TrainOutputs,
 )
 from dagster_project.shapes import (
@@ -300,6 +302,23 @@ class EvalParams(_Section):
         return self
 
 
+class SweepParams(_Section):
+    """The exposure sweep (the `exposure_sweep` asset, run on demand only): one long run per
+    subset of the training contents, evaluated when each content has been seen `milestones`
+    times."""
+
+    milestones: list[PositiveFloat] = [5, 10, 25, 50, 100]
+    subsets: list[Annotated[float, Field(gt=0, le=1, strict=False)]] = [1.0]
+    output_dir: str = "data/sweep"
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if value != sorted(set(value)):
+            raise ValueError(f"must be increasing, without repeats: {value}")
+        return value
+
+
 class AutomationParams(_Section):
     """Retraining when new data lands (the `new_data` sensor) and on a cadence (`retrain`)."""
 
@@ -326,6 +345,7 @@ class Params(_Section):
     guard: GuardParams = GuardParams()
     eval: EvalParams = EvalParams()
     automation: AutomationParams = AutomationParams()
+    sweep: SweepParams = SweepParams()
     # the folder of params.yaml; every relative path resolves against it
     root: Path = Field(default=Path("."), exclude=True)
 
@@ -358,6 +378,10 @@ class Params(_Section):
     @property
     def eval_outputs(self) -> EvalOutputs:
         return EvalOutputs(self.path(self.eval.output_dir))
+
+    @property
+    def sweep_outputs(self) -> SweepOutputs:
+        return SweepOutputs(self.path(self.sweep.output_dir))
 
     @property
     def registry_files(self) -> RegistryFiles:

@@ -238,6 +238,37 @@ class RegistryFiles(Outputs):
 
 
 @dataclass(frozen=True)
+class SweepOutputs(Outputs):
+    """What the exposure sweep writes: one training run per subset, the curve and its reading."""
+
+    KEY: ClassVar[str] = "sweep.output_dir"
+    TABLE: ClassVar[str] = "sweep.csv"  # one row per evaluation of each run
+    PLOT: ClassVar[str] = "sweep.png"
+    REPORT: ClassVar[str] = "sweep.md"
+    RECOMMENDATION: ClassVar[str] = "recommendation.json"
+
+    def run(self, fraction: float) -> TrainOutputs:
+        """The training run over `fraction` of the training contents."""
+        return TrainOutputs(self.root / f"subset-{fraction:g}")
+
+    @property
+    def table(self) -> Path:
+        return self.root / self.TABLE
+
+    @property
+    def plot(self) -> Path:
+        return self.root / self.PLOT
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
+
+    @property
+    def recommendation(self) -> Path:
+        return self.root / self.RECOMMENDATION
+
+
+@dataclass(frozen=True)
 class CacheFiles:
     """The encoded dataset a run reads: the manifest, the cache indexes and the cache folder."""
 

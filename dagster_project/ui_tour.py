@@ -22,8 +22,6 @@ import dagster as dg
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
-from dagster_project.dvc_stages import stage_assets
-
 CHROMIUM = "/usr/bin/chromium"  # Debian's package: `apt-get install chromium`
 LOCATION = "dagster_project.definitions"
 # the evaluation asset's images (markdown metadata entries)
@@ -75,19 +73,23 @@ def tour(base: str, params: Path, home: Path, shots: Path | None = None) -> dict
     and its status, and each evaluation image's rendered width."""
     from dagster_project.definitions import build_definitions
 
-    stages = stage_assets(build_definitions(str(params)))
+    graph = build_definitions(str(params)).resolve_asset_graph()
+    groups: dict[str, list[dg.AssetKey]] = {}
+    for key in graph.toposorted_asset_keys:
+        groups.setdefault(graph.get(key).group_name, []).append(key)
     seen: dict[str, object] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{base}/asset-groups", wait_until="networkidle")
         dismiss_onboarding(page)
-        for group, keys in stages.items():  # every asset, group by group
+        for group, keys in groups.items():  # every asset, group by group
             page.goto(f"{base}/locations/{LOCATION}/asset-groups/{group}")
             for key in keys:
                 page.get_by_text(key.to_user_string(), exact=True).first.wait_for(timeout=30_000)
             seen[f"group:{group}"] = [k.to_user_string() for k in keys]
-        page.goto(f"{base}/asset-groups")
+        # the pipeline job's "Materialize all" (the global one would add the on-demand sweep)
+        page.goto(f"{base}/locations/{LOCATION}/jobs/pipeline", wait_until="networkidle")
         before = run_ids(home)
         page.get_by_role("button", name="Materialize all").click()
         seen["run"] = wait_for_new_run(home, before)

@@ -23,9 +23,12 @@ pytestmark = pytest.mark.slow
 def run_assets(params: Path, instance: dg.DagsterInstance, selection: str | None = None) -> str:
     """Materialize in-process (as the UI's run worker does) and sync DVC as the sensor does."""
     defs = build_definitions(str(params))
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = None if selection is None else [dg.AssetKey(k) for k in selection.split(",")]
-    result = job.execute_in_process(instance=instance, asset_selection=keys)
+    if selection is None:  # the pipeline job, as the sensor and the schedule launch it
+        result = defs.resolve_job_def("pipeline").execute_in_process(instance=instance)
+    else:
+        keys = [dg.AssetKey(k) for k in selection.split(",")]
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, asset_selection=keys)
     assert result.success
     return sync_run(instance, result.dagster_run, stage_assets(defs), params.parent)
 

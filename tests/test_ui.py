@@ -26,6 +26,7 @@ def test_the_ui_shows_the_graph_runs_a_materialization_and_renders_the_report(
         seen = tour(base, project, home)
     shown = {key for name, keys in seen.items() if name.startswith("group:") for key in keys}
     assert {"base_model", "videos", "manifest", "trained_model", "evaluation"} <= shown
+    assert {"model_registry", "exposure_sweep"} <= shown  # the registry and the on-demand sweep
     assert seen["run"] == "SUCCESS"
     for key in IMAGES:
         assert seen[f"image:{key}"] > 0, key  # decoded and laid out by the browser

@@ -69,19 +69,56 @@ def plot_signs(history: list[dict], chosen: int, path: Path) -> None:
     _save(fig, path)
 
 
+def _zones(ax: plt.Axes, top: float, labels: bool = True) -> None:
+    """The guard's zones along an exposures axis: safe, moderate, over the guard, risky."""
+    spans = (
+        (0, ZONES[0], "tab:green", 0.12, "safe (< 10)"),
+        (ZONES[0], ZONES[1], "tab:orange", 0.12, "moderate (10-50)"),
+        (ZONES[1], ZONES[2], "tab:red", 0.08, "over the guard (50-100)"),
+        (ZONES[2], top, "tab:red", 0.2, "risky (> 100)"),
+    )
+    for start, end, color, alpha, label in spans:
+        if start < top:
+            ax.axvspan(start, min(end, top), color=color, alpha=alpha,
+                       label=label if labels else None)  # fmt: skip
+
+
 def plot_exposures(per_clip: list[int], path: Path) -> None:
     """Histogram of exposures per training clip, with the 10 / 50 / 100 zones marked."""
     fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
     top = max([*per_clip, ZONES[-1] * 1.2])
-    ax.axvspan(0, ZONES[0], color="tab:green", alpha=0.12, label="safe (< 10)")
-    ax.axvspan(ZONES[0], ZONES[1], color="tab:orange", alpha=0.12, label="moderate (10-50)")
-    ax.axvspan(ZONES[1], ZONES[2], color="tab:red", alpha=0.08, label="over the guard (50-100)")
-    ax.axvspan(ZONES[2], top, color="tab:red", alpha=0.2, label="risky (> 100)")
+    _zones(ax, top)
     ax.hist(per_clip, bins=min(30, max(5, len(set(per_clip)))), color="tab:blue")
     ax.set_xlim(0, top)
     ax.set_xlabel("exposures per training clip")
     ax.set_ylabel("clips")
     ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_sweep(rows: list[dict], advice: dict, path: Path) -> None:
+    """The exposure sweep: validation-loss gap growth, diversity change and memorized share
+    against exposures per content, one line per subset, with the guard's zones and the onset."""
+    panels = (
+        ("gap_growth", "val/train loss gap growth"),
+        ("diversity_change", "diversity change"),
+        ("memorized_share", "memorized share"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
+    top = max(r["exposures"] for r in rows) * 1.05
+    for index, (ax, (key, title)) in enumerate(zip(axes, panels, strict=True)):
+        _zones(ax, top, labels=index == 0)
+        for fraction in sorted({r["subset"] for r in rows}):
+            line = [r for r in rows if r["subset"] == fraction]
+            ax.plot([r["exposures"] for r in line], [r[key] for r in line], marker="o",
+                    label=f"{line[0]['contents']} contents")  # fmt: skip
+        if advice.get("onset_exposures") is not None:
+            ax.axvline(advice["onset_exposures"], color="black", linestyle="--",
+                       label="onset" if index == 0 else None)  # fmt: skip
+        ax.set_xlim(0, top)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("exposures per content")
+    axes[0].legend(fontsize="x-small")
     _save(fig, path)
 
 
@@ -182,3 +219,41 @@ def markdown_report(
         *(f"![{title}]({name})\n" for title, name in plots.items()),
     ]
     return "\n".join(lines)
+
+
+def sweep_markdown(advice: dict, rows: list[dict], plot: str, table: str) -> str:
+    """The exposure sweep's reading in a few lines, with its table."""
+    if advice["onset_exposures"] is None:
+        onset = "no sign of overfitting up to the last milestone"
+    else:
+        onset = (
+            f"overfitting starts ({advice['onset_level']}) at {advice['onset_exposures']:.1f} "
+            f"exposures per content; the guard's limit ({advice['guard_max_exposures']:g}) is "
+            f"{advice['guard_limit_over_onset']:.2f}x that"
+        )
+    if advice["recommended_steps"] is None:
+        budget = "no clean evaluation before the onset: fewer steps than the first milestone"
+    else:
+        budget = (
+            f"{advice['recommended_steps']} steps at {advice['samples_per_step']} samples per "
+            f"step ({advice['recommended_exposures']:.1f} exposures per content over "
+            f"{advice['contents']} contents): the best validation loss before the onset"
+        )
+    header = ["subset", "exposures", "step", "val loss", "gap growth", "diversity change",
+              "memorized", "level"]  # fmt: skip
+    cells = [
+        [f"{r['subset']:g}", f"{r['exposures']:.1f}", str(r["step"]), f"{r['val_loss']:.4f}",
+         f"{r['gap_growth']:+.3f}", f"{r['diversity_change']:+.1%}",
+         f"{r['memorized_share']:.0%}", r["level"]]
+        for r in rows
+    ]  # fmt: skip
+    lines = [
+        "# Exposure sweep",
+        "",
+        f"- {onset}",
+        f"- recommended budget for the full dataset: {budget}",
+        f"- plot: {plot}; table: {table}",
+        "",
+        *_table(header, cells),
+    ]
+    return "\n".join(lines) + "\n"
