@@ -84,7 +84,7 @@ class DataParams(_Section):
     min_side: PositiveInt = 32
     # clips at least this alike (a re-encode, a crop <= 10%/side, a trim to half, a mirror)
     # are one content: one split, and the exposure guard counts them once
-    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.85
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.83
 
 
 class TinyModelParams(_Section):

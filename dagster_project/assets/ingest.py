@@ -125,6 +125,7 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
             "near_duplicate_clips": copies.height,
             "probed_now": built.probed_now,
             "thumbnails_now": built.thumbnails_now,
+            "pairs_matched_now": built.matched_now,
             "train": int((clips["split"] == "train").sum()),
             "val": int((clips["split"] == "val").sum()),
             "bucket_histogram": ui.table(histogram),

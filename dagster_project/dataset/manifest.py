@@ -17,7 +17,11 @@ from dagster_project.dataset.ingest import confine
 from dagster_project.dataset.near_duplicates import content_groups, find_links
 from dagster_project.dataset.probe_cache import probe_with_cache
 from dagster_project.dataset.split import read_memory, split_groups, split_rule, write_memory
-from dagster_project.dataset.thumbnail_cache import clip_thumbnails
+from dagster_project.dataset.thumbnail_cache import (
+    clip_thumbnails,
+    read_similarities,
+    write_similarities,
+)
 from dagster_project.shapes import Bucket
 from dagster_project.video.decode import frames_at_fps
 from dagster_project.video.probe import ProbeError
@@ -56,7 +60,8 @@ class Manifest:
     probed_now: int
     links: pl.DataFrame  # path, copy_of, similarity: the linked pairs of near-duplicates
     warnings: list[str] = field(default_factory=list)
-    thumbnails_now: int = 0
+    thumbnails_now: int = 0  # clips whose thumbnails were decoded now
+    matched_now: int = 0  # candidate pairs matched now (the others were remembered)
 
     def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(clips, rejects)."""
@@ -97,7 +102,7 @@ def build_manifest(
     min_side: int,
     val_files: list[str] = (),
     probe_cache: Path | None = None,
-    near_duplicate_threshold: float = 0.85,
+    near_duplicate_threshold: float = 0.83,
     thumbnail_cache: Path | None = None,
     split_memory: Path | None = None,
 ) -> Manifest:
@@ -184,7 +189,9 @@ def build_manifest(
     shas = [c["sha256"] for c in accepted]
     names = {c["sha256"]: c["path"] for c in accepted}
     aspects = [c["width"] / c["height"] for c in accepted]  # as displayed
-    links = find_links(shas, frames, aspects, near_duplicate_threshold)
+    remembered = read_similarities(thumbnail_cache)
+    links, scored = find_links(shas, frames, aspects, near_duplicate_threshold, remembered)
+    write_similarities(thumbnail_cache, scored)
     rule = split_rule(val_fraction, list(val_files))
     grouped = split_groups(
         content_groups(shas, links),
@@ -218,6 +225,7 @@ def build_manifest(
         links=pl.DataFrame(link_rows, schema=LINKS_SCHEMA, orient="row"),
         warnings=grouped.warnings,
         thumbnails_now=thumbnails_now,
+        matched_now=len(scored.keys() - remembered.keys()),
     )
 
 

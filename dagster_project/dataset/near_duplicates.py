@@ -23,6 +23,7 @@ so a dataset of thousands of clips of one look pays for many pairs (docs/benchma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from itertools import combinations
 
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+MATCHER = "thumbs48-blur2-v1"  # changes when matching changes: remembered scores are redone
 CENTER = 0.7  # the part of a frame's side matched: inside the other clip for crops <= 10%
 MAX_CROP = 0.1  # per side
 SCALES = (0.8, 0.9, 1.0, 1.11, 1.25)  # one side's size in the other's, for crops <= 10%
@@ -38,7 +40,8 @@ PLACEMENTS = 3  # time offsets tried
 MIN_KEPT = 0.5  # a trim keeps at least half of the frames
 HISTOGRAM_BINS = 16
 MIN_HISTOGRAM_OVERLAP = 0.5
-BLUR_SIGMA = 1.0  # pixels of a thumbnail: resampling a crop or a re-encode moves fine detail
+MIN_TEXTURE = 2.0  # grey levels (standard deviation) a probe's centre needs
+BLUR_SIGMA = 2.0  # pixels of a thumbnail: resampling a crop or a re-encode moves fine detail
 
 
 def _aspect_fits(a: float, b: float) -> bool:
@@ -97,11 +100,12 @@ def _best_match(images: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
 
 def _blurred(frames: np.ndarray) -> torch.Tensor:
     """Thumbnails as float, Gaussian-blurred: copies differ in detail finer than a pixel."""
-    taps = torch.arange(-3, 4).float()
+    reach = math.ceil(2.5 * BLUR_SIGMA)
+    taps = torch.arange(-reach, reach + 1).float()
     kernel = torch.exp(-(taps**2) / (2 * BLUR_SIGMA**2))
     kernel = (kernel[:, None] * kernel[None, :]) / kernel.sum() ** 2
     x = torch.from_numpy(frames).float().unsqueeze(1)
-    return F.conv2d(F.pad(x, (3, 3, 3, 3), mode="replicate"), kernel[None, None])[:, 0]
+    return F.conv2d(F.pad(x, (reach,) * 4, mode="replicate"), kernel[None, None])[:, 0]
 
 
 @torch.no_grad()
@@ -112,8 +116,14 @@ def clip_similarity(a: np.ndarray, b: np.ndarray) -> float:
     long_t, short_t = _blurred(long), _blurred(short)
     side = long_t.shape[-1]
     edge = round(side * (1 - CENTER) / 2)
-    probes = torch.linspace(0, short_t.shape[0] - 1, PROBES).round().long().unique()
-    centres = short_t[probes][:, edge : side - edge, edge : side - edge]
+    centres = short_t[:, edge : side - edge, edge : side - edge]
+    # probe frames with texture in their centre, spread in time: a flat centre matches nothing
+    textured = (centres.flatten(1).std(dim=1) > MIN_TEXTURE).nonzero()[:, 0]
+    if len(textured) == 0:
+        return 0.0  # nothing to match by (a solid colour): never a copy
+    picks = torch.linspace(0, len(textured) - 1, PROBES).round().long().unique()
+    probes = textured[picks]
+    centres = centres[probes]
     best = 0.0
     for offset in _placements(long_t, short_t):
         images = long_t[probes + offset]
@@ -131,18 +141,29 @@ def clip_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def find_links(
-    shas: list[str], frames: list[np.ndarray | None], aspects: list[float], threshold: float
-) -> list[tuple[str, str, float]]:
+    shas: list[str],
+    frames: list[np.ndarray | None],
+    aspects: list[float],
+    threshold: float,
+    scored: dict[tuple[str, str], float] | None = None,
+) -> tuple[list[tuple[str, str, float]], dict[tuple[str, str], float]]:
     """The pairs of clips alike at `threshold` or above: (sha256, sha256, similarity). Clips
-    without thumbnails (None: they could not be decoded) link to nothing."""
+    without thumbnails (None: they could not be decoded) link to nothing. `scored` holds the
+    similarities of pairs matched by earlier runs (sorted sha256 pairs), reused rather than
+    matched again; returns the links and every candidate pair's similarity, to keep."""
+    scored = scored or {}
     known = [i for i, f in enumerate(frames) if f is not None]
-    links = []
+    links, similarities = [], {}
     for i, j in candidate_pairs([frames[i] for i in known], [aspects[i] for i in known]):
         a, b = known[i], known[j]
-        similarity = clip_similarity(frames[a], frames[b])
+        pair = (min(shas[a], shas[b]), max(shas[a], shas[b]))
+        similarity = scored.get(pair)
+        if similarity is None:
+            similarity = clip_similarity(frames[a], frames[b])
+        similarities[pair] = similarity
         if similarity >= threshold:
             links.append((shas[a], shas[b], similarity))
-    return links
+    return links, similarities
 
 
 def content_groups(shas: list[str], links: list[tuple[str, str, float]]) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""Remember clips' thumbnails between runs, by content (sha256): a re-run decodes only new
-clips for near-duplicate matching. One `.npy` file per clip, written atomically; the folder
-keeps exactly the current clips' files."""
+"""Remember near-duplicate matching between runs: each clip's thumbnails by content (sha256),
+so a re-run decodes only new clips, and the similarity of every pair matched, so it matches
+only pairs with a new clip. One `.npy` file per clip and `similarities.parquet`, written
+atomically; the folder keeps exactly the current clips' entries."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
-from dagster_project.atomic import atomic_path
+from dagster_project.atomic import atomic_path, write_parquet
+from dagster_project.dataset.near_duplicates import MATCHER
 from dagster_project.video.thumbnails import thumbnails
+
+SIMILARITIES = "similarities.parquet"
 
 
 def _load_or_make(
@@ -45,3 +50,20 @@ def clip_thumbnails(
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
     return [frames for frames, _ in done], sum(made for _, made in done)
+
+
+def read_similarities(folder: Path | None) -> dict[tuple[str, str], float]:
+    """The similarities of pairs matched by earlier runs with the current matcher."""
+    path = folder / SIMILARITIES if folder is not None else None
+    if path is None or not path.is_file():
+        return {}
+    kept = pl.read_parquet(path).filter(pl.col("matcher") == MATCHER)
+    return {(a, b): s for a, b, s in kept.select("a", "b", "similarity").iter_rows()}
+
+
+def write_similarities(folder: Path | None, scored: dict[tuple[str, str], float]) -> None:
+    """Keep `scored` (this run's candidate pairs) for the next run."""
+    if folder is not None:
+        rows = [(a, b, s, MATCHER) for (a, b), s in sorted(scored.items())]
+        schema = {"a": pl.String, "b": pl.String, "similarity": pl.Float64, "matcher": pl.String}
+        write_parquet(pl.DataFrame(rows, schema=schema, orient="row"), folder / SIMILARITIES)

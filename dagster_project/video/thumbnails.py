@@ -11,12 +11,12 @@ import numpy as np
 
 from dagster_project.video.probe import ffmpeg_url
 
-THUMBNAIL_SIDE = 32  # pixels; the displayed frame squeezed to a square
+THUMBNAIL_SIDE = 48  # pixels; the displayed frame squeezed to a square
 MAX_THUMBNAILS = 480  # longer clips are thinned to every k-th frame
 
 
 def thumbnails(path: Path, frame_count: int, sample_aspect_ratio: str = "1:1") -> np.ndarray:
-    """Grey frames [T, 32, 32] uint8 of the clip at `path` (its displayed picture squeezed to a
+    """Grey frames [T, 48, 48] uint8 of the clip at `path` (its displayed picture squeezed to a
     square), every frame, or every k-th of a clip longer than MAX_THUMBNAILS frames. Raises
     RuntimeError when ffmpeg decodes nothing."""
     step = max(1, math.ceil(frame_count / MAX_THUMBNAILS))
