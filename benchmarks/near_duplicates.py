@@ -72,17 +72,19 @@ def main() -> int:
     scores: dict[str, list[float]] = {kind: [] for kind in KINDS}
     match_times = []
     for source in sources:
-        frames, _ = originals[source]
+        frames, aspect = originals[source]
         for kind in KINDS:
-            copied, _ = prints(copy(source, kind, len(frames)))
+            copied, copy_aspect = prints(copy(source, kind, len(frames)))
             started = time.perf_counter()
-            scores[kind].append(clip_similarity(frames, copied))
+            scores[kind].append(clip_similarity(frames, copied, aspect, copy_aspect))
             match_times.append(time.perf_counter() - started)
     apart = []
     for i, a in enumerate(sources):
         for b in sources[i + 1 :]:
             if _aspect_fits(originals[a][1], originals[b][1]):
-                score = clip_similarity(originals[a][0], originals[b][0])
+                score = clip_similarity(
+                    originals[a][0], originals[b][0], originals[a][1], originals[b][1]
+                )
                 apart.append((score, a.name, b.name))
     for kind, values in scores.items():
         worst = min(values)

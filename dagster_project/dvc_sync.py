@@ -19,6 +19,8 @@ import yaml
 
 # set on the runs of a DVC stage (`dagster_project.materialize`, from DVC's own DVC_STAGE)
 DVC_STAGE_TAG = "dvc/stage"
+# the metadata key of the raw folder's DVC hash, recorded by `videos` and `trained_model`
+RAW_DVC_HASH = "raw_dvc_md5"
 DVC_TIMEOUT_S = 600  # hashing large outputs takes a while; a hung dvc must not hold the sensor
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster_project.evaluation.registry import ModelRegistry
-from dagster_project.hashing import cache_key, folder_sha256, sha256_file
+from dagster_project.hashing import cache_key, sha256_file
 from dagster_project.params import Params
 
 PACKAGE = Path(__file__).resolve().parent
@@ -80,23 +80,29 @@ def code_version() -> dict[str, str | bool | None]:
 
 def build_lineage(
     p: Params,
+    model_sha: str,
     start: dict,
     evaluation: dict,
     exposures: dict[str, int],
+    contents: dict[str, str],
     raw_dvc_md5: str | None,
     raw_fingerprint: str | None,
     run_id: str | None,
 ) -> dict:
-    """The lineage recorded with a trained model: `start` (its start.json), `evaluation` (the
-    evaluation metrics), `exposures` (this run's per clip sha256, up to the exported step)."""
+    """The lineage recorded with a trained model (its weights' hash `model_sha`): `start` (its
+    start.json), `evaluation` (the evaluation metrics), `exposures` (this run's per clip
+    sha256, up to the exported step) and `contents` (each clip's near-duplicate group)."""
     params = p.model_dump(mode="json")
     total = dict(start["inherited_exposures"])
     for sha, count in exposures.items():
         total[sha] = total.get(sha, 0) + count
+    per_content: dict[str, int] = {}
+    for sha, count in total.items():  # clips no longer in the data count on their own
+        per_content[contents.get(sha, sha)] = per_content.get(contents.get(sha, sha), 0) + count
     manifest = p.path(p.data.manifest)
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model_sha256": folder_sha256(p.train_outputs.model),
+        "model_sha256": model_sha,
         "base_identity": p.base_model.identity(),
         "family": p.model.family,
         "mode": p.train.mode,
@@ -116,7 +122,7 @@ def build_lineage(
             key: evaluation.get(key)
             for key in ("verdict", "val_loss", "chosen_step", "last_step", "stopped_early")
         },
-        "exposures": total,
-        "exposures_max": max(total.values(), default=0),
+        "exposures": total,  # per clip sha256; the guard adds a content's clips up
+        "exposures_max": max(per_content.values(), default=0),  # per content
         "dagster_run_id": run_id,
     }

@@ -98,12 +98,15 @@ def test_a_new_copy_joins_its_groups_split(copies: Path, tmp_path: Path) -> None
     shutil.copy(copies / SOURCE, data / "original.mp4")
     (data / "original.txt").write_text("conway's game of life cells")
     memory = tmp_path / "splits.parquet"
-    # whatever its own hash says, the original was split into val by an earlier run
-    write_memory(memory, {manifest(data).clips["sha256"][0]: "val"}, split_rule(0.2, []))
+    # an earlier run split the original against its own hash (as a group with other clips
+    # would have): it stays there, and its new copy joins it
+    [original] = manifest(data).clips.to_dicts()
+    earlier = "train" if original["split"] == "val" else "val"
+    write_memory(memory, {original["sha256"]: earlier}, split_rule(0.2, []))
     shutil.copy(copies / "extra" / "mirrored.mp4", data / "mirrored.mp4")
     (data / "mirrored.txt").write_text("conway's game of life, mirrored")
     clips = manifest(data, split_memory=memory).clips
-    assert clips["split"].to_list() == ["val", "val"]
+    assert clips["split"].to_list() == [earlier, earlier]
     assert clips["content"].n_unique() == 1
 
 

@@ -44,6 +44,8 @@ def test_the_gate_promotes_only_a_model_that_is_not_worse() -> None:
     assert not verdict.promote and "verdict overfitting is worse than watch" in verdict.reason
     other_base = promotion_gate(3.0, "overfitting", promoted, None, 0.0)
     assert other_base.promote and "another base model" in other_base.reason
+    assert not promotion_gate(float("nan"), "healthy", None, None, 0.0).promote
+    assert not promotion_gate(0.5, "healthy", promoted, float("nan"), 0.0).promote
 
 
 def test_the_registry_numbers_versions_and_points_at_the_promoted_one(tmp_path: Path) -> None:
@@ -54,12 +56,10 @@ def test_the_registry_numbers_versions_and_points_at_the_promoted_one(tmp_path: 
         model.mkdir()
         (model / "weights.safetensors").write_text(name)
         models.append(model)
-    one = registry.register(models[0], {"model_sha256": folder_sha256(models[0]), "parent": None})
-    registry.decide(one["version"], True, {"reason": "first"})
-    two = registry.register(
-        models[1], {"model_sha256": folder_sha256(models[1]), "parent": "v0001"}
-    )
-    registry.decide(two["version"], False, {"reason": "worse"})
+    first = {"model_sha256": folder_sha256(models[0]), "parent": None}
+    one = registry.register(models[0], first, True, {"reason": "first"})
+    second = {"model_sha256": folder_sha256(models[1]), "parent": "v0001"}
+    two = registry.register(models[1], second, False, {"reason": "worse"})
     assert (one["version"], two["version"]) == ("v0001", "v0002")
     assert registry.promoted()["version"] == "v0001"
     assert registry.find(folder_sha256(models[1]))["version"] == "v0002"
@@ -185,3 +185,36 @@ def test_the_guard_blocks_a_warm_start_over_the_lineage_limit(lineage: Path) -> 
     settings["train"]["init"] = "base"  # the same run from the base passes
     lineage.write_text(yaml.safe_dump(settings, sort_keys=False))
     assert materialize(lineage, "training_plan").success
+
+
+def test_a_warm_start_continues_in_the_same_mode(tmp_path: Path) -> None:
+    """An adapter continues as an adapter (its weights loaded into the new one), full weights
+    as full weights; across modes the run is refused before it trains."""
+    import torch
+
+    from dagster_project.models.families import FAMILIES, family_spec
+    from dagster_project.params import LoraParams, ModelParams, TrainParams
+    from dagster_project.paths import BaseModelFiles
+    from dagster_project.training.trainer import WarmStart, starting_transformer
+
+    base = BaseModelFiles(tmp_path / "base")
+    FAMILIES["wan"].write_base_model(ModelParams(), 384, base, None)
+    spec = family_spec("wan", base)
+    lora = TrainParams(mode="lora", lora=LoraParams(rank=4, alpha=4))
+    parent = starting_transformer(spec, lora, None)
+    with torch.no_grad():
+        for name, weight in parent.named_parameters():
+            if "lora_B" in name:
+                weight.fill_(0.01)  # a trained adapter: B is no longer zero
+    spec.save_trained(parent, tmp_path / "adapter", lora=True)
+    child = starting_transformer(spec, lora, WarmStart(tmp_path / "adapter", "a"))
+    ours = {n: p for n, p in child.named_parameters() if "lora_B" in n}
+    assert ours and all(torch.all(p == 0.01) for p in ours.values())
+    with pytest.raises(ValueError, match="a LoRA adapter and train.mode is full"):
+        starting_transformer(spec, TrainParams(mode="full"), WarmStart(tmp_path / "adapter", "a"))
+    spec.save_trained(spec.load_transformer(), tmp_path / "full", lora=False)
+    with pytest.raises(ValueError, match="full weights and train.mode is lora"):
+        starting_transformer(spec, lora, WarmStart(tmp_path / "full", "f"))
+    with pytest.raises(ValueError, match="does not fit train.lora"):
+        other = TrainParams(mode="lora", lora=LoraParams(rank=8, alpha=8))
+        starting_transformer(spec, other, WarmStart(tmp_path / "adapter", "a"))

@@ -11,7 +11,7 @@ from dagster_project.atomic import write_parquet
 from dagster_project.dataset.arrivals import RAW_FINGERPRINT, fingerprint, observe
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import build_manifest, near_duplicate_table
-from dagster_project.dvc_sync import raw_data_version, version_raw_data
+from dagster_project.dvc_sync import RAW_DVC_HASH, raw_data_version, version_raw_data
 from dagster_project.raw_check import refused_links
 from dagster_project.resources import ParamsResource
 
@@ -44,7 +44,7 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
     return dg.MaterializeResult(
         metadata={
             "inputs": found.height,
-            "raw_dvc_md5": raw_version or "(data.raw_dir is not tracked by DVC)",
+            RAW_DVC_HASH: raw_version or "(data.raw_dir is not tracked by DVC)",
             RAW_FINGERPRINT: seen,
             "with_caption": usable.height,
             "by_source": ui.table(found.group_by("source").len().sort("source")),
@@ -75,7 +75,9 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
                 ],
                 deps=["${data.raw_dir}"],
                 code=PROBE_CODE,
-                persist=["${data.probe_cache}", "${data.thumbnail_cache}", "${data.split_memory}"],
+                persist=["${data.probe_cache}", "${data.thumbnail_cache}"],
+                # versioned (cached) too: a fresh clone keeps the splits of earlier runs
+                keep=["${data.split_memory}"],
             ),
         ),
         dg.AssetSpec(

@@ -11,13 +11,12 @@ from dagster_project.assets.evaluate import evaluation
 from dagster_project.assets.model import base_model
 from dagster_project.assets.train import TRAINING_POOL, trained_model
 from dagster_project.atomic import write_text
-from dagster_project.automation import recorded, trained_on
+from dagster_project.automation import TRAINED, recorded, trained_on
+from dagster_project.dvc_sync import RAW_DVC_HASH
 from dagster_project.evaluation.registry import ModelRegistry
 from dagster_project.hashing import folder_sha256
 from dagster_project.paths import RegistryFiles
 from dagster_project.resources import ParamsResource
-
-VIDEOS = dg.AssetKey("videos")
 
 
 @dg.asset(
@@ -54,7 +53,8 @@ def model_registry(
     p = params.load()
     registry = ModelRegistry(p.registry_files)
     trained = p.train_outputs
-    known = registry.find(folder_sha256(trained.model))
+    model_sha = folder_sha256(trained.model)
+    known = registry.find(model_sha)
     if known is not None:  # re-materialized without a new model: nothing to decide
         context.log.info(f"the model is {known['version']} already; nothing to register")
         return _result(registry, known)
@@ -64,22 +64,20 @@ def model_registry(
     per_clip = trained_exposures(train["bucket"].to_list(), p.train, evaluated["chosen_step"])
     lineage = build_lineage(
         p,
+        model_sha=model_sha,
         start=json.loads(trained.start.read_text()),
         evaluation=evaluated,
         exposures=dict(zip(train["sha256"].to_list(), per_clip, strict=True)),
-        raw_dvc_md5=recorded(context.instance, VIDEOS, "raw_dvc_md5"),
-        raw_fingerprint=trained_on(context.instance, VIDEOS),
+        contents=dict(zip(train["sha256"].to_list(), train["content"].to_list(), strict=True)),
+        raw_dvc_md5=recorded(context.instance, TRAINED, RAW_DVC_HASH),
+        raw_fingerprint=trained_on(context.instance),
         run_id=context.run.run_id,
     )
+    # score before registering: a failure here leaves the registry as it was
     promoted = registry.promoted()
-    version = registry.register(trained.model, lineage)
-    context.log.info(f"registered {version['version']} (parent: {version['parent'] or 'base'})")
-
-    comparable = promoted is not None and promoted["base_identity"] == version["base_identity"]
+    comparable = promoted is not None and promoted["base_identity"] == lineage["base_identity"]
     spec = family_spec(p.model.family, p.base_model)
-    models = [registry.model(version["version"])]
-    if comparable:
-        models.append(registry.model(promoted["version"]))
+    models = [trained.model] + ([registry.model(promoted["version"])] if comparable else [])
     scores = rescore(spec, models, clip_table(p.cache_files, "val"), p.eval.sigmas, p.eval.seed)
     decision = promotion_gate(
         scores[0],
@@ -88,10 +86,12 @@ def model_registry(
         scores[1] if comparable else None,
         p.automation.promotion_margin,
     )
-    context.log.info(decision.reason)
-    return _result(
-        registry, registry.decide(version["version"], decision.promote, decision.record())
+    version = registry.register(trained.model, lineage, decision.promote, decision.record())
+    context.log.info(
+        f"registered {version['version']} (parent: {version['parent'] or 'base'}): "
+        f"{decision.reason}"
     )
+    return _result(registry, version)
 
 
 def _result(registry: ModelRegistry, version: dict) -> dg.MaterializeResult:

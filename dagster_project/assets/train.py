@@ -10,9 +10,10 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.assets.encode import text_embeddings, video_latents
 from dagster_project.assets.model import base_model
 from dagster_project.atomic import write_json
-from dagster_project.automation import trained_on
+from dagster_project.automation import recorded, trained_on
 from dagster_project.dataset.arrivals import RAW_FINGERPRINT
 from dagster_project.dataset.exposure import ExposurePlan, plan_run
+from dagster_project.dvc_sync import RAW_DVC_HASH
 from dagster_project.evaluation.verdict import read_evaluations, verdict
 from dagster_project.launch import launch_command
 from dagster_project.lineage import inherited_exposures, parent_version
@@ -23,6 +24,7 @@ from dagster_project.resources import ParamsResource
 # the Dagster concurrency pool of training and evaluation: dagster_home/dagster.yaml limits
 # every pool to one op at a time, across runs
 TRAINING_POOL = "training"
+VIDEOS = dg.AssetKey("videos")
 
 PLAN_PARAMS = [
     "train.steps",
@@ -35,10 +37,10 @@ PLAN_PARAMS = [
 ]
 
 
-def _plan(p: Params) -> ExposurePlan:
-    """The run's exposures; with a warm start, on top of those its lineage already made."""
-    inherited = inherited_exposures(parent_version(p))
-    return plan_run(p.path(p.data.manifest), p.train, p.guard, inherited)
+def _plan(p: Params, parent: dict | None) -> ExposurePlan:
+    """The run's exposures; with a warm start (`parent`: the version it continues), on top of
+    those its lineage already made."""
+    return plan_run(p.path(p.data.manifest), p.train, p.guard, inherited_exposures(parent))
 
 
 @dg.asset(
@@ -49,8 +51,8 @@ def _plan(p: Params) -> ExposurePlan:
 def training_plan(params: ParamsResource) -> dg.MaterializeResult:
     """How many times the planned run shows each training video (replaying the sampler)."""
     p = params.load()
-    plan = _plan(p)
     parent = parent_version(p)
+    plan = _plan(p, parent)
     write_json(
         {
             **plan.summary(),
@@ -78,7 +80,8 @@ def training_plan(params: ParamsResource) -> dg.MaterializeResult:
 def exposure_guard(params: ParamsResource) -> dg.AssetCheckResult:
     """Fails above guard.max_exposures (ERROR: training is blocked) and above
     guard.warn_exposures (WARN: shown, not blocking)."""
-    plan = _plan(params.load())
+    p = params.load()
+    plan = _plan(p, parent_version(p))
     error = plan.verdict == "error"
     return dg.AssetCheckResult(
         passed=plan.verdict == "ok",
@@ -122,7 +125,7 @@ def trained_model(
     nodes); it resumes from the latest checkpoint of the same run, evaluates every eval.every
     steps, stops early when overfitting shows, and reports its metrics."""
     p = params.load()
-    plan = _plan(p)  # the guard again: training never starts on an over-planned run
+    plan = _plan(p, parent_version(p))  # the guard again: never start an over-planned run
     if plan.verdict == "error":
         raise dg.Failure(description=plan.message())
     command = launch_command(params.path, p.train)
@@ -139,7 +142,9 @@ def trained_model(
             "model": dg.MetadataValue.path(str(outputs.model)),
             "last_model": dg.MetadataValue.path(str(outputs.last_model)),
             # the raw folder the data came from (as `videos` read it), for the retrain schedule
-            RAW_FINGERPRINT: trained_on(context.instance, dg.AssetKey("videos")) or "",
+            # and the lineage
+            RAW_FINGERPRINT: trained_on(context.instance, VIDEOS) or "",
+            RAW_DVC_HASH: recorded(context.instance, VIDEOS, RAW_DVC_HASH) or "",
             "checkpoints": len(outputs.checkpoint_folders()),
             "loss_curve": ui.image(outputs.loss_plot),
         }

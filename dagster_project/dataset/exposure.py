@@ -156,11 +156,15 @@ def world_size(train: TrainParams) -> int:
     return train.nproc_per_node * train.launch.nnodes
 
 
+def samples_per_step(train: TrainParams) -> int:
+    """Clips per optimizer step of a run of `train`: batch x accumulation x processes."""
+    return train.batch_size * train.grad_accum * world_size(train)
+
+
 def trained_exposures(buckets: list[str], train: TrainParams, steps: int) -> list[int]:
     """Exposures per clip (of `buckets`, the trainer's clips) over the `steps` a run of
     `train` trained (it may have stopped early)."""
-    step_batch = train.batch_size * train.grad_accum * world_size(train)
-    return count_exposures(buckets, step_batch, steps, train.seed)
+    return count_exposures(buckets, samples_per_step(train), steps, train.seed)
 
 
 def plan_run(

@@ -17,7 +17,7 @@ How (on the clips' thumbnails, small grey frames at their own frame rate):
 Clips at or above the threshold are linked; linked clips form one group, named by its
 smallest sha256 (the `content` of each of its clips).
 
-Cost: one match is a few dozen small convolutions (~20 ms); candidates are matched pairwise,
+Cost: one match is a few hundred small convolutions (~50 ms here); candidates are matched pairwise,
 so a dataset of thousands of clips of one look pays for many pairs (docs/benchmarks.md).
 """
 
@@ -34,12 +34,13 @@ import torch.nn.functional as F
 MATCHER = "thumbs48-blur2-v1"  # changes when matching changes: remembered scores are redone
 CENTER = 0.7  # the part of a frame's side matched: inside the other clip for crops <= 10%
 MAX_CROP = 0.1  # per side
-SCALES = (0.8, 0.9, 1.0, 1.11, 1.25)  # one side's size in the other's, for crops <= 10%
+# one clip's height in the other's, for crops <= 10% per side (the width follows the aspects)
+SCALES = (0.8, 0.9, 1.0, 1.11, 1.25)
 PROBES = 4  # frames of the shorter clip matched
 PLACEMENTS = 3  # time offsets tried
 MIN_KEPT = 0.5  # a trim keeps at least half of the frames
 HISTOGRAM_BINS = 16
-MIN_HISTOGRAM_OVERLAP = 0.5
+MIN_HISTOGRAM_OVERLAP = 0.55  # copies measured >= 0.64 (benchmarks/near_duplicates.py)
 MIN_TEXTURE = 2.0  # grey levels (standard deviation) a probe's centre needs
 BLUR_SIGMA = 2.0  # pixels of a thumbnail: resampling a crop or a re-encode moves fine detail
 
@@ -103,17 +104,28 @@ def _blurred(frames: np.ndarray) -> torch.Tensor:
     reach = math.ceil(2.5 * BLUR_SIGMA)
     taps = torch.arange(-reach, reach + 1).float()
     kernel = torch.exp(-(taps**2) / (2 * BLUR_SIGMA**2))
-    kernel = (kernel[:, None] * kernel[None, :]) / kernel.sum() ** 2
-    x = torch.from_numpy(frames).float().unsqueeze(1)
-    return F.conv2d(F.pad(x, (reach,) * 4, mode="replicate"), kernel[None, None])[:, 0]
+    kernel = kernel / kernel.sum()
+    x = F.pad(torch.from_numpy(frames).float().unsqueeze(1), (reach,) * 4, mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))  # separable: rows, then columns
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))[:, 0]
 
 
 @torch.no_grad()
-def clip_similarity(a: np.ndarray, b: np.ndarray) -> float:
+def clip_similarity(
+    a: np.ndarray, b: np.ndarray, aspect_a: float = 1.0, aspect_b: float = 1.0
+) -> float:
     """How alike two clips' thumbnails [T, S, S] are, allowing a crop, trim, mirror and
-    re-encode: 1.0 for the same pictures, near 0 for unrelated ones."""
-    long, short = (a, b) if len(a) >= len(b) else (b, a)
-    long_t, short_t = _blurred(long), _blurred(short)
+    re-encode: 1.0 for the same pictures, near 0 for unrelated ones. The displayed aspect
+    ratios tell the crop's shape: one clip's width scale over its height scale in the other is
+    the ratio of their aspects, so only the overall scale is searched."""
+    return _similarity(_blurred(a), _blurred(b), aspect_a, aspect_b)
+
+
+def _similarity(a: torch.Tensor, b: torch.Tensor, aspect_a: float, aspect_b: float) -> float:
+    """`clip_similarity` of blurred thumbnails."""
+    (long_t, aspect_long), (short_t, aspect_short) = sorted(
+        ((a, aspect_a), (b, aspect_b)), key=lambda clip: -len(clip[0])
+    )
     side = long_t.shape[-1]
     edge = round(side * (1 - CENTER) / 2)
     centres = short_t[:, edge : side - edge, edge : side - edge]
@@ -121,22 +133,25 @@ def clip_similarity(a: np.ndarray, b: np.ndarray) -> float:
     textured = (centres.flatten(1).std(dim=1) > MIN_TEXTURE).nonzero()[:, 0]
     if len(textured) == 0:
         return 0.0  # nothing to match by (a solid colour): never a copy
-    picks = torch.linspace(0, len(textured) - 1, PROBES).round().long().unique()
-    probes = textured[picks]
+    probes = textured[torch.linspace(0, len(textured) - 1, PROBES).round().long().unique()]
     centres = centres[probes]
+    offsets = _placements(long_t, short_t)
+    ratio = aspect_short / aspect_long
+    scales = [(s, s * ratio) for s in SCALES if SCALES[0] / 1.05 <= s * ratio <= SCALES[-1] * 1.05]
+    variants = torch.stack([centres, centres.flip(-1)])  # as it is, and mirrored
+    # every (mirror, placement, probe) at once: one batch of convolutions per scale
+    images = torch.cat([long_t[probes + offset] for offset in offsets]).repeat(2, 1, 1)
     best = 0.0
-    for offset in _placements(long_t, short_t):
-        images = long_t[probes + offset]
-        for mirrored in (centres, centres.flip(-1)):
-            for scale_y in SCALES:
-                for scale_x in SCALES:
-                    size = (round(centres.shape[1] * scale_y), round(centres.shape[2] * scale_x))
-                    if max(size) > side:
-                        continue
-                    templates = F.interpolate(
-                        mirrored.unsqueeze(1), size=size, mode="bilinear", antialias=True
-                    )[:, 0]
-                    best = max(best, float(_best_match(images, templates).mean()))
+    for scale_y, scale_x in scales:
+        size = (round(centres.shape[1] * scale_y), round(centres.shape[2] * scale_x))
+        if max(size) > side:
+            continue
+        resized = F.interpolate(
+            variants.flatten(0, 1).unsqueeze(1), size=size, mode="bilinear", antialias=True
+        )[:, 0].unflatten(0, (2, len(probes)))
+        templates = resized.unsqueeze(1).expand(-1, len(offsets), -1, -1, -1).flatten(0, 2)
+        scores = _best_match(images, templates).unflatten(0, (2, len(offsets), len(probes)))
+        best = max(best, float(scores.mean(dim=2).max()))
     return best
 
 
@@ -154,12 +169,15 @@ def find_links(
     scored = scored or {}
     known = [i for i, f in enumerate(frames) if f is not None]
     links, similarities = [], {}
+    first: tuple[int, torch.Tensor] | None = None  # pairs come by first clip: blur it once
     for i, j in candidate_pairs([frames[i] for i in known], [aspects[i] for i in known]):
         a, b = known[i], known[j]
         pair = (min(shas[a], shas[b]), max(shas[a], shas[b]))
         similarity = scored.get(pair)
         if similarity is None:
-            similarity = clip_similarity(frames[a], frames[b])
+            if first is None or first[0] != a:
+                first = (a, _blurred(frames[a]))
+            similarity = _similarity(first[1], _blurred(frames[b]), aspects[a], aspects[b])
         similarities[pair] = similarity
         if similarity >= threshold:
             links.append((shas[a], shas[b], similarity))

@@ -93,8 +93,7 @@ def split_problems(manifest: pl.DataFrame, val_files: list[str]) -> list[str]:
         .filter(pl.col("splits") > 1)
     )
     problems += [
-        f"near-duplicates in both splits (designated so): {', '.join(paths)}"
-        for paths in straddling["path"]
+        f"near-duplicates in both splits: {', '.join(paths)}" for paths in straddling["path"]
     ]
     known = set(manifest["path"]) | set(manifest["sha256"])
     unmatched = [entry for entry in val_files if entry not in known]

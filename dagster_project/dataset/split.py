@@ -7,7 +7,8 @@ content hash). A group then takes one split:
   whose explicit members disagree keeps them as they are, with a warning;
 - otherwise clips already split in an earlier run (the split memory) never move, and a new clip
   joins its group's split; a group that new clips link to remembered clips of both splits
-  loses those new clips (rejected, reason `near_duplicate_across_splits`);
+  loses those new clips (rejected, reason `near_duplicate_across_splits`); remembered clips
+  linked only since (a lower threshold) stay apart, with a warning;
 - a group of new clips takes the own split of its content clip (the smallest sha256).
 """
 
@@ -72,6 +73,12 @@ def split_groups(
             fixed = {sha: memory[sha] for sha in members if sha in memory}
             if len(set(fixed.values())) > 1:  # new clips bridged a train and a val group
                 bridging = [sha for sha in members if sha not in fixed]
+                if not bridging:  # linked since they were split (a lower threshold)
+                    result.warnings.append(
+                        "near-duplicates split apart by an earlier run stay so (existing clips "
+                        "never move; list them in data.val_files to choose): "
+                        + ", ".join(f"{names[s]}: {fixed[s]}" for s in sorted(fixed))
+                    )
                 for sha in bridging:
                     result.rejected[sha] = (
                         f"{names[sha]}: a near-duplicate of clips in both splits ("

@@ -14,17 +14,25 @@ import polars as pl
 
 from dagster_project.atomic import atomic_path, write_parquet
 from dagster_project.dataset.near_duplicates import MATCHER
-from dagster_project.video.thumbnails import thumbnails
+from dagster_project.video.thumbnails import THUMBNAIL_SIDE, thumbnails
 
 SIMILARITIES = "similarities.parquet"
+
+
+def _name(sha: str) -> str:
+    """A clip's thumbnails file: other thumbnail sizes are other files."""
+    return f"{sha}-{THUMBNAIL_SIDE}.npy"
 
 
 def _load_or_make(
     folder: Path | None, sha: str, path: Path, frame_count: int, sample_aspect_ratio: str
 ) -> tuple[np.ndarray | None, bool]:
-    cached = folder / f"{sha}.npy" if folder is not None else None
+    cached = folder / _name(sha) if folder is not None else None
     if cached is not None and cached.is_file():
-        return np.load(cached, allow_pickle=False), False
+        try:
+            return np.load(cached, allow_pickle=False), False
+        except (OSError, ValueError):  # damaged: decoded again below
+            pass
     try:
         frames = thumbnails(path, frame_count, sample_aspect_ratio)
     except RuntimeError:
@@ -45,7 +53,7 @@ def clip_thumbnails(
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
         done = list(pool.map(lambda clip: _load_or_make(folder, *clip), clips))
     if folder is not None:
-        keep = {f"{sha}.npy" for sha, *_ in clips}
+        keep = {_name(sha) for sha, *_ in clips}
         for stale in folder.glob("*.npy"):
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ and its verdict is not worse."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def rescore(
 ) -> list[float]:
     """The mean fixed-level validation loss of each trained model folder on the clips of `val`
     (a `clip_table`), every model seeing exactly the same inputs."""
+    if val.height == 0:
+        raise ValueError("no validation clips to re-score the models on: nothing is promoted")
     latents, conditioning = load_clip_latents(val, spec), load_clip_conditioning(val)
     losses = []
     for folder in models:
@@ -62,6 +65,10 @@ def promotion_gate(
     """Decide on a new model (its re-scored `val_loss` and its run's `verdict`) against the
     `promoted` version's lineage (None: nothing promoted yet), re-scored at
     `promoted_val_loss` (None: it came from another base model, so it cannot be compared)."""
+    if not math.isfinite(val_loss):
+        return Promotion(
+            False, f"not promoted: its validation loss is {val_loss}", val_loss, verdict
+        )
     if promoted is None:
         return Promotion(True, "promoted: the first model, nothing promoted yet", val_loss, verdict)
     if promoted_val_loss is None:
@@ -82,7 +89,7 @@ def promotion_gate(
         f"(limit {limit:.4f}, margin {margin:g})"
     )
     worse_verdict = LEVELS.index(verdict) > LEVELS.index(against["against_verdict"])
-    if val_loss > limit:
+    if not val_loss <= limit:  # a promoted model's NaN makes the limit NaN: not promoted
         return Promotion(False, f"not promoted: {loss_text} is worse", val_loss, verdict, **against)
     if worse_verdict:
         return Promotion(

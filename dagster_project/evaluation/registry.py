@@ -75,29 +75,22 @@ class ModelRegistry:
         """The version holding exactly these weights, if registered already."""
         return next((v for v in self.versions() if v["model_sha256"] == model_sha256), None)
 
-    def register(self, model: Path, lineage: dict) -> dict:
-        """Copy `model` into the next version's folder with its lineage; returns the lineage
-        with its `version` name."""
+    def register(self, model: Path, lineage: dict, promote: bool, promotion: dict) -> dict:
+        """Copy `model` into the next version's folder with its lineage and the promotion
+        decision (`promotion`), and point `promoted.json` at it when `promote`; returns the
+        lineage with its `version` name."""
         done = self.versions()
         number = int(done[-1]["version"].removeprefix("v")) + 1 if done else 1
-        lineage = {**lineage, "version": f"v{number:04d}", "promoted": False}
+        # the lineage says whether it was promoted when registered; promoted.json, which is now
+        lineage = {**lineage, "version": f"v{number:04d}", "promoted": promote,
+                   "promotion": promotion}  # fmt: skip
         with atomic_dir(self.files.version(lineage["version"])) as tmp:
             shutil.copytree(model, tmp / self.files.MODEL)
             write_json(lineage, tmp / self.files.LINEAGE)
-        self._write_table()
-        return lineage
-
-    def decide(self, version: str, promote: bool, promotion: dict) -> dict:
-        """Record the promotion decision on `version` (and point `promoted.json` at it when
-        promoted); returns its updated lineage."""
-        lineage_path = self.files.version(version) / self.files.LINEAGE
-        lineage = json.loads(lineage_path.read_text())
-        # the lineage says whether it was promoted when decided; promoted.json, which one is now
-        lineage |= {"promotion": promotion, "promoted": promote}
-        write_json(lineage, lineage_path)
         if promote:
-            write_json({"version": version, "reason": promotion["reason"]}, self.files.promoted)
-        self._write_table()
+            pointer = {"version": lineage["version"], "reason": promotion["reason"]}
+            write_json(pointer, self.files.promoted)
+        write_parquet(self.table(), self.files.table)
         return lineage
 
     def table(self) -> pl.DataFrame:
@@ -110,6 +103,3 @@ class ModelRegistry:
         for row in rows:
             row["promoted"] = current is not None and row["version"] == current["version"]
         return pl.DataFrame(rows, schema={name: t for name, (t, _) in TABLE_COLUMNS.items()})
-
-    def _write_table(self) -> None:
-        write_parquet(self.table(), self.files.table)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import polars as pl
 
 from dagster_project.atomic import atomic_path, write_json, write_text
-from dagster_project.dataset.exposure import world_size
+from dagster_project.dataset.exposure import samples_per_step
 from dagster_project.evaluation.monitor import RunMonitor
 from dagster_project.evaluation.report import plot_sweep, sweep_markdown
 from dagster_project.evaluation.verdict import judge, read_evaluations, sign_values, worst
@@ -114,7 +114,10 @@ def run_sweep(
     """Train and evaluate one run per subset (`train_clips` and `val_clips` are clip_tables
     with a `content` column), write the curve, its plot, the report and the recommendation;
     returns the recommendation with the runs' cost."""
-    step_batch = train_cfg.batch_size * train_cfg.grad_accum * world_size(train_cfg)
+    # the sweep trains in this process: one process, whatever train.nproc_per_node says
+    one_process = train_cfg.launch.model_copy(update={"nnodes": 1})
+    train_cfg = train_cfg.model_copy(update={"nproc_per_node": 1, "launch": one_process})
+    step_batch = samples_per_step(train_cfg)
     no_stopping = eval_cfg.early_stopping.model_copy(update={"enabled": False})
     eval_cfg = eval_cfg.model_copy(update={"early_stopping": no_stopping})
     rows, cost = [], {"train_seconds": 0.0, "evaluation_seconds": 0.0, "steps": 0}

@@ -126,23 +126,25 @@ class WarmStart:
 def starting_transformer(
     spec: ModelSpec, cfg: TrainParams, warm: WarmStart | None
 ) -> torch.nn.Module:
-    """The transformer a run trains: the base's, or a warm start's weights (an adapter is
-    loaded into the new one, which must have the same rank and targets); in lora mode with
-    an adapter to train."""
+    """The transformer a run trains: the base's, or a warm start's weights in the same mode
+    (full weights, or an adapter loaded into the new one, which must have the same rank and
+    targets); in lora mode with an adapter to train."""
     lora = cfg.mode == "lora"
     adapter = warm is not None and (warm.model / LORA_FILE).is_file()
-    if adapter and not lora:
+    if warm is not None and adapter != lora:
+        kind = "a LoRA adapter" if adapter else "full weights"
         raise ValueError(
-            f"{warm.model}: the model to continue is a LoRA adapter, and train.mode is full; "
-            "use train.mode: lora with its rank and targets, or train.init: base"
+            f"{warm.model}: the model to continue is {kind} and train.mode is {cfg.mode}; a "
+            "warm start continues in the same mode (a LoRA run saves only its adapter, which "
+            "would lose a full model's weights): set train.mode to match, or train.init: base"
         )
-    transformer = spec.load_transformer(None if warm is None or adapter else warm.model)
+    transformer = spec.load_transformer(warm.model if warm is not None and not lora else None)
     if lora:
         add_lora(transformer, cfg.lora, spec.lora_targets)
     if adapter:
         try:
             load_lora_state(transformer, warm.model)
-        except RuntimeError as error:  # a shape mismatch: another rank or other targets
+        except (RuntimeError, ValueError) as error:  # another rank, or other targets
             raise ValueError(
                 f"{warm.model}: its adapter does not fit train.lora (rank, targets): {error}"
             ) from error
