@@ -96,7 +96,7 @@ def test_webserver_serves_the_asset_graph_on_loopback(tmp_path: Path) -> None:
         keys = {node["assetKey"]["path"][0] for node in nodes}
         assert keys == {
             "base_model", "videos", "manifest", "rejects", "text_embeddings", "video_latents",
-            "training_plan", "trained_model", "evaluation", "model_registry",
+            "training_plan", "trained_model", "evaluation", "model_registry", "exposure_sweep",
         }  # fmt: skip
     finally:
         server.terminate()

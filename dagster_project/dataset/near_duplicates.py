@@ -17,7 +17,7 @@ How (on the clips' thumbnails, small grey frames at their own frame rate):
 Clips at or above the threshold are linked; linked clips form one group, named by its
 smallest sha256 (the `content` of each of its clips).
 
-Cost: one match is a few hundred small convolutions (~50 ms here); candidates are matched pairwise,
+Cost: one match is a few dozen small convolutions (~15 ms here); candidates are matched pairwise,
 so a dataset of thousands of clips of one look pays for many pairs (docs/benchmarks.md).
 """
 
