@@ -13,9 +13,8 @@ from dagster_project.assets.train import TRAINING_POOL, trained_model
 from dagster_project.atomic import write_text
 from dagster_project.automation import TRAINED, recorded, trained_on
 from dagster_project.dvc_sync import RAW_DVC_HASH
-from dagster_project.evaluation.registry import ModelRegistry
+from dagster_project.evaluation.registry import ModelRegistry, promotion_markdown
 from dagster_project.hashing import folder_sha256
-from dagster_project.paths import RegistryFiles
 from dagster_project.resources import ParamsResource
 
 
@@ -45,7 +44,7 @@ def model_registry(
     automation.promotion_margin) and its verdict is not worse."""
     # torch and the model: loaded when the asset runs, not with the definitions
     from dagster_project.dataset.exposure import trained_exposures
-    from dagster_project.evaluation.promotion import promotion_gate, rescore
+    from dagster_project.evaluation.promotion import judge_new_model
     from dagster_project.lineage import build_lineage
     from dagster_project.models.families import family_spec
     from dagster_project.training.data import clip_table
@@ -59,6 +58,8 @@ def model_registry(
         context.log.info(f"the model is {known['version']} already; nothing to register")
         return _result(registry, known)
 
+    if not trained.start.is_file():  # trained by a version before the registry
+        raise dg.Failure(f"{trained.start} is missing: materialize trained_model again")
     evaluated = json.loads(p.eval_outputs.metrics.read_text())
     train = clip_table(p.cache_files, "train")
     per_clip = trained_exposures(train["bucket"].to_list(), p.train, evaluated["chosen_step"])
@@ -73,17 +74,16 @@ def model_registry(
         raw_fingerprint=trained_on(context.instance),
         run_id=context.run.run_id,
     )
-    # score before registering: a failure here leaves the registry as it was
-    promoted = registry.promoted()
-    comparable = promoted is not None and promoted["base_identity"] == lineage["base_identity"]
-    spec = family_spec(p.model.family, p.base_model)
-    models = [trained.model] + ([registry.model(promoted["version"])] if comparable else [])
-    scores = rescore(spec, models, clip_table(p.cache_files, "val"), p.eval.sigmas, p.eval.seed)
-    decision = promotion_gate(
-        scores[0],
+    # judged before registering: a failure here leaves the registry as it was
+    decision = judge_new_model(
+        family_spec(p.model.family, p.base_model),
+        trained.model,
         evaluated["verdict"],
-        promoted,
-        scores[1] if comparable else None,
+        lineage["base_identity"],
+        registry,
+        clip_table(p.cache_files, "val"),
+        p.eval.sigmas,
+        p.eval.seed,
         p.automation.promotion_margin,
     )
     version = registry.register(trained.model, lineage, decision.promote, decision.record())
@@ -98,7 +98,8 @@ def _result(registry: ModelRegistry, version: dict) -> dg.MaterializeResult:
     """The asset's metadata, and the promotion report under the registry folder."""
     table = registry.table()
     promoted = registry.promoted()
-    report = _report(version, promoted, registry.files)
+    model = registry.files.version(version["version"]) / registry.files.MODEL
+    report = promotion_markdown(version, promoted, model)
     write_text(report, registry.files.report)
     return dg.MaterializeResult(
         metadata={
@@ -112,30 +113,3 @@ def _result(registry: ModelRegistry, version: dict) -> dg.MaterializeResult:
             "report": dg.MetadataValue.md(report),
         }
     )
-
-
-def _report(version: dict, promoted: dict | None, files: RegistryFiles) -> str:
-    """Why the latest version was (not) promoted, with its lineage."""
-    gate = version["promotion"]
-    lines = [
-        f"# Model {version['version']}: {gate['reason']}",
-        "",
-        f"- promoted now: {promoted['version'] if promoted else 'none'}",
-        f"- re-scored validation loss: {gate['val_loss']:.4f} (verdict {gate['verdict']})",
-    ]
-    if gate.get("against"):
-        lines.append(
-            f"- {gate['against']}, re-scored on the same clips: {gate['against_val_loss']:.4f} "
-            f"(verdict {gate['against_verdict']})"
-        )
-    code = version["code"]
-    lines += [
-        f"- parent: {version['parent'] or 'the base model'} (train.init: {version['init']})",
-        f"- data: raw DVC hash {version['data']['raw_dvc_md5']}, manifest sha256 "
-        f"{version['data']['manifest_sha256'][:16]}, {version['data']['train_clips']} clips",
-        f"- params sha256 {version['params_sha256'][:16]}; code {code['git_commit'] or '-'}"
-        f"{' (modified)' if code['git_dirty'] else ''}, source {code['source_sha256'][:16]}",
-        f"- exposures per clip over the lineage: max {version['exposures_max']}",
-        f"- model: {files.version(version['version']) / files.MODEL}",
-    ]
-    return "\n".join(lines) + "\n"

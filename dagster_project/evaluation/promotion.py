@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from dagster_project.evaluation.registry import ModelRegistry
 from dagster_project.evaluation.validation import (
     fixed_sigma_loss,
     load_clip_conditioning,
@@ -103,3 +104,23 @@ def promotion_gate(
     return Promotion(
         True, f"promoted: {loss_text}, verdict {verdict}", val_loss, verdict, **against
     )
+
+
+def judge_new_model(
+    spec: ModelSpec,
+    model: Path,
+    verdict: str,
+    base_identity: str,
+    registry: ModelRegistry,
+    val: pl.DataFrame,
+    sigmas: list[float],
+    seed: int,
+    margin: float,
+) -> Promotion:
+    """The gate for the trained `model` (its run's `verdict`, trained from the base with
+    `base_identity`) against the registry's promoted version, both re-scored on `val`."""
+    promoted = registry.promoted()
+    comparable = promoted is not None and promoted["base_identity"] == base_identity
+    models = [model] + ([registry.model(promoted["version"])] if comparable else [])
+    scores = rescore(spec, models, val, sigmas, seed)
+    return promotion_gate(scores[0], verdict, promoted, scores[1] if comparable else None, margin)

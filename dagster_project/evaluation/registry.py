@@ -103,3 +103,30 @@ class ModelRegistry:
         for row in rows:
             row["promoted"] = current is not None and row["version"] == current["version"]
         return pl.DataFrame(rows, schema={name: t for name, (t, _) in TABLE_COLUMNS.items()})
+
+
+def promotion_markdown(version: dict, promoted: dict | None, model: Path) -> str:
+    """Why `version` was (not) promoted, with its lineage (the registry's promotion.md)."""
+    gate = version["promotion"]
+    lines = [
+        f"# Model {version['version']}: {gate['reason']}",
+        "",
+        f"- promoted now: {promoted['version'] if promoted else 'none'}",
+        f"- re-scored validation loss: {gate['val_loss']:.4f} (verdict {gate['verdict']})",
+    ]
+    if gate.get("against"):
+        lines.append(
+            f"- {gate['against']}, re-scored on the same clips: {gate['against_val_loss']:.4f} "
+            f"(verdict {gate['against_verdict']})"
+        )
+    code, data = version["code"], version["data"]
+    lines += [
+        f"- parent: {version['parent'] or 'the base model'} (train.init: {version['init']})",
+        f"- data: raw DVC hash {data['raw_dvc_md5']}, manifest sha256 "
+        f"{data['manifest_sha256'][:16]}, {data['train_clips']} clips",
+        f"- params sha256 {version['params_sha256'][:16]}; code {code['git_commit'] or '-'}"
+        f"{' (modified)' if code['git_dirty'] else ''}, source {code['source_sha256'][:16]}",
+        f"- exposures per content over the lineage: max {version['exposures_max']}",
+        f"- model: {model}",
+    ]
+    return "\n".join(lines) + "\n"
