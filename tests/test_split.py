@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dagster_project.dataset.ingest import discover_videos
-from dagster_project.dataset.manifest import build_manifest, split_of
+from dagster_project.dataset.manifest import build_manifest
+from dagster_project.dataset.split import split_of
 from dagster_project.params import load_params
 from dagster_project.shapes import Bucket
 from dagster_project.training.data import clip_table

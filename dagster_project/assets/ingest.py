@@ -10,7 +10,6 @@ from dagster_project.assets.dvc import dvc_metadata
 from dagster_project.atomic import write_parquet
 from dagster_project.dataset.arrivals import RAW_FINGERPRINT, fingerprint, observe
 from dagster_project.dataset.ingest import discover_videos
-from dagster_project.dataset.manifest import build_manifest, near_duplicate_table
 from dagster_project.dvc_sync import RAW_DVC_HASH, raw_data_version, version_raw_data
 from dagster_project.raw_check import refused_links
 from dagster_project.resources import ParamsResource
@@ -91,6 +90,9 @@ PROBE_CODE = ["dagster_project/dataset", "dagster_project/video"]
 )
 def probe(context: dg.AssetExecutionContext, params: ParamsResource):
     """ffprobe every video into the manifest of usable clips and the rejects table."""
+    # near-duplicate matching (torch): loaded when the asset runs, not with the definitions
+    from dagster_project.dataset.manifest import build_manifest, near_duplicate_table
+
     p = params.load()
     buckets = p.bucket_list
     built = build_manifest(

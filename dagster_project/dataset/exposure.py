@@ -9,8 +9,8 @@ from typing import Literal
 
 import polars as pl
 
-from dagster_project.dataset.manifest import split_clips
 from dagster_project.dataset.sampler import ResolutionSampler, count_exposures
+from dagster_project.dataset.split import split_clips
 from dagster_project.params import GuardParams, TrainParams
 
 # Replaying costs one pass over the clips per exposure; beyond this multiple of the limit the

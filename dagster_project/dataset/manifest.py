@@ -16,7 +16,13 @@ from dagster_project.dataset.buckets import assign_bucket
 from dagster_project.dataset.ingest import confine
 from dagster_project.dataset.near_duplicates import content_groups, find_links
 from dagster_project.dataset.probe_cache import probe_with_cache
-from dagster_project.dataset.split import read_memory, split_groups, split_rule, write_memory
+from dagster_project.dataset.split import (
+    read_memory,
+    split_groups,
+    split_of,
+    split_rule,
+    write_memory,
+)
 from dagster_project.dataset.thumbnail_cache import (
     clip_thumbnails,
     read_similarities,
@@ -66,30 +72,6 @@ class Manifest:
     def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(clips, rejects)."""
         return self.clips, self.rejects
-
-
-def split_clips(manifest: pl.DataFrame, split: str) -> pl.DataFrame:
-    """The clips of one split in their canonical order (by sha256), which the sampler indexes:
-    the exposure replay and the trainer must see the same order."""
-    return manifest.filter(pl.col("split") == split).sort("sha256")
-
-
-def split_of(
-    sha256: str,
-    path: str,
-    val_fraction: float,
-    val_files: frozenset[str],
-    folder_split: str | None = None,
-) -> str:
-    """The clip's split: fixed by its split folder (train/, validation/) if it lies in one,
-    else from its content alone (or the explicit list): adding other videos never moves it,
-    and the same bytes always land in the same split. Encoded bytes differ between ffmpeg
-    builds, so data that must split the same everywhere uses split folders."""
-    if folder_split is not None:
-        return folder_split
-    if val_files:
-        return "val" if sha256 in val_files or path in val_files else "train"
-    return "val" if int(sha256[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
 
 
 def build_manifest(

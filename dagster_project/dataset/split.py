@@ -1,5 +1,6 @@
-"""The train/validation split of content groups: near-duplicate clips (one content) land in
-one split, so validation never scores a copy of a training clip.
+"""The train/validation split: each clip's own split, and one split per content group
+(near-duplicate clips, one content, land in one split, so validation never scores a copy of a
+training clip).
 
 Each clip has its own split (`manifest.split_of`: its split folder, `data.val_files`, or its
 content hash). A group then takes one split:
@@ -21,6 +22,31 @@ import polars as pl
 
 from dagster_project.atomic import write_parquet
 from dagster_project.hashing import cache_key
+
+
+def split_clips(manifest: pl.DataFrame, split: str) -> pl.DataFrame:
+    """The clips of one split in their canonical order (by sha256), which the sampler indexes:
+    the exposure replay and the trainer must see the same order."""
+    return manifest.filter(pl.col("split") == split).sort("sha256")
+
+
+def split_of(
+    sha256: str,
+    path: str,
+    val_fraction: float,
+    val_files: frozenset[str],
+    folder_split: str | None = None,
+) -> str:
+    """The clip's split: fixed by its split folder (train/, validation/) if it lies in one,
+    else from its content alone (or the explicit list): adding other videos never moves it,
+    and the same bytes always land in the same split. Encoded bytes differ between ffmpeg
+    builds, so data that must split the same everywhere uses split folders."""
+    if folder_split is not None:
+        return folder_split
+    if val_files:
+        return "val" if sha256 in val_files or path in val_files else "train"
+    return "val" if int(sha256[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
+
 
 MEMORY_SCHEMA = {"sha256": pl.String, "split": pl.String, "rule": pl.String}
 

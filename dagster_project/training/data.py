@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from dagster_project.dataset.cache import TensorCache
-from dagster_project.dataset.manifest import split_clips
+from dagster_project.dataset.split import split_clips
 from dagster_project.paths import CacheFiles
 
 
