@@ -48,16 +48,25 @@ def _sections_first(keys: list[str]) -> list[str]:
     return [k for k in keys if not any(k.startswith(f"{other}.") for other in keys)]
 
 
-def stage_assets(defs: dg.Definitions) -> dict[str, list[dg.AssetKey]]:
-    """The assets of each dvc.yaml stage (one per asset group), stages in pipeline order."""
+def asset_groups(defs: dg.Definitions, staged: bool = False) -> dict[str, list[dg.AssetKey]]:
+    """The assets of each group, groups and assets in pipeline order; with `staged`, only the
+    assets that declare DVC outputs (not the on-demand exposure sweep)."""
     graph = defs.resolve_asset_graph()
-    # assets that declare no DVC outputs (the on-demand exposure sweep) are no stage
-    order = [k for k in graph.toposorted_asset_keys if "dvc/outs" in graph.get(k).metadata]
+    order = [
+        key
+        for key in graph.toposorted_asset_keys
+        if not staged or "dvc/outs" in graph.get(key).metadata
+    ]
     group_of = {key: graph.get(key).group_name for key in order}
     return {
         group: [key for key in order if group_of[key] == group]
         for group in _unique([group_of[key] for key in order])
     }
+
+
+def stage_assets(defs: dg.Definitions) -> dict[str, list[dg.AssetKey]]:
+    """The assets of each dvc.yaml stage (one per asset group), stages in pipeline order."""
+    return asset_groups(defs, staged=True)
 
 
 def render(defs: dg.Definitions) -> dict:

@@ -22,6 +22,8 @@ import dagster as dg
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
+from dagster_project.dvc_stages import asset_groups
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's package: `apt-get install chromium`
 LOCATION = "dagster_project.definitions"
 # the evaluation asset's images (markdown metadata entries)
@@ -73,10 +75,7 @@ def tour(base: str, params: Path, home: Path, shots: Path | None = None) -> dict
     and its status, and each evaluation image's rendered width."""
     from dagster_project.definitions import build_definitions
 
-    graph = build_definitions(str(params)).resolve_asset_graph()
-    groups: dict[str, list[dg.AssetKey]] = {}
-    for key in graph.toposorted_asset_keys:
-        groups.setdefault(graph.get(key).group_name, []).append(key)
+    groups = asset_groups(build_definitions(str(params)))
     seen: dict[str, object] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -64,12 +64,19 @@ class ModelRegistry:
         """The model folder of `version` (what `spec.load_trained` reads)."""
         return self.files.version(version) / self.files.MODEL
 
-    def promoted(self) -> dict | None:
-        """The promoted version's lineage, or None while no version is promoted."""
+    def promoted_name(self) -> str | None:
+        """The promoted version's name, or None while no version is promoted."""
         if not self.files.promoted.is_file():
             return None
-        name = json.loads(self.files.promoted.read_text())["version"]
-        return next((v for v in self.versions() if v["version"] == name), None)
+        return json.loads(self.files.promoted.read_text())["version"]
+
+    def promoted(self) -> dict | None:
+        """The promoted version's lineage, or None while no version is promoted."""
+        name = self.promoted_name()
+        if name is None:
+            return None
+        lineage = self.files.version(name) / self.files.LINEAGE
+        return json.loads(lineage.read_text()) if lineage.is_file() else None
 
     def find(self, model_sha256: str) -> dict | None:
         """The version holding exactly these weights, if registered already."""
@@ -95,13 +102,13 @@ class ModelRegistry:
 
     def table(self) -> pl.DataFrame:
         """One row per version, `promoted` true for the one promoted now."""
-        current = self.promoted()
+        current = self.promoted_name()
         rows = [
             {name: _get(v, keys) for name, (_, keys) in TABLE_COLUMNS.items()}
             for v in self.versions()
         ]
         for row in rows:
-            row["promoted"] = current is not None and row["version"] == current["version"]
+            row["promoted"] = row["version"] == current
         return pl.DataFrame(rows, schema={name: t for name, (t, _) in TABLE_COLUMNS.items()})
 
 
