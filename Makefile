@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo repro test ui screenshots sample-data lint format dvc-yaml clean
+.PHONY: setup demo repro test test-fast ui screenshots sample-data lint format dvc-yaml clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,26 +31,34 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 setup: $(VENV)/.installed
 
 sample-data: setup
-	$(BIN)/python -m dagster_project.sample_data data/raw
-	$(BIN)/python -m dagster_project.raw_check
+	$(BIN)/python -m dagster_project.cli.sample_data data/raw
+	$(BIN)/python -m dagster_project.cli.raw_check
 	$(BIN)/dvc add -q data/raw
 
 # the README's way to run the pipeline with DVC: links leading out of data/raw are refused
 # before DVC copies their targets, and the stages find the venv's python
 repro: setup
-	$(BIN)/python -m dagster_project.raw_check
+	$(BIN)/python -m dagster_project.cli.raw_check
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
 demo: sample-data repro
 	$(BIN)/dvc metrics show
 	@echo "report: data/eval/report.md  (UI: make ui)"
 
+# everything CI runs: the checks, then every test on two workers (pytest-xdist, a file each,
+# slowest first: tests/conftest.py), each with one PyTorch thread so that they share the two
+# cores instead of fighting over them
 test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m dagster_project.dvc_stages --check
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/python -m dagster_project.cli.dvc_yaml --check
+	PATH=$(CURDIR)/$(BIN):$$PATH OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile \
+	  --no-loadscope-reorder $(PYTEST_ARGS)
+
+# the unit tests of the core (tests/unit: no Dagster, no pipeline run), while you work
+test-fast: setup
+	OMP_NUM_THREADS=1 $(BIN)/pytest tests/unit -n 2 $(PYTEST_ARGS)
 
 UI_PORT ?= 3000
 ui: setup
@@ -60,10 +68,10 @@ ui: setup
 # this repository's data/ and dagster_home/, like make demo; the daemon's dvc sync then updates
 # dvc.lock), writes docs/ui-*.png
 screenshots: setup
-	$(BIN)/python -m dagster_project.ui_tour docs
+	$(BIN)/python -m dagster_project.cli.ui_tour docs
 
 dvc-yaml: setup
-	$(BIN)/python -m dagster_project.dvc_stages > dvc.yaml
+	$(BIN)/python -m dagster_project.cli.dvc_yaml > dvc.yaml
 
 format: setup
 	$(BIN)/ruff format .

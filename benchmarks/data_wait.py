@@ -1,7 +1,7 @@
 """Data wait: the share of a training step spent waiting for the next batch.
 
 What is measured
-    The training worker (``python -m dagster_project.worker <params.yaml>``, as the
+    The training worker (``python -m dagster_project.cli.worker <params.yaml>``, as the
     ``trained_model`` asset launches it) on a cached 100-clip dataset writes
     ``data_wait_fraction`` (seconds blocked in ``next(batches)`` / training seconds, both
     after step 1 and without checkpoint writes) and ``seconds_per_step`` into
@@ -108,8 +108,8 @@ def prepare(params: Path) -> dict[str, Any]:
 
 def batch_load_ms(params: Path, batches: int = 60) -> tuple[float, int]:
     """Median ms to load one training batch in-process, and the number of training clips."""
+    from dagster_project.core.params import load_params
     from dagster_project.dataset.sampler import ResolutionSampler
-    from dagster_project.params import load_params
     from dagster_project.training.data import CachedClips, clip_table, collate
 
     p = load_params(params)
@@ -128,7 +128,7 @@ def batch_load_ms(params: Path, batches: int = 60) -> tuple[float, int]:
 def train(params: Path) -> TrainRun:
     timing = timed(
         lambda: subprocess.run(
-            [sys.executable, "-m", "dagster_project.worker", str(params)],
+            [sys.executable, "-m", "dagster_project.cli.worker", str(params)],
             cwd=REPO,
             env={**os.environ, **ENV},
             capture_output=True,

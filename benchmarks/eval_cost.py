@@ -3,7 +3,7 @@
 What is measured
     The training worker (as the ``trained_model`` asset runs it) on the CPU-sized Wan of
     ``benchmarks.training_modes`` (about 36M parameters, full fine-tuning) over its 40 small
-    clips, with the evaluation settings of ``dagster_project/params.py`` (``eval.every`` 150;
+    clips, with the evaluation settings of ``dagster_project/core/params.py`` (``eval.every`` 150;
     fixed-level losses on the validation clips and 8 training clips, 3 samples for each of 3
     validation prompts in latent space). From the worker's metrics: seconds per optimizer step
     (without evaluations and checkpoint writes) and seconds per evaluation. RESULT is one
@@ -27,7 +27,7 @@ import os
 from benchmarks.clips import ensure_clips, materialize_quietly, reused_project, small_clip
 from benchmarks.clips import write_params as write_benchmark_params
 from benchmarks.training_modes import CPU_SIZED, ENV, SELECTION, WORK_DIR, worker
-from dagster_project.params import EvalParams
+from dagster_project.core.params import EvalParams
 
 GOAL = 0.15
 

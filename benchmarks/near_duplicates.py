@@ -1,7 +1,7 @@
 """Near-duplicate matching: how alike copies score, how apart different clips stay, and the cost.
 
 What is measured
-    Every clip of the sample data (``dagster_project.sample_data``) is copied five ways with
+    Every clip of the sample data (``dagster_project.cli.sample_data``) is copied five ways with
     ffmpeg: re-encoded (x264 crf 28 and crf 40), cropped by 10% on every side, cropped
     unevenly (10% left, 5% top, 10% bottom), trimmed to its second half, mirrored, and all of
     these at once. Printed: each copy's similarity to its source (min and median per kind),
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from benchmarks.clips import DATA_DIR
+from dagster_project.core.params import DataParams
 from dagster_project.dataset.near_duplicates import _aspect_fits, clip_similarity
-from dagster_project.params import DataParams
-from dagster_project.sample_data import write_sample_dataset
+from dagster_project.dataset.sample_data import write_sample_dataset
 from dagster_project.video.probe import probe_video
 from dagster_project.video.thumbnails import thumbnails
 

@@ -38,8 +38,8 @@ from benchmarks.clips import (
     write_params,
 )
 from benchmarks.training_modes import CPU_SIZED, ENV, SELECTION
-from dagster_project.params import load_params
-from dagster_project.sample_data import write_sample_dataset
+from dagster_project.core.params import load_params
+from dagster_project.dataset.sample_data import write_sample_dataset
 
 
 def project(model: str, milestones: list[float], subsets: list[float]):

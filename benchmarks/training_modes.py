@@ -6,7 +6,7 @@ What is measured
     repository's ``train.lora``): trainable parameters, optimizer steps per second (from the
     worker's ``seconds_per_step``: after step 1, without checkpoint writes) and the worker
     process's peak resident memory (``ru_maxrss`` of the child). The worker is the one the
-    ``trained_model`` asset launches (``python -m dagster_project.worker params.yaml``).
+    ``trained_model`` asset launches (``python -m dagster_project.cli.worker params.yaml``).
 
     Trainer overhead: on the CPU-sized Wan in full mode, the trainer's steps per second against
     a bare loop over the same cached latents, model and batch size (``bare_loop`` below: the
@@ -87,7 +87,7 @@ def run_child(command: list[str]) -> tuple[str, float]:
 
 def worker(params: Path) -> dict:
     """The training worker on `params`: its metrics and peak memory."""
-    _, peak = run_child([sys.executable, "-m", "dagster_project.worker", str(params)])
+    _, peak = run_child([sys.executable, "-m", "dagster_project.cli.worker", str(params)])
     out = yaml.safe_load(params.read_text())["train"]["output_dir"]
     metrics = json.loads((WORK_DIR / out / "metrics.json").read_text())
     return {**metrics, "peak_mib": peak}
@@ -99,8 +99,8 @@ def bare_loop(params_path: str, steps: int) -> float:
     `python -m benchmarks.training_modes --bare PARAMS`)."""
     import torch
 
+    from dagster_project.core.params import load_params
     from dagster_project.models.families import family_spec
-    from dagster_project.params import load_params
     from dagster_project.training.data import CachedClips, clip_table, collate, split_batch
 
     p = load_params(params_path)

@@ -1,4 +1,8 @@
-"""Shared fixtures: a project folder with the sample data and its own params.yaml."""
+"""Shared fixtures: a project folder with the sample data and its own params.yaml.
+
+Nothing here loads Dagster: the unit tests (tests/unit/) never pay for it. Tests that run
+assets import `tests.materialize`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,10 @@ import os
 import shutil
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import yaml
 
-from dagster_project.definitions import build_definitions
-from dagster_project.sample_data import write_sample_dataset
+from dagster_project.dataset.sample_data import write_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,20 +46,6 @@ def write_params(folder: Path, **overrides: dict) -> Path:
     return path
 
 
-def materialize(params_path: Path, selection: str | None = None) -> dg.ExecuteInProcessResult:
-    """Run the project's assets (and their checks) in-process against `params_path`.
-
-    `selection` is a comma-separated list of asset keys, as on the CLI; None runs the
-    `pipeline` job (everything but the on-demand exposure sweep).
-    """
-    defs = build_definitions(str(params_path))
-    if selection is None:
-        return defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False)
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = [dg.AssetKey(k) for k in selection.split(",")]
-    return job.execute_in_process(asset_selection=keys, raise_on_error=False)
-
-
 @pytest.fixture(scope="session")
 def sample_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample dataset, generated once per test session."""
@@ -71,3 +59,32 @@ def project(tmp_path: Path, sample_raw: Path) -> Path:
     """A fresh project folder: data/raw holds the sample clips; returns its params.yaml."""
     shutil.copytree(sample_raw, tmp_path / "data" / "raw")
     return write_params(tmp_path)
+
+
+# The slowest files first (their measured order, docs/benchmarks.md), so that `make test`'s two
+# workers (pytest-xdist, one file at a time, `--no-loadscope-reorder`) end together; test_dvc
+# first: it builds the end-to-end tests' shared demo project while the other worker trains.
+SLOWEST_FIRST = [
+    "e2e/test_dvc.py",
+    "e2e/test_resume.py",
+    "e2e/test_daemon.py",
+    "e2e/test_concurrency.py",
+    "e2e/test_ui.py",
+    "e2e/test_pipeline.py",
+    "e2e/test_overfitting.py",
+    "e2e/test_dvc_sync.py",
+    "e2e/test_dvc_experiments.py",
+    "e2e/test_registry.py",
+    "e2e/test_cache.py",
+    "e2e/test_cli.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    tests = Path(__file__).parent
+
+    def position(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(tests).as_posix(), len(rank))
+
+    items.sort(key=position)  # stable: the rest keep their order

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_project.dataset.ingest import VIDEO_SUFFIXES
+from dagster_project.dataset.ingest import is_video
 
 # name -> [size, mtime_ns]
 Listing = dict[str, list[int]]
@@ -55,11 +55,6 @@ def unsettled(
         if mtime > recent or previous is None or previous.get(name) != [size, mtime]
     }
     return sorted(moving | (set(previous or {}) - set(current)))
-
-
-def is_video(name: str) -> bool:
-    """A video file, by its suffix (as ingestion finds them)."""
-    return Path(name).suffix.lower() in VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)

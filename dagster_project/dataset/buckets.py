@@ -1,10 +1,10 @@
-"""Which resolution bucket a clip goes to (the buckets themselves: `dagster_project.shapes`)."""
+"""Which resolution bucket a clip goes to (the buckets themselves: `core/shapes.py`)."""
 
 from __future__ import annotations
 
 import math
 
-from dagster_project.shapes import Bucket
+from dagster_project.core.shapes import Bucket
 
 
 def assign_bucket(

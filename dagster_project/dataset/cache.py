@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from dagster_project.atomic import atomic_path
+from dagster_project.core.atomic import atomic_path
+from dagster_project.core.paths import CacheFiles
 
 
 class TensorCache:
@@ -54,3 +56,15 @@ def cache_files(root: Path) -> tuple[list[Path], list[Path]]:
     leftovers = [p for p in files if p.name.startswith(".") and p.name.endswith(".tmp")]
     entries = [p for p in files if p.suffix == ".safetensors" and p not in leftovers]
     return entries, leftovers
+
+
+def referenced(files: CacheFiles) -> set[Path]:
+    """Cache files the current text and latent indexes point at."""
+    keep: set[Path] = set()
+    for index, kind, column in (
+        (files.text_index, "text", "text_key"),
+        (files.latent_index, "latents", "latent_key"),
+    ):
+        cache = TensorCache(files.cache_dir, kind)
+        keep |= {cache.path(key) for key in pl.read_parquet(index)[column].drop_nulls()}
+    return keep

@@ -10,10 +10,10 @@ from typing import Protocol
 import polars as pl
 import torch
 
+from dagster_project.core.hashing import cache_key
+from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache
-from dagster_project.hashing import cache_key
 from dagster_project.models.spec import PromptEncoder
-from dagster_project.shapes import Bucket
 from dagster_project.video.decode import DECODER_VERSION, DecodeError, decode_clip
 
 

@@ -9,9 +9,9 @@ from typing import Literal
 
 import polars as pl
 
+from dagster_project.core.params import GuardParams, TrainParams
 from dagster_project.dataset.sampler import ResolutionSampler, count_exposures
 from dagster_project.dataset.split import split_clips
-from dagster_project.params import GuardParams, TrainParams
 
 # Replaying costs one pass over the clips per exposure; beyond this multiple of the limit the
 # mean alone (a lower bound of the maximum) refuses the run, so the answer stays fast.

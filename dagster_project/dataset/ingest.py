@@ -97,8 +97,9 @@ def confine(data_dir: Path, path: Path) -> Path | None:
     return resolved if resolved.is_relative_to(data_dir) else None
 
 
-def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
+def is_video(name: str | Path) -> bool:
+    """A video file, by its suffix (what ingestion picks up)."""
+    return Path(name).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _check_file(
@@ -137,7 +138,7 @@ def _relative(data_dir: Path, path: Path) -> str:
 
 def _sidecar(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidate]:
     for video in sorted(scan.folder.rglob("*")):
-        if not _is_video(video) or video.is_dir() or any(video.is_relative_to(s) for s in skip):
+        if not is_video(video) or video.is_dir() or any(video.is_relative_to(s) for s in skip):
             continue
         sidecar = video.with_suffix(".txt")
         try:
@@ -182,7 +183,7 @@ def _metadata(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidat
     for video in sorted(folder.rglob("*")):
         if any(video.is_relative_to(s) for s in skip):
             continue
-        if _is_video(video) and video.resolve() not in listed and video.is_file():
+        if is_video(video) and video.resolve() not in listed and video.is_file():
             yield _check_file(data_dir, video, None, f"{source} (not listed)", scan.split_root)
 
 

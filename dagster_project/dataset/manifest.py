@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from dagster_project.core.params import DataParams
+from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.buckets import assign_bucket
 from dagster_project.dataset.ingest import confine
 from dagster_project.dataset.near_duplicates import content_groups, find_links
@@ -28,7 +30,6 @@ from dagster_project.dataset.thumbnail_cache import (
     read_similarities,
     write_similarities,
 )
-from dagster_project.shapes import Bucket
 from dagster_project.video.decode import frames_at_fps
 from dagster_project.video.probe import ProbeError
 
@@ -74,27 +75,58 @@ class Manifest:
         return self.clips, self.rejects
 
 
+@dataclass(frozen=True)
+class ManifestRules:
+    """What makes a clip usable and where it goes: the buckets, the frame rate clips are
+    resampled to, and the `data.*` rules (params.yaml)."""
+
+    buckets: list[Bucket]
+    fps: float
+    val_fraction: float = 0.2
+    min_frames: int = 9
+    min_side: int = 32
+    val_files: tuple[str, ...] = ()  # paths (relative to the data folder) or sha256s
+    near_duplicate_threshold: float = 0.83
+
+    @classmethod
+    def of(cls, data: DataParams, buckets: list[Bucket], fps: float) -> ManifestRules:
+        return cls(
+            buckets=buckets,
+            fps=fps,
+            val_fraction=data.val_fraction,
+            min_frames=data.min_frames,
+            min_side=data.min_side,
+            val_files=tuple(data.val_files),
+            near_duplicate_threshold=data.near_duplicate_threshold,
+        )
+
+
+@dataclass(frozen=True)
+class ManifestStores:
+    """What earlier runs kept, so a re-run redoes only what changed (None: keep nothing)."""
+
+    probe_cache: Path | None = None  # probe results of unchanged files
+    thumbnail_cache: Path | None = None  # thumbnails and pair similarities
+    split_memory: Path | None = None  # the splits of earlier runs: clips never move
+
+
 def build_manifest(
     videos: pl.DataFrame,
     data_dir: Path,
-    buckets: list[Bucket],
-    fps: float,
-    val_fraction: float,
-    min_frames: int,
-    min_side: int,
-    val_files: list[str] = (),
-    probe_cache: Path | None = None,
-    near_duplicate_threshold: float = 0.83,
-    thumbnail_cache: Path | None = None,
-    split_memory: Path | None = None,
+    rules: ManifestRules,
+    stores: ManifestStores = ManifestStores(),
 ) -> Manifest:
     """Probe the usable rows of `videos` (from `discover_videos`) in parallel, group
     near-duplicate clips into contents, and split by content group (`dataset.split`).
 
-    Rows already rejected at ingestion pass straight to rejects; files `probe_cache` knows
-    unchanged are not probed again, clips `thumbnail_cache` knows are not decoded again;
-    `split_memory` keeps the splits of earlier runs, so existing clips never move.
+    Rows already rejected at ingestion pass straight to rejects; files the probe cache knows
+    unchanged are not probed again, clips the thumbnail cache knows are not decoded again;
+    the split memory keeps the splits of earlier runs, so existing clips never move.
     """
+    buckets, fps, min_side, min_frames = rules.buckets, rules.fps, rules.min_side, rules.min_frames
+    val_fraction, val_files = rules.val_fraction, rules.val_files
+    probe_cache, thumbnail_cache = stores.probe_cache, stores.thumbnail_cache
+    split_memory = stores.split_memory
     # confined again here: whatever produced `videos`, nothing outside data_dir reaches ffprobe
     inside = pl.Series(
         [confine(data_dir, data_dir / p) is not None for p in videos["path"]], dtype=pl.Boolean
@@ -172,7 +204,7 @@ def build_manifest(
     names = {c["sha256"]: c["path"] for c in accepted}
     aspects = [c["width"] / c["height"] for c in accepted]  # as displayed
     remembered = read_similarities(thumbnail_cache)
-    links, scored = find_links(shas, frames, aspects, near_duplicate_threshold, remembered)
+    links, scored = find_links(shas, frames, aspects, rules.near_duplicate_threshold, remembered)
     write_similarities(thumbnail_cache, scored)
     rule = split_rule(val_fraction, list(val_files))
     grouped = split_groups(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dagster_project.atomic import write_parquet
+from dagster_project.core.atomic import write_parquet
 from dagster_project.video.probe import ProbeError, VideoInfo, probe_many
 
 Result = tuple[VideoInfo, str] | ProbeError

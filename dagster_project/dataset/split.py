@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from dagster_project.atomic import write_parquet
-from dagster_project.hashing import cache_key
+from dagster_project.core.atomic import write_parquet
+from dagster_project.core.hashing import cache_key
 
 
 def split_clips(manifest: pl.DataFrame, split: str) -> pl.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dagster_project.atomic import atomic_path, write_parquet
+from dagster_project.core.atomic import atomic_path, write_parquet
 from dagster_project.dataset.near_duplicates import MATCHER
 from dagster_project.video.thumbnails import THUMBNAIL_SIDE, thumbnails
 

@@ -14,7 +14,9 @@ from collections.abc import Callable
 import polars as pl
 from safetensors.torch import load_file
 
-from dagster_project.atomic import atomic_path, write_json, write_text
+from dagster_project.core.atomic import atomic_path, write_json, write_text
+from dagster_project.core.params import EvalParams, TrainParams
+from dagster_project.core.paths import EvalOutputs, TrainOutputs
 from dagster_project.dataset.exposure import trained_exposures
 from dagster_project.evaluation.monitor import sample_key
 from dagster_project.evaluation.pixels import clip_pixels, pixel_diversity, ssim_to_each
@@ -31,13 +33,11 @@ from dagster_project.evaluation.verdict import (
     LEVELS,
     Verdict,
     memorized_share,
-    read_evaluations,
     verdict,
 )
 from dagster_project.models.spec import ModelSpec
-from dagster_project.params import EvalParams, TrainParams
-from dagster_project.paths import EvalOutputs, TrainOutputs
 from dagster_project.training.loss_plot import plot_losses
+from dagster_project.training.run_evaluations import RunEvaluations
 from dagster_project.video.write import write_mp4
 
 
@@ -55,8 +55,8 @@ def evaluate(
     """The run's verdict and report under `out`; `train` and `val` are `clip_table`s and
     `train_cfg` the run's settings (its exposures per clip are replayed over the steps it
     trained). Returns the metrics."""
-    run = read_evaluations(trained)
-    history, chosen, last = run["history"], run["chosen_step"], run["last_step"]
+    run = RunEvaluations.of(trained)
+    history, chosen, last = run.history, run.chosen_step, run.last_step
     exposures = trained_exposures(train["bucket"].to_list(), train_cfg, last)
     judged = verdict(history, cfg)
     log(judged.message())
@@ -108,7 +108,7 @@ def evaluate(
         "verdict_level": LEVELS.index(judged.level),  # 0 healthy, 1 watch, 2 overfitting
         "chosen_step": chosen,
         "last_step": last,
-        "stopped_early": int(run["stopped_early"]),
+        "stopped_early": int(run.stopped_early),
         "val_loss": by_step[chosen]["val_loss"],
         "val_loss_last": final["val_loss"],
         "train_fixed_loss": final["train_fixed_loss"],
@@ -138,14 +138,14 @@ def _write_outputs(
     spec: ModelSpec,
     trained: TrainOutputs,
     out: EvalOutputs,
-    run: dict,
+    run: RunEvaluations,
     metrics: dict,
     samples: list[dict],
     exposures: list[int],
     judged: Verdict,
 ) -> None:
     """The tables, plots, report and metrics of `evaluate`."""
-    history = run["history"]
+    history = run.history
     scalar = [{k: v for k, v in r.items() if k != "sample_rows"} for r in history]
     for path, rows in ((out.evaluations_csv, scalar), (out.samples_csv, samples)):
         with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
@@ -157,21 +157,21 @@ def _write_outputs(
     plot_losses(train_curve, scalar, out.plot)
     labels = {level: spec.evaluation_point(float(level)) for level in sigma_levels(history)}
     plot_sigma_losses(scalar, labels, out.sigma_plot)
-    plot_signs(history, run["chosen_step"], out.signs_plot)
+    plot_signs(history, run.chosen_step, out.signs_plot)
     plot_exposures(exposures, out.exposure_plot)
     summary = {
         "mean": metrics["exposures_mean"],
         "max": metrics["exposures_max"],
-        "steps": run["last_step"],
-        "chosen_step": run["chosen_step"],
+        "steps": run.last_step,
+        "chosen_step": run.chosen_step,
     }
     plots = {
-        "loss curves": out.PLOT,
-        "loss per noise level": out.SIGMA_PLOT,
-        "signs by step": out.SIGNS_PLOT,
-        "exposures per clip": out.EXPOSURE_PLOT,
-        "samples (rows: steps)": out.PREVIEW,
+        "loss curves": EvalOutputs.plot.name,
+        "loss per noise level": EvalOutputs.sigma_plot.name,
+        "signs by step": EvalOutputs.signs_plot.name,
+        "exposures per clip": EvalOutputs.exposure_plot.name,
+        "samples (rows: steps)": EvalOutputs.preview.name,
     }
-    report = markdown_report(judged, run["decision"], summary, history, samples, labels, plots)
+    report = markdown_report(judged, run.decision, summary, history, samples, labels, plots)
     write_text(report, out.report)
     write_json(metrics, out.metrics)

@@ -23,7 +23,10 @@ import polars as pl
 import torch
 from safetensors.torch import save_file
 
-from dagster_project.atomic import atomic_path
+from dagster_project.core.atomic import atomic_path
+from dagster_project.core.params import EvalParams
+from dagster_project.core.paths import TrainOutputs
+from dagster_project.core.shapes import Bucket
 from dagster_project.evaluation.diversity import (
     clip_features,
     grouped_pairs,
@@ -37,9 +40,6 @@ from dagster_project.evaluation.validation import (
 )
 from dagster_project.evaluation.verdict import StopDecision, early_stopping
 from dagster_project.models.spec import ModelSpec
-from dagster_project.params import EvalParams
-from dagster_project.paths import TrainOutputs
-from dagster_project.shapes import Bucket
 
 # the settings that shape the recorded numbers: changing one makes the history incomparable
 RECORDED = (

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dagster_project.atomic import atomic_path
+from dagster_project.core.atomic import atomic_path
 
 CELL = 96  # pixels per sample in the preview (small clips are scaled up, large ones down)
 

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen here, and none needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dagster_project.atomic import atomic_path  # noqa: E402
+from dagster_project.core.atomic import atomic_path  # noqa: E402
 from dagster_project.evaluation.verdict import (  # noqa: E402
     Verdict,
     memorized_share,

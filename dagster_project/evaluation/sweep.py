@@ -19,14 +19,15 @@ from collections.abc import Callable
 
 import polars as pl
 
-from dagster_project.atomic import atomic_path, write_json, write_text
+from dagster_project.core.atomic import atomic_path, write_json, write_text
+from dagster_project.core.params import EvalParams, GuardParams, SweepParams, TrainParams
+from dagster_project.core.paths import SweepOutputs
 from dagster_project.dataset.exposure import samples_per_step
 from dagster_project.evaluation.monitor import RunMonitor
 from dagster_project.evaluation.report import plot_sweep, sweep_markdown
-from dagster_project.evaluation.verdict import judge, read_evaluations, sign_values, worst
+from dagster_project.evaluation.verdict import judge, sign_values, worst
 from dagster_project.models.spec import ModelSpec
-from dagster_project.params import EvalParams, GuardParams, SweepParams, TrainParams
-from dagster_project.paths import SweepOutputs
+from dagster_project.training.run_evaluations import RunEvaluations
 from dagster_project.training.trainer import train
 
 
@@ -132,7 +133,7 @@ def run_sweep(
         log(f"sweep: {contents} contents ({fraction:g}), {steps[-1]} steps, evaluated at {steps}")
         monitor = MilestoneMonitor(eval_cfg, spec, clips, val_clips, runs, steps=steps)
         metrics = train(run_cfg, spec, clips, runs, log=log, evaluator=monitor)
-        history = read_evaluations(runs)["history"]
+        history = RunEvaluations.of(runs).history
         for row in curve(history, contents, step_batch, eval_cfg):
             rows.append({"subset": fraction, "contents": contents, **row})
         trained = metrics.get("steps", 0) - metrics.get("resumed_from_step", 0)
@@ -150,5 +151,7 @@ def run_sweep(
     plot_sweep(rows, advice, out.plot)
     result = {**advice, **cost}
     write_json(result, out.recommendation)
-    write_text(sweep_markdown(advice, rows, out.PLOT, out.TABLE), out.report)
+    write_text(
+        sweep_markdown(advice, rows, SweepOutputs.plot.name, SweepOutputs.table.name), out.report
+    )
     return result

@@ -21,12 +21,10 @@ recorded history, so a resumed run, the evaluation asset and the asset check agr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
-from dagster_project.params import EvalParams
-from dagster_project.paths import TrainOutputs
+from dagster_project.core.params import EvalParams
 
 Level = Literal["healthy", "watch", "overfitting"]
 LEVELS: tuple[Level, ...] = ("healthy", "watch", "overfitting")
@@ -58,13 +56,6 @@ class Sign:
         else:
             amount = f"{self.value:.1%} (threshold {self.threshold:.0%})"
         return f"{self.name}: {what} by {amount}, {self.level}"
-
-
-def read_evaluations(trained: TrainOutputs) -> dict:
-    """What the training run recorded (`TrainOutputs.EVALUATIONS`): the history and the choice."""
-    if not trained.evaluations.is_file():
-        raise RuntimeError(f"{trained.evaluations}: no evaluations recorded; train first")
-    return json.loads(trained.evaluations.read_text())
 
 
 def relative_gap(record: dict) -> float:

@@ -9,7 +9,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from dagster_project.params import LoraParams, MemoryParams
+from dagster_project.core.params import LoraParams, MemoryParams
 
 ADAPTER = "default"
 LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name: load_lora_weights finds it

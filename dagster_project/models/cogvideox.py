@@ -27,11 +27,11 @@ from diffusers import (
     ModelMixin,
 )
 
+from dagster_project.core.params import ModelParams
+from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
 from dagster_project.models.spec import PromptEncoder
 from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.params import ModelParams
-from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 SHAPE = FAMILY_SHAPES["cogvideox"]
 # CogVideoX-2b's scheduler_config.json (5B: snr_shift_scale 1.0); a real checkpoint's wins
@@ -229,32 +229,8 @@ class CogVideoXSpec(DiffusersSpec):
         return (prediction - latents.float()).pow(2).flatten(1).mean(1) * weights
 
     # sampling
-    @torch.no_grad()
-    def generate(
-        self,
-        transformer: torch.nn.Module,
-        conditioning: dict[str, torch.Tensor],
-        bucket: Bucket,
-        seed: int,
-        steps: int,
-        guidance_scale: float,
-    ) -> torch.Tensor:
-        """One scaled latent [C, f, h, w] (the layout of `latents`) through CogVideoXPipeline,
-        from cached embeddings."""
-        embeds = conditioning["prompt_embeds"]
-        frames = self._sample(
-            transformer,
-            bucket,
-            seed,
-            steps,
-            guidance_scale,
-            prompt_embeds=embeds,
-            negative_prompt_embeds=torch.zeros_like(embeds) if guidance_scale > 1 else None,
-        )
-        # [f, C, h, w] after 1.5's leading padding frames, which the pipeline drops to decode
+    def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
+        """[f, C, h, w] after 1.5's leading padding frames (which the pipeline drops to decode)
+        -> [C, f, h, w]."""
         latent_frames = (bucket.frames - 1) // self.vae.config.temporal_compression_ratio + 1
-        return frames[0, self._frame_padding(latent_frames) :].transpose(0, 1)
-
-
-# the module's own name for it, as before the base class
-write_base_model = CogVideoXSpec.write_base_model
+        return output[0, self._frame_padding(latent_frames) :].transpose(0, 1)

@@ -8,8 +8,10 @@ key that holds the text width). A family subclass adds only what is its own:
 
 - `build_tiny`: the embedded tiny default (a staticmethod, also importable from the module);
 - `_normalize`: the scale latents are trained and sampled in;
-- `loss` and `generate` (the `ModelSpec` protocol's, see models/spec.py);
-- where needed, a different prompt encoder, noise-level sampling, base model checks or export.
+- `loss` (the `ModelSpec` protocol's, see models/spec.py);
+- where needed, the pipeline's sampling arguments and output layout (`_pipeline_inputs`,
+  `_output_latent`), a different prompt encoder, noise-level sampling, base model checks or
+  export.
 
 `PipelinePromptEncoder` is the same for prompt encoding: the pipeline's own `encode_prompt`,
 run on a pipeline that holds only the text encoder.
@@ -34,14 +36,14 @@ from diffusers import (
 from diffusers.configuration_utils import FrozenDict
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-from dagster_project.hashing import folder_sha256
+from dagster_project.core.hashing import folder_sha256
+from dagster_project.core.params import ModelParams
+from dagster_project.core.paths import BaseModelFiles
+from dagster_project.core.shapes import Bucket, FamilyShape
 from dagster_project.models import flow_matching
 from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
 from dagster_project.models.spec import PromptEncoder
 from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.params import ModelParams
-from dagster_project.paths import BaseModelFiles
-from dagster_project.shapes import Bucket, FamilyShape
 
 
 def text_pipeline(pipeline_class: type[DiffusionPipeline], **text_parts: Any) -> Any:
@@ -94,7 +96,7 @@ class DiffusersSpec(ABC):
 
     Defaults are flow matching's (Wan, LTX-Video, HunyuanVideo); CogVideoX overrides the
     scheduler class and `sample_noise_levels`. Subclasses set the class attributes below and
-    implement `build_tiny`, `_normalize`, `loss` and `generate` (through `_sample`).
+    implement `build_tiny`, `_normalize` and `loss`.
     """
 
     name: ClassVar[str]
@@ -276,22 +278,21 @@ class DiffusersSpec(ABC):
         )
 
     @torch.no_grad()
-    def _sample(
+    def generate(
         self,
         transformer: torch.nn.Module,
+        conditioning: dict[str, torch.Tensor],
         bucket: Bucket,
         seed: int,
         steps: int,
         guidance_scale: float,
-        **inputs: Any,
     ) -> torch.Tensor:
-        """The pipeline's latent output (`output_type="latent"`, its own layout) for one video
-        of `bucket`'s size; `inputs` are the family's own pipeline arguments (the cached
-        conditioning, negative prompts). A family's `generate` turns it into one latent."""
+        """One latent [C, f, h, w] (the layout of `latents`) through the family's pipeline for a
+        video of `bucket`'s size, from cached conditioning (`output_type="latent"`)."""
         pipe = self._pipeline(transformer)
         pipe.set_progress_bar_config(disable=True)
         output = pipe(
-            **inputs,
+            **self._pipeline_inputs(conditioning, guided=guidance_scale > 1),
             height=bucket.height,
             width=bucket.width,
             num_frames=bucket.frames,
@@ -300,7 +301,22 @@ class DiffusersSpec(ABC):
             generator=torch.Generator().manual_seed(seed),
             output_type="latent",
         )
-        return output.frames
+        return self._output_latent(output.frames, bucket)
+
+    def _pipeline_inputs(
+        self, conditioning: dict[str, torch.Tensor], guided: bool
+    ) -> dict[str, torch.Tensor | None]:
+        """The pipeline's own arguments for cached conditioning: by default its prompt
+        embeddings, and zeros as the negative prompt's when guidance is on."""
+        embeds = conditioning["prompt_embeds"]
+        return {
+            "prompt_embeds": embeds,
+            "negative_prompt_embeds": torch.zeros_like(embeds) if guided else None,
+        }
+
+    def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
+        """The pipeline's latent output (its own layout, a batch of one) -> [C, f, h, w]."""
+        return output[0]
 
     # saving
     def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:

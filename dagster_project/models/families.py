@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dagster_project.core.paths import BaseModelFiles
 from dagster_project.models.cogvideox import CogVideoXSpec
 from dagster_project.models.hunyuan import HunyuanSpec
 from dagster_project.models.ltx import LTXSpec
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.wan import WanSpec
-from dagster_project.paths import BaseModelFiles
 
 FAMILIES: dict[str, type[ModelSpec]] = {
     spec.name: spec for spec in (WanSpec, LTXSpec, HunyuanSpec, CogVideoXSpec)

@@ -24,11 +24,11 @@ from diffusers import (
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerBase
 
+from dagster_project.core.params import ModelParams
+from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
 from dagster_project.models.diffusers_spec import DiffusersSpec, text_pipeline
 from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.params import ModelParams
-from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 # the shift of HunyuanVideo's own scheduler config; a real checkpoint's scheduler/ wins
 DEFAULT_SHIFT = 7.0
@@ -240,31 +240,11 @@ class HunyuanSpec(DiffusersSpec):
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
 
     # sampling
-    @torch.no_grad()
-    def generate(
-        self,
-        transformer: torch.nn.Module,
-        conditioning: dict[str, torch.Tensor],
-        bucket: Bucket,
-        seed: int,
-        steps: int,
-        guidance_scale: float,
-    ) -> torch.Tensor:
-        """One normalized latent [C, f, h, w] through HunyuanVideoPipeline, from cached
-        embeddings. `guidance_scale` is the pipeline's own: the embedded (distilled) guidance;
-        true CFG (`true_cfg_scale`, which needs negative prompts) stays off."""
-        frames = self._sample(
-            transformer,
-            bucket,
-            seed,
-            steps,
-            guidance_scale,
-            prompt_embeds=conditioning["prompt_embeds"],
-            prompt_attention_mask=conditioning["prompt_attention_mask"],
-            pooled_prompt_embeds=conditioning["pooled_prompt_embeds"],
-        )
-        return frames[0]
-
-
-# the module's own name for it, as before the base class
-write_base_model = HunyuanSpec.write_base_model
+    def _pipeline_inputs(
+        self, conditioning: dict[str, torch.Tensor], guided: bool
+    ) -> dict[str, torch.Tensor | None]:
+        """The cached embeddings, mask and pooled vector. `guidance_scale` is the pipeline's
+        own here: the embedded (distilled) guidance; true CFG (`true_cfg_scale`, which needs
+        negative prompts) stays off."""
+        names = ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds")
+        return {name: conditioning[name] for name in names}

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKLLTXVideo, LTXPipeline, LTXVideoTransformer3DModel
 
+from dagster_project.core.params import ModelParams
+from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
 from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
-from dagster_project.params import ModelParams
-from dagster_project.shapes import FAMILY_SHAPES, Bucket
 
 # LTX-Video's own scheduler config (diffusers' conversion script): the pipeline shifts sigmas by
 # the video's token count (mu from base_shift to max_shift), then stretches them to end at 0.1;
@@ -170,39 +170,24 @@ class LTXSpec(DiffusersSpec):
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
 
     # sampling
-    @torch.no_grad()
-    def generate(
-        self,
-        transformer: torch.nn.Module,
-        conditioning: dict[str, torch.Tensor],
-        bucket: Bucket,
-        seed: int,
-        steps: int,
-        guidance_scale: float,
-    ) -> torch.Tensor:
-        """One normalized latent [C, f, h, w] through LTXPipeline, from cached embeddings;
-        the unconditional branch (guidance > 1) sees zero embeddings and an empty mask."""
+    def _pipeline_inputs(
+        self, conditioning: dict[str, torch.Tensor], guided: bool
+    ) -> dict[str, torch.Tensor | float | None]:
+        """The cached embeddings and mask; the unconditional branch (guidance > 1) sees zero
+        embeddings and an empty mask."""
         embeds, mask = conditioning["prompt_embeds"], conditioning["prompt_attention_mask"]
-        guided = guidance_scale > 1
-        tokens = self._sample(
-            transformer,
-            bucket,
-            seed,
-            steps,
-            guidance_scale,
-            prompt_embeds=embeds,
-            prompt_attention_mask=mask,
-            negative_prompt_embeds=torch.zeros_like(embeds) if guided else None,
-            negative_prompt_attention_mask=torch.zeros_like(mask) if guided else None,
-            frame_rate=self.shape.fps,
-        )
-        # output_type="latent" gives the packed, still normalized tokens [1, f*h*w, C]
+        return {
+            "prompt_embeds": embeds,
+            "prompt_attention_mask": mask,
+            "negative_prompt_embeds": torch.zeros_like(embeds) if guided else None,
+            "negative_prompt_attention_mask": torch.zeros_like(mask) if guided else None,
+            "frame_rate": self.shape.fps,
+        }
+
+    def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
+        """The packed, still normalized tokens [1, f*h*w, C] -> [C, f, h, w]."""
         frames = (bucket.frames - 1) // self.vae.temporal_compression_ratio + 1
         height = bucket.height // self.vae.spatial_compression_ratio
         width = bucket.width // self.vae.spatial_compression_ratio
         patch, patch_t = self._patch
-        return LTXPipeline._unpack_latents(tokens, frames, height, width, patch, patch_t)[0]
-
-
-# the module's own name for it, as before the base class
-write_base_model = LTXSpec.write_base_model
+        return LTXPipeline._unpack_latents(output, frames, height, width, patch, patch_t)[0]

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 import torch
 
+from dagster_project.core.params import ModelParams
+from dagster_project.core.paths import BaseModelFiles
+from dagster_project.core.shapes import Bucket, FamilyShape
 from dagster_project.models.text_encoder import TextEncoder
-from dagster_project.params import ModelParams
-from dagster_project.paths import BaseModelFiles
-from dagster_project.shapes import Bucket, FamilyShape
 
 
 class PromptEncoder(Protocol):

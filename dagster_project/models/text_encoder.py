@@ -28,7 +28,7 @@ from transformers import (
     UMT5EncoderModel,
 )
 
-from dagster_project.hashing import folder_sha256
+from dagster_project.core.hashing import folder_sha256
 
 ENCODER_CLASSES = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "llama": LlamaModel}
 

@@ -23,11 +23,11 @@ import polars as pl
 import torch
 from accelerate import Accelerator
 
-from dagster_project.hashing import cache_key
+from dagster_project.core.hashing import cache_key
+from dagster_project.core.params import TrainParams
+from dagster_project.core.paths import CheckpointFiles, TrainOutputs
 from dagster_project.models.adapters import load_lora_state
 from dagster_project.models.spec import ModelSpec
-from dagster_project.params import TrainParams
-from dagster_project.paths import TrainOutputs
 
 # schedules whose LR at a step does not depend on the total: raising train.steps continues them
 OPEN_ENDED_SCHEDULES = ("constant", "constant_with_warmup")
@@ -44,8 +44,8 @@ class RunState:
     evaluator: dict = field(default_factory=dict)  # the in-loop evaluator's history
 
     @classmethod
-    def read(cls, folder: Path, out: TrainOutputs) -> RunState:
-        data = json.loads((folder / out.CHECKPOINT_STATE).read_text())
+    def read(cls, folder: Path) -> RunState:
+        data = json.loads(CheckpointFiles(folder).state.read_text())
         return cls(
             data["step"],
             data["fingerprint"],
@@ -96,7 +96,7 @@ def resume_point(
     skipped = []
     for folder in reversed(out.checkpoint_folders()):
         try:
-            saved = RunState.read(folder, out)
+            saved = RunState.read(folder)
         except (OSError, ValueError, KeyError, TypeError):
             skipped.append(folder.name)
             continue
@@ -118,22 +118,20 @@ def resume_point(
     )
 
 
-def register_hooks(
-    accelerator: Accelerator, spec: ModelSpec, lora: bool, out: TrainOutputs
-) -> None:
+def register_hooks(accelerator: Accelerator, spec: ModelSpec, lora: bool) -> None:
     """Save and load the trainable weights in the family's export format (the adapter alone in
     LoRA mode), instead of accelerate's copy of the whole model."""
 
     def save(models: list[torch.nn.Module], weights: list, output_dir: str) -> None:
         if accelerator.is_main_process:
-            folder = Path(output_dir) / out.CHECKPOINT_MODEL
+            folder = CheckpointFiles(Path(output_dir)).model
             folder.mkdir(exist_ok=True)
             spec.save_trained(accelerator.unwrap_model(models[0]), folder, lora)
         weights.clear()
 
     def load(models: list[torch.nn.Module], input_dir: str) -> None:
         model = accelerator.unwrap_model(models.pop())
-        folder = Path(input_dir) / out.CHECKPOINT_MODEL
+        folder = CheckpointFiles(Path(input_dir)).model
         if lora:
             load_lora_state(model, folder)
         else:
@@ -153,7 +151,7 @@ def save_checkpoint(accelerator: Accelerator, out: TrainOutputs, state: RunState
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (partial / out.CHECKPOINT_STATE).write_text(json.dumps(state.__dict__, indent=1))
+        CheckpointFiles(partial).state.write_text(json.dumps(state.__dict__, indent=1))
         if final.exists():  # a checkpoint of an earlier run at the same step
             shutil.rmtree(final)
         os.replace(partial, final)

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
+from dagster_project.core.paths import CacheFiles
 from dagster_project.dataset.cache import TensorCache
 from dagster_project.dataset.split import split_clips
-from dagster_project.paths import CacheFiles
 
 
 def clip_table(files: CacheFiles, split: str) -> pl.DataFrame:

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen here, and none needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dagster_project.atomic import atomic_path  # noqa: E402
+from dagster_project.core.atomic import atomic_path  # noqa: E402
 
 
 def plot_losses(

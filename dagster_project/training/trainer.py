@@ -7,7 +7,7 @@ step, position in the step's batch), so a run resumed from a checkpoint, or spli
 across accumulation steps and processes, sees exactly the same inputs.
 
 Runs alone, under `torchrun` (accelerate picks up the process group) or as a Dagster Pipes
-worker (see dagster_project/worker.py).
+worker (see cli/worker.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from dvclive import Live
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dagster_project.atomic import atomic_dir, atomic_path, write_json
+from dagster_project.core.atomic import atomic_dir, atomic_path, write_json
+from dagster_project.core.params import TrainParams
+from dagster_project.core.paths import CheckpointFiles, TrainOutputs
 from dagster_project.dataset.sampler import ResolutionSampler
 from dagster_project.models.adapters import (
     LORA_FILE,
@@ -41,8 +43,6 @@ from dagster_project.models.adapters import (
     load_lora_state,
 )
 from dagster_project.models.spec import ModelSpec
-from dagster_project.params import TrainParams
-from dagster_project.paths import TrainOutputs
 from dagster_project.training.checkpoint import (
     RunState,
     prune_checkpoints,
@@ -53,6 +53,8 @@ from dagster_project.training.checkpoint import (
 )
 from dagster_project.training.data import CachedClips, collate, split_batch
 from dagster_project.training.loss_plot import plot_losses
+from dagster_project.training.run_evaluations import RunEvaluations
+from dagster_project.training.timing import StepTimer
 
 LOG_EVERY_SECONDS = 10.0  # Dagster's log gets a line at most this often (and at checkpoints)
 
@@ -227,7 +229,7 @@ def train(
     )
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
-    register_hooks(accelerator, spec, lora, out)
+    register_hooks(accelerator, spec, lora)
 
     def make_sampler(rank: int) -> ResolutionSampler:
         buckets = table["bucket"].to_list()
@@ -240,15 +242,14 @@ def train(
     sampler, position = make_sampler(rank), make_sampler(0)
     state = RunState(step=0, fingerprint=fingerprint, sampler=position.state_dict())
     written: list[Path] = []  # this run's checkpoints, oldest first
-    load_seconds = 0.0
+    timer = StepTimer()
     if resume_from is not None:
-        loading = time.perf_counter()
-        accelerator.load_state(str(resume_from))
+        with timer.pause("checkpoint_load"):
+            accelerator.load_state(str(resume_from))
         # checkpoints fall on optimizer steps; accelerate's restored micro-step count would
         # misplace the updates if train.grad_accum changed with the same global batch
         accelerator.step = 0
-        load_seconds = time.perf_counter() - loading
-        state = RunState.read(resume_from, out)
+        state = RunState.read(resume_from)
         sampler.load_state_dict(state.sampler)
         position.load_state_dict(state.sampler)
         written = [f for f in out.checkpoint_folders() if f <= resume_from]
@@ -310,22 +311,16 @@ def train(
         [(m * world + rank) * cfg.batch_size + i for i in range(cfg.batch_size)]
         for m in range(cfg.grad_accum)
     ]
-    data_wait = 0.0  # seconds the loop spent waiting for batches (after the first step)
-    timed_steps, started, last_log = 0, time.perf_counter(), 0.0
-    save_seconds: list[float] = []
-    eval_seconds: list[float] = []
-    first = state.step + 1
+    first, last_log = state.step + 1, 0.0
     # on a terminal only (disable=None): a DVC stage's or Dagster's log gets the log lines
     quiet = True if not main or stopped else None
     progress = tqdm(range(first, cfg.steps + 1), disable=quiet, desc="train")
     for step in progress if not stopped else ():
-        step_started = time.perf_counter()
+        timer.start_step()
         step_loss = 0.0
         for positions in micro_positions:
-            waited = time.perf_counter()
-            batch = next(batches)
-            if step > first:
-                data_wait += time.perf_counter() - waited
+            with timer.waiting(timed=step > first):
+                batch = next(batches)
             with accelerator.accumulate(transformer):
                 moments, conditioning = split_batch(batch, accelerator.device)
                 latents, noise, levels = draw_inputs(
@@ -359,33 +354,25 @@ def train(
         next(positions_taken)
         state.step, state.sampler = step, position.state_dict()
         state.losses.append([step, step_loss, lr])
-        if step > first:  # the first step pays for start-up
-            timed_steps += 1
-        else:
-            started = time.perf_counter()
+        seconds = timer.end_step(timed=step > first)  # the first step pays for start-up
         progress.set_postfix(loss=f"{step_loss:.4f}")
         if live is not None:
             live.step = step
             live.log_metric("train/loss", step_loss)
             live.log_metric("train/lr", lr)
-            live.log_metric("train/seconds_per_step", time.perf_counter() - step_started)
+            live.log_metric("train/seconds_per_step", seconds)
             live.next_step()
         evaluated = evaluator is not None and evaluator.due(step, cfg.steps)
         if evaluated:
-            evaluating = time.perf_counter()
-            stopped = evaluate(step)
-            eval_seconds.append(time.perf_counter() - evaluating)
-            started += eval_seconds[-1]  # step timing excludes evaluations
+            with timer.pause("evaluation"):
+                stopped = evaluate(step)
         # every evaluated step is a checkpoint: early stopping may export any of them
         if evaluated or step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            saving = time.perf_counter()
-            written.append(save_checkpoint(accelerator, out, state))
-            if main:
-                prune_checkpoints(
-                    out, cfg.keep_checkpoints, written, _protected_checkpoint(evaluator, out)
-                )
-            save_seconds.append(time.perf_counter() - saving)
-            started += save_seconds[-1]  # step timing excludes checkpoint writes
+            with timer.pause("checkpoint_save"):
+                written.append(save_checkpoint(accelerator, out, state))
+                if main:
+                    protected = _protected_checkpoint(evaluator, out)
+                    prune_checkpoints(out, cfg.keep_checkpoints, written, protected)
         if main and (time.perf_counter() - last_log > LOG_EVERY_SECONDS or step == cfg.steps):
             last_log = time.perf_counter()
             log(f"step {step}/{cfg.steps}: loss {step_loss:.4f}, lr {lr:.3g}")
@@ -395,9 +382,8 @@ def train(
     if evaluator is not None and evaluated_last != state.step:
         # resumed at a checkpoint that was never evaluated (train.steps lowered to it): the
         # last step is always judged
-        evaluating = time.perf_counter()
-        stopped = evaluate(state.step) or stopped
-        eval_seconds.append(time.perf_counter() - evaluating)
+        with timer.pause("evaluation"):
+            stopped = evaluate(state.step) or stopped
 
     metrics: dict[str, float | str] = {}
     if main:
@@ -405,30 +391,26 @@ def train(
             spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
         stop_decision = evaluator.decision() if evaluator is not None else None
         chosen = _export_model(stop_decision, out, state.step, log)
-        elapsed = time.perf_counter() - started
-        timing = {
-            "data_wait_fraction": data_wait / elapsed if elapsed > 0 and timed_steps else 0.0,
-            "seconds_per_step": elapsed / timed_steps if timed_steps else 0.0,
+        summary = {
+            **timer.summary(),
             "processes": world,
             "trainable_parameters": sum(p.numel() for p in trainable),
             "resumed_from_step": first - 1,
-            "checkpoint_save_seconds": sum(save_seconds) / max(1, len(save_seconds)),
-            "checkpoint_load_seconds": load_seconds,
-            "evaluation_seconds": sum(eval_seconds) / max(1, len(eval_seconds)),
-            "evaluations": len(eval_seconds),
             "last_step": state.step,
             "chosen_step": chosen,
             "stopped_early": int(stopped),
         }
-        metrics = _write_loss_log(state.losses, out, timing)
+        metrics = _write_loss_log(state.losses, out, summary)
         live.end()
         log(f"loss {metrics['loss_first']:.4f} -> {metrics['loss_last']:.4f}")
         if evaluator is not None:
-            write_json(
-                {**evaluator.state_dict(), "last_step": state.step, "chosen_step": chosen,
-                 "stopped_early": stopped, "decision": stop_decision.reason},
-                out.evaluations,
-            )  # fmt: skip
+            RunEvaluations(
+                history=evaluator.state_dict()["history"],
+                last_step=state.step,
+                chosen_step=chosen,
+                stopped_early=stopped,
+                decision=stop_decision.reason,
+            ).write(out.evaluations)
             log(f"model: step {chosen} ({stop_decision.reason})")
         # for the asset's metadata, not the DVC metrics
         metrics = {**metrics, "start": why}
@@ -449,7 +431,7 @@ def _export_model(
     """Write `model/`: the checkpoint early stopping chose (its trainable weights, already in
     the export format), else the last step's weights. Returns the step exported."""
     best = decision.chosen if decision is not None else None
-    source = out.checkpoint(best) / out.CHECKPOINT_MODEL if best else out.last_model
+    source = CheckpointFiles(out.checkpoint(best)).model if best else out.last_model
     if best and not source.is_dir():
         # chosen under a rule changed since (eval.early_stopping), after it was pruned
         log(f"{source.parent.name} was pruned before it was chosen: exporting step {last}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import ffmpeg
 
-from dagster_project.hashing import sha256_file
+from dagster_project.core.hashing import sha256_file
 
 
 class ProbeError(Exception):

