@@ -265,7 +265,7 @@ def materialize_quietly(params: Path, selection: str, checks: bool = True) -> An
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
-    from tests.conftest import materialize
+    from tests.materialize import materialize
 
     log = io.StringIO()
     with contextlib.redirect_stderr(log):
