@@ -61,7 +61,8 @@ def child(count: int) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from tests.materialize import materialize  # Dagster's log goes to stderr, which the parent keeps
+    # Dagster's log goes to stderr, which the parent keeps
+    from tests.materialize import materialize
 
     params = fresh_project(WORK_DIR / f"clips_{count}", [small_clip(i) for i in range(count)])
     report = {
