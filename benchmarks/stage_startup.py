@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.clips import DATA_DIR, ensure_clips, materialize_quietly, reused_project, small_clip
-from dagster_project.shell.resources import PARAMS_ENV
+from dagster_project.core.params import PARAMS_ENV
 
 WORK_DIR = DATA_DIR / "stage_startup"
 GOAL = 4.0

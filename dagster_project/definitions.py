@@ -8,26 +8,26 @@ the package imports it but the entry points that load it.
 
 import dagster as dg
 
-from dagster_project.core.params import load_params
+from dagster_project.core.params import default_params_path, load_params
 from dagster_project.shell import jobs, schedules, sensors
 from dagster_project.shell.assets import encode, evaluate, ingest, model, registry, sweep, train
 from dagster_project.shell.checks import manifest, training
-from dagster_project.shell.resources import ParamsResource, default_params_path
+from dagster_project.shell.dvc.sync import with_dvc_commits
+from dagster_project.shell.resources import ParamsResource
 
 
 def build_definitions(params_path: str) -> dg.Definitions:
     """The asset graph, checks, job, sensors and schedule for the project at `params_path`."""
     cadence = load_params(params_path).automation
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(
-            [model, ingest, encode, train, evaluate, registry, sweep]
+        assets=with_dvc_commits(
+            dg.load_assets_from_modules([model, ingest, encode, train, evaluate, registry, sweep])
         ),
         asset_checks=dg.load_asset_checks_from_modules([manifest, training]),
         jobs=[jobs.pipeline_job],
         sensors=[
             sensors.new_data_sensor(cadence.sensor_interval_seconds),
-            sensors.dvc_sync_sensor(dg.DagsterRunStatus.SUCCESS),
-            sensors.dvc_sync_sensor(dg.DagsterRunStatus.FAILURE),
+            sensors.release_dead_runs_sensor(),
         ],
         schedules=[schedules.retrain_schedule(cadence.retrain_cron)],
         resources={

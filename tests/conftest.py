@@ -61,19 +61,21 @@ def project(tmp_path: Path, sample_raw: Path) -> Path:
     return write_params(tmp_path)
 
 
-# The slowest files first (their measured order, docs/benchmarks.md), so that `make test`'s two
+# The slowest files first (their measured order, docs/benchmarks.md), so that `make test`'s
 # workers (pytest-xdist, one file at a time, `--no-loadscope-reorder`) end together; test_dvc
-# first: it builds the end-to-end tests' shared demo project while the other worker trains.
+# first: it builds the end-to-end tests' shared demo project while the others run the slow
+# tests that do not need it.
 SLOWEST_FIRST = [
     "e2e/test_dvc.py",
     "e2e/test_resume.py",
-    "e2e/test_daemon.py",
     "e2e/test_concurrency.py",
-    "e2e/test_ui.py",
     "e2e/test_pipeline.py",
-    "e2e/test_overfitting.py",
-    "e2e/test_dvc_sync.py",
+    "e2e/test_ui.py",
+    "e2e/test_daemon.py",
     "e2e/test_dvc_experiments.py",
+    "e2e/test_dvc_sync.py",
+    "e2e/test_overfitting.py",
+    "e2e/test_crash_safety.py",
     "e2e/test_registry.py",
     "e2e/test_cache.py",
     "e2e/test_cli.py",

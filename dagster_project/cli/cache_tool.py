@@ -1,8 +1,10 @@
 """Check and tidy the tensor cache: `python -m dagster_project.cli.cache_tool verify|prune`.
 
-verify: load every entry and report the damaged ones (exit 1 if any).
+verify: load every entry, check its checksum and values, report the damaged ones (exit 1 if any).
 prune:  delete entries that the current text/latent indexes no longer reference, damaged
         entries and temporary files left by killed writers. `--dry-run` only lists them.
+Both refuse a folder not marked as the project's cache and touch only files of its layout
+(dataset/cache.py).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dagster_project.core.params import load_params
-from dagster_project.dataset.cache import cache_files, referenced, verify_entry
+from dagster_project.core.params import ParamsError, load_params
+from dagster_project.dataset.cache import CacheError, cache_files, check_entry, referenced
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
-    entries, leftovers = cache_files(params.path(params.data.cache_dir))
-    damaged = {p: why for p in entries if (why := verify_entry(p))}
+    try:
+        params = load_params(args.params)
+        entries, leftovers = cache_files(params.path(params.data.cache_dir))
+    except (ParamsError, CacheError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    damaged = {p: why for p in entries if (why := check_entry(p))}
     for path, why in damaged.items():
         print(f"damaged: {path}: {why}")
     if args.command == "verify":

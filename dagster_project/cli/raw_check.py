@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from dagster_project.core.params import ParamsError, load_params
+from dagster_project.core.params import ParamsError, default_params_path, load_params
 from dagster_project.shell.dvc.raw_folder import refused_links
-from dagster_project.shell.resources import default_params_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(error, file=sys.stderr)
         return 2
+    for warning in p.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     bad = refused_links(p)
     if bad:
         print(

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
-from dagster_project.core.params import load_params
+from dagster_project.core.atomic import write_text
+from dagster_project.core.params import Params, load_params
 from dagster_project.evaluation.monitor import RunMonitor
 from dagster_project.models.families import family_spec
 from dagster_project.registry.lineage import run_start
@@ -29,36 +32,43 @@ from dagster_project.training.trainer import NonFiniteLoss, WarmStart, train
 
 def main(argv: list[str]) -> int:
     params = load_params(argv[1] if len(argv) > 1 else "params.yaml")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    out = params.train_outputs
+    if rank0:
+        out.failure.unlink(missing_ok=True)
     with ExitStack() as stack:
         pipes = None
-        if int(os.environ.get("RANK", "0")) == 0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ:
+        if rank0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ:
             pipes = stack.enter_context(open_dagster_pipes())
         log = pipes.log.info if pipes else print
-        spec = family_spec(params.model.family, params.base_model)
-        train_clips = clip_table(params.cache_files, "train")
-        out = params.train_outputs
-        monitor = RunMonitor(
-            params.eval, spec, train_clips, clip_table(params.cache_files, "val"), out
-        )
-        registry = ModelRegistry(params.registry_files)
-        # the base, or the promoted version (train.init)
-        start = run_start(params.train.init, registry, params.base_model.identity())
-        warm = None
-        if start.parent:
-            warm = WarmStart(Path(start.parent_model), start.parent_model_sha256)
-            log(f"warm start from {start.parent} ({start.parent_model})")
-        if int(os.environ.get("RANK", "0")) == 0:
-            start.write(params.train_outputs.start)
         try:
-            metrics = train(
-                params.train, spec, train_clips, out, log=log, evaluator=monitor, warm=warm
-            )
-        except NonFiniteLoss as error:
-            (pipes.log.error if pipes else print)(str(error))
-            return 3
+            metrics = run(params, log)
+        except Exception as error:  # one line names the cause; the traceback goes to a file
+            cause = f"{type(error).__name__}: {error}"
+            if rank0:
+                write_text(f"{cause}\n\n{traceback.format_exc()}", out.failure)
+            (pipes.log.error if pipes else print)(f"{cause} (traceback: {out.failure})")
+            return 3 if isinstance(error, NonFiniteLoss) else 1
         if pipes:
             pipes.report_asset_materialization(metadata=metrics)
     return 0
+
+
+def run(params: Params, log: Callable[[str], None]) -> dict:
+    """Train as params.yaml says, from the base or the promoted version (`train.init`)."""
+    spec = family_spec(params.model.family, params.base_model)
+    train_clips = clip_table(params.cache_files, "train")
+    out = params.train_outputs
+    monitor = RunMonitor(params.eval, spec, train_clips, clip_table(params.cache_files, "val"), out)
+    registry = ModelRegistry(params.registry_files)
+    start = run_start(params.train.init, registry, params.base_model.identity())
+    warm = None
+    if start.parent:
+        warm = WarmStart(Path(start.parent_model), start.parent_model_sha256)
+        log(f"warm start from {start.parent} ({start.parent_model})")
+    if int(os.environ.get("RANK", "0")) == 0:
+        start.write(out.start)
+    return train(params.train, spec, train_clips, out, log=log, evaluator=monitor, warm=warm)
 
 
 if __name__ == "__main__":

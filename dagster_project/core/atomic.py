@@ -48,6 +48,32 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def atomic_dirs(*paths: Path) -> Iterator[list[Path]]:
+    """Temporary folders beside `paths`; on success they replace all of them, one rename each
+    once every one is written, so the folders change together or not at all."""
+    temporary = []
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            made.chmod(0o755)
+            temporary.append(made)
+        yield temporary
+        old = [path.with_name(f".{path.name}.old") for path in paths]
+        for path, previous in zip(paths, old, strict=True):
+            shutil.rmtree(previous, ignore_errors=True)
+            if path.exists():
+                os.replace(path, previous)
+        for path, made in zip(paths, temporary, strict=True):
+            os.replace(made, path)
+        for previous in old:
+            shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        for made in temporary:
+            shutil.rmtree(made, ignore_errors=True)
+
+
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.write_parquet(tmp)

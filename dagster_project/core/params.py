@@ -8,6 +8,7 @@ Paths in params.yaml are relative to the folder that holds params.yaml.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -48,6 +49,14 @@ PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
 NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
 Fraction = Annotated[float, Field(ge=0, lt=1, strict=True)]
 Sigma = Annotated[float, Field(gt=0, lt=1, strict=True)]
+
+
+PARAMS_ENV = "VIDEO_TRAIN_PARAMS"
+
+
+def default_params_path() -> str:
+    """params.yaml in the working folder, unless VIDEO_TRAIN_PARAMS names another file."""
+    return os.environ.get(PARAMS_ENV, "params.yaml")
 
 
 class ParamsError(ValueError):
@@ -403,6 +412,54 @@ class Params(_Section):
     def bucket_list(self) -> list[Bucket]:
         """The buckets of `buckets.sizes` or `buckets.rules`, resolved once at validation."""
         return list(self._bucket_list)
+
+    def data_paths(self) -> dict[str, Path]:
+        """Every path params.yaml names for inputs and outputs, by key, resolved."""
+        data = self.data
+        paths = {f"data.{k}": getattr(data, k) for k in DataParams.model_fields if k != "folders"}
+        paths = {k: v for k, v in paths.items() if isinstance(v, str)}
+        paths |= {
+            "model.base_dir": self.model.base_dir,
+            "train.output_dir": self.train.output_dir,
+            "eval.output_dir": self.eval.output_dir,
+            "sweep.output_dir": self.sweep.output_dir,
+            "automation.registry_dir": self.automation.registry_dir,
+        }
+        return {key: self.path(value) for key, value in paths.items()}
+
+    def warnings(self) -> list[str]:
+        """What is valid but costly: a raw data folder outside the project."""
+        raw, root = self.path(self.data.raw_dir), self.root.resolve()
+        if raw.is_relative_to(root):
+            return []
+        return [
+            f"data.raw_dir: {raw} is outside the project folder {root}: dvc.yaml and dvc.lock "
+            "then hold a path of this machine, so a clone elsewhere (or another user) cannot "
+            "reproduce the run; keep the videos inside the project"
+        ]
+
+    @model_validator(mode="after")
+    def _cache_dir_holds_only_the_cache(self) -> Params:
+        # `cache_tool prune` deletes what the cache does not reference: nothing else may live there
+        paths = self.data_paths()
+        cache = paths.pop("data.cache_dir")
+        root = self.root.resolve()
+        if cache == Path(cache.anchor) or root.is_relative_to(cache):
+            raise ValueError(
+                f"data.cache_dir: {cache} holds the project folder {root}; the cache needs a "
+                "folder of its own (e.g. data/cache)"
+            )
+        for key, other in paths.items():
+            if other.is_relative_to(cache) or cache.is_relative_to(other):
+                relation = (
+                    "is also" if other == cache
+                    else "holds" if other.is_relative_to(cache) else "lies inside"
+                )  # fmt: skip
+                raise ValueError(
+                    f"data.cache_dir: {cache} {relation} {key} ({other}); the cache needs a "
+                    "folder of its own (e.g. data/cache)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _text_length_fits_the_family(self) -> Params:

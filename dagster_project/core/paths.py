@@ -80,6 +80,7 @@ class CheckpointFiles(Folder):
 
     model = Name("transformer")  # the trainable weights, in the export format
     state = Name("state.json")  # step, losses, the sampler's position, the run's fingerprint
+    complete = Name("complete.json")  # written last: every other file and its size
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class TrainOutputs(Outputs):
     loss_plot = Name("loss.png")
     metrics = Name("metrics.json")
     plan = Name("plan.json")
+    failure = Name("failure.txt")  # why the worker failed: the cause, then the traceback
     dvclive = Name("dvclive")  # dvclive's per-step metrics and plots
     # dvclive's files for the curves it logs as "train/loss" and "train/lr"
     LIVE_CURVES: ClassVar[tuple[str, ...]] = (

@@ -3,58 +3,155 @@
 The key of an entry hashes everything that determines its tensors (the video's sha256 or the
 caption text, the preprocessing settings, the encoder's identity), so an entry is never stale:
 new content gets a new key, and unchanged content is found again whatever its file name.
+
+Entries are trusted only as far as they check out:
+- each carries a checksum of its tensors in its safetensors metadata (`sha256`), which `verify`
+  and training recompute; encoding re-encodes an entry whose header, length or checksum field
+  does not check out (a truncated file, one written before checksums) without reading it whole;
+- the folder is marked as this project's cache (`CACHEDIR.TAG`, the cache-directory tagging
+  convention) when the first entry is written, and `verify`/`prune` refuse a folder without the
+  mark; they only ever look at files of the cache's own layout
+  (`{text,latents}/ab/<64 hex>.safetensors` and the temporary files of killed writers).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import struct
 from pathlib import Path
 
 import polars as pl
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from dagster_project.core.atomic import atomic_path
 from dagster_project.core.paths import CacheFiles
+
+KINDS = ("text", "latents")
+MARK = "CACHEDIR.TAG"
+MARK_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# The tensor cache of a video-training project (data.cache_dir). Its `prune` deletes\n"
+    "# entries here that the project no longer references.\n"
+)
+CHECKSUM = "sha256"  # the safetensors metadata key of an entry's checksum
+ENTRY = re.compile(r"(text|latents)/[0-9a-f]{2}/[0-9a-f]{64}\.safetensors")
+LEFTOVER = re.compile(r"(text|latents)/[0-9a-f]{2}/\.[^/]+\.tmp")  # a killed writer's
+
+
+class CacheError(RuntimeError):
+    """A cache entry, or the cache folder, is not what it must be; the message names it."""
+
+
+def checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """The sha256 of the tensors' names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _header(path: Path) -> dict | None:
+    """The safetensors header of `path` when the file is whole (its length is what the header
+    says), else None."""
+    try:
+        with path.open("rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(size))
+        tensors = [v for k, v in header.items() if k != "__metadata__"]
+        end = max((tensor["data_offsets"][1] for tensor in tensors), default=0)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+    return header if path.stat().st_size == 8 + size + end else None
+
+
+def check_entry(path: Path) -> str | None:
+    """Why the entry at `path` cannot be used (unreadable, checksum, non-finite), or None. Reads
+    the whole file."""
+    header = _header(path)
+    if header is None:
+        return "unreadable: truncated or not a safetensors file"
+    recorded = (header.get("__metadata__") or {}).get(CHECKSUM)
+    if recorded is None:
+        return "no checksum (written before checksums): encode it again"
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises several types for a damaged file
+        return f"unreadable: {error}"
+    if checksum(tensors) != recorded:
+        return "checksum mismatch: its tensors are not the ones written"
+    bad = [name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()]
+    return f"non-finite values in {', '.join(bad)}" if bad else None
+
+
+def load_entry(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of the entry at `path` (the cache entry of `what`, e.g. a clip), checked:
+    a damaged entry raises CacheError naming the file and `what`."""
+    problem = check_entry(path) if path.is_file() else "missing"
+    if problem:
+        raise CacheError(
+            f"{path} (the cache entry of {what}): {problem}. Run `python -m "
+            "dagster_project.cli.cache_tool verify`, then materialize the encoding assets again "
+            "(they encode damaged entries anew)"
+        )
+    with safe_open(str(path), framework="pt") as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
 
 
 class TensorCache:
     """safetensors entries under `root/kind/ab/abcdef....safetensors`."""
 
     def __init__(self, root: Path, kind: str) -> None:
+        self.base = root
         self.root = root / kind
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
 
     def __contains__(self, key: str) -> bool:
-        return self.path(key).is_file()
+        """Whether the entry exists whole, with a checksum (its header and length checked; the
+        checksum itself is checked by `verify` and when training reads it)."""
+        header = _header(self.path(key))
+        return header is not None and CHECKSUM in (header.get("__metadata__") or {})
 
     def write(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        """Write an entry atomically: a killed writer leaves no partial file under its name."""
+        """Write an entry atomically (a killed writer leaves no partial file under its name),
+        with its checksum; the first write marks the folder as the cache."""
+        mark_cache(self.base)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         with atomic_path(self.path(key)) as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-
-    def read(self, key: str) -> dict[str, torch.Tensor]:
-        return load_file(str(self.path(key)))
+            save_file(tensors, str(tmp), metadata={CHECKSUM: checksum(tensors)})
 
 
-def verify_entry(path: Path) -> str | None:
-    """Why the cache file at `path` is unusable (unreadable, truncated, non-finite), or None."""
-    try:
-        tensors = load_file(str(path))
-    except Exception as error:  # safetensors raises several types for a damaged file
-        return f"unreadable: {error}"
-    bad = [name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()]
-    return f"non-finite values in {', '.join(bad)}" if bad else None
+def mark_cache(root: Path) -> None:
+    """Mark `root` as this project's tensor cache (once)."""
+    mark = root / MARK
+    if not mark.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        with atomic_path(mark) as tmp:
+            tmp.write_text(MARK_TEXT)
 
 
 def cache_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """(entries, leftover temporary files of killed writers) under a cache folder."""
+    """(entries, leftover temporary files of killed writers) under a cache folder: only files of
+    the cache's own layout. Raises CacheError for a folder that is not marked as a cache."""
     if not root.is_dir():
         return [], []
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    leftovers = [p for p in files if p.name.startswith(".") and p.name.endswith(".tmp")]
-    entries = [p for p in files if p.suffix == ".safetensors" and p not in leftovers]
+    files = sorted(p for kind in KINDS for p in (root / kind).glob("*/*") if p.is_file())
+    names = {p: p.relative_to(root).as_posix() for p in files}
+    entries = [p for p in files if ENTRY.fullmatch(names[p])]
+    leftovers = [p for p in files if LEFTOVER.fullmatch(names[p])]
+    if (entries or leftovers) and not (root / MARK).is_file():  # our writer marks first
+        raise CacheError(
+            f"{root}: not marked as this project's cache (no {MARK}): refusing to touch it. "
+            "Check data.cache_dir; the encoding assets mark the folder they write"
+        )
     return entries, leftovers
 
 

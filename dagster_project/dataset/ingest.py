@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,13 @@ def normalize_caption(text: str | None) -> str | None:
     return " ".join(line for line in lines if line) or None
 
 
+def control_characters(caption: str) -> str:
+    """The control characters in a caption (a NUL byte, an escape), named; '' when none. A tab
+    counts as a space."""
+    found = sorted({c for c in caption if unicodedata.category(c) == "Cc" and c != "\t"})
+    return ", ".join(f"U+{ord(c):04X}" for c in found)
+
+
 def read_text(path: Path) -> str:
     """UTF-8 text with or without BOM (UnicodeDecodeError when not UTF-8)."""
     return path.read_bytes().decode("utf-8-sig")
@@ -127,6 +135,11 @@ def _check_file(
         return Candidate(
             relative, None, source, "missing_caption", f"{relative}: no caption ({source})"
         )
+    if control := control_characters(caption):
+        return Candidate(
+            relative, caption, source, "bad_caption",
+            f"{relative}: the caption holds control characters ({control}; {source})",
+        )  # fmt: skip
     split = folder_split(split_root, path)
     return Candidate(resolved.relative_to(data_dir).as_posix(), caption, source, split=split)
 

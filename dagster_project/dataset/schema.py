@@ -13,6 +13,7 @@ REJECT_REASONS = [
     "audio_only",
     "unreadable",
     "missing_caption",
+    "bad_caption",
     "bad_metadata",
     "outside_data_folder",
     "too_small",

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import torch
-from safetensors.torch import load_file
 
+from dagster_project.dataset.cache import load_entry
 from dagster_project.models.spec import ModelSpec
 
 
 def load_clip_latents(table: pl.DataFrame, spec: ModelSpec) -> list[torch.Tensor]:
     """The normalized posterior mean of each clip in a `clip_table` (no sampling)."""
     latents = []
-    for path in table["latent_file"]:
-        moments = {key: value.unsqueeze(0) for key, value in load_file(path).items()}
+    for clip, path in zip(table["path"], table["latent_file"], strict=True):
+        entry = load_entry(Path(path), f"clip {clip}: its latents")
+        moments = {key: value.unsqueeze(0) for key, value in entry.items()}
         latents.append(spec.latents(moments, generator=None)[0])
     return latents
 
@@ -21,8 +24,11 @@ def load_clip_latents(table: pl.DataFrame, spec: ModelSpec) -> list[torch.Tensor
 def load_clip_conditioning(table: pl.DataFrame) -> list[dict[str, torch.Tensor]]:
     """The cached caption conditioning of each clip in a `clip_table`, batched by one."""
     return [
-        {key: value.unsqueeze(0) for key, value in load_file(path).items()}
-        for path in table["text_file"]
+        {
+            key: value.unsqueeze(0)
+            for key, value in load_entry(Path(path), f"clip {clip}: its caption").items()
+        }
+        for clip, path in zip(table["path"], table["text_file"], strict=True)
     ]
 
 

@@ -3,9 +3,12 @@ params, code and parent it came from, its evaluation), and the one version that 
 (what a warm start continues from, and what a user ships).
 
 On disk (`automation.registry_dir`): `versions/vNNNN/{model/, lineage.json}`, the table of
-versions (`registry.parquet`) and `promoted.json`. Each file appears whole (written to a
-temporary sibling, then renamed); a version's folder appears with its model and lineage.
-Plain files and polars: importable by the definitions without loading torch.
+versions (`registry.parquet`) and `promoted.json`. The version folders are the one source of
+truth: a version appears whole (model, lineage and the gate's decision, one rename), and the
+promoted version is the newest whose lineage says it was promoted. The table and
+`promoted.json` are views of them, rewritten after every registration and by `refresh`, so an
+interrupted registration leaves either no version or a whole one, and the next run repairs the
+views. Plain files and polars: importable by the definitions without loading torch.
 """
 
 from __future__ import annotations
@@ -61,19 +64,10 @@ class ModelRegistry:
         """The model folder of `version` (what `spec.load_trained` reads)."""
         return self.files.version(version).model
 
-    def promoted_name(self) -> str | None:
-        """The promoted version's name, or None while no version is promoted."""
-        if not self.files.promoted.is_file():
-            return None
-        return PromotedPointer.read(self.files.promoted).version
-
     def promoted(self) -> Lineage | None:
-        """The promoted version's lineage, or None while no version is promoted."""
-        name = self.promoted_name()
-        if name is None:
-            return None
-        lineage = self.files.version(name).lineage
-        return Lineage.read(lineage) if lineage.is_file() else None
+        """The promoted version's lineage (the newest promoted when registered), or None while
+        no version is promoted."""
+        return next((v for v in reversed(self.versions()) if v.promoted), None)
 
     def find(self, model_sha256: str) -> Lineage | None:
         """The version holding exactly these weights, if registered already."""
@@ -96,16 +90,23 @@ class ModelRegistry:
         with atomic_dir(self.files.version(lineage.version).root) as tmp:
             shutil.copytree(model, VersionFiles(tmp).model)
             lineage.write(VersionFiles(tmp).lineage)
-        if promotion.promote:
-            PromotedPointer(version=lineage.version, reason=promotion.reason).write(
-                self.files.promoted
-            )
-        write_parquet(self.table(), self.files.table)
+        self.refresh()
         return lineage
+
+    def refresh(self) -> None:
+        """Rewrite the views of the version folders: `promoted.json` and the table."""
+        promoted = self.promoted()
+        if promoted is not None:
+            pointer = PromotedPointer(version=promoted.version, reason=promoted.promotion.reason)
+            pointer.write(self.files.promoted)
+        else:
+            self.files.promoted.unlink(missing_ok=True)
+        write_parquet(self.table(), self.files.table)
 
     def table(self) -> pl.DataFrame:
         """One row per version, `promoted` true for the one promoted now."""
-        current = self.promoted_name()
+        promoted = self.promoted()
+        current = promoted.version if promoted else None
         rows = [
             {name: _get(v, names) for name, (_, names) in TABLE_COLUMNS.items()}
             for v in self.versions()

@@ -36,6 +36,7 @@ def register_run(p: Params, origin: RunOrigin, log: Callable[[str], None] = prin
     model_sha = folder_sha256(trained.model)
     known = registry.find(model_sha)
     if known is not None:  # re-materialized without a new model: nothing to decide
+        registry.refresh()  # the views, in case the registration that made it was cut short
         log(f"the model is {known.version} already; nothing to register")
         return known
     if not trained.start.is_file():  # trained by a version before the registry

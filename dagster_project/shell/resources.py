@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from dagster_project.core.params import Params, load_params
 
-PARAMS_ENV = "VIDEO_TRAIN_PARAMS"
 # the Dagster concurrency pool of training, evaluation, registration and the sweep:
 # dagster_home/dagster.yaml limits every pool to one op at a time, across runs
 TRAINING_POOL = "training"
-
-
-def default_params_path() -> str:
-    """params.yaml in the working folder, unless VIDEO_TRAIN_PARAMS names another file."""
-    return os.environ.get(PARAMS_ENV, "params.yaml")
 
 
 class ParamsResource(dg.ConfigurableResource):

@@ -1,4 +1,4 @@
-"""Sensors: retraining when data lands, and keeping DVC in step after runs from the UI.
+"""Sensors: retraining when data lands, and releasing runs that died holding a pool slot.
 
 Why a sensor and not Declarative Automation: the raw folder lives outside Dagster, so something
 must observe it either way (an observable source asset would need the same settle logic), and
@@ -14,14 +14,12 @@ import time
 
 import dagster as dg
 
-from dagster_project.core.params import load_params
 from dagster_project.dataset.arrivals import changes, fingerprint, observe, unsettled
 from dagster_project.dataset.ingest import is_video
-from dagster_project.shell.dvc.stages import stage_assets
-from dagster_project.shell.dvc.sync import sync_run
 from dagster_project.shell.jobs import pipeline_job
 from dagster_project.shell.recorded import trained_on
-from dagster_project.shell.resources import ParamsResource, default_params_path
+from dagster_project.shell.resources import ParamsResource
+from dagster_project.shell.stale_runs import release_dead_runs
 
 
 def new_data_sensor(interval_seconds: int) -> dg.SensorDefinition:
@@ -77,18 +75,17 @@ def queued_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return instance.get_runs(filters=dg.RunsFilter(job_name=pipeline_job.name, statuses=waiting))
 
 
-def dvc_sync_sensor(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
-    """After a run ends with `status`, `dvc commit` the stages it materialized whole (runs of a
-    DVC stage excepted: `dvc repro` records those), so DVC stays in step with the UI."""
+def release_dead_runs_sensor() -> dg.SensorDefinition:
+    """Every 30 s in the daemon: runs that died holding a pool slot are marked failed and their
+    slots freed (shell/stale_runs.py), so a run waiting for the slot goes on."""
 
-    @dg.run_status_sensor(
-        run_status=status,
-        name=f"dvc_commit_on_{status.value.lower()}",
+    @dg.sensor(
+        name="release_dead_runs",
+        minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def dvc_commit(context: dg.RunStatusSensorContext) -> dg.SkipReason:
-        stages = stage_assets(context.repository_def.asset_graph)
-        root = load_params(default_params_path()).root.resolve()
-        return dg.SkipReason(sync_run(context.instance, context.dagster_run, stages, root))
+    def release_dead_runs_tick(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        said = release_dead_runs(context.instance)
+        return dg.SkipReason("; ".join(said) or "no run died holding a pool slot")
 
-    return dvc_commit
+    return release_dead_runs_tick

@@ -4,8 +4,10 @@ A checkpoint folder `checkpoints/step-NNNNNN/` holds accelerate's `save_state` (
 schedule, RNG states), the trainable weights in the family's export format (`transformer/`:
 the adapter alone in LoRA mode, written by a save hook instead of accelerate's whole model) and
 `state.json`: step, loss history, the sampler's position (JSON, never pickle) and the run's
-fingerprint. It is written under a temporary name and renamed when complete, so a folder named
-`step-*` is always whole; the latest `train.keep_checkpoints` are kept.
+fingerprint; written last, `complete.json` lists every other file with its size (as
+SimpleTuner's `.guard`). It is written under a temporary name and renamed when complete; the
+latest `train.keep_checkpoints` are kept. A checkpoint whose files do not match its marker (a
+file missing or truncated, no marker) is passed over on resume, which says which and why.
 
 A run resumes from the latest checkpoint when every setting that shapes the run is the same
 (`run_fingerprint`); otherwise it starts fresh, and says which settings changed.
@@ -85,20 +87,48 @@ def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, worl
     }
 
 
+def write_marker(folder: Path) -> None:
+    """Mark a checkpoint folder complete: every file in it and its size, written last."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    listing = {f.relative_to(folder).as_posix(): f.stat().st_size for f in files}
+    CheckpointFiles(folder).complete.write_text(json.dumps({"files": listing}, indent=1))
+
+
+def damage(folder: Path) -> str | None:
+    """Why a checkpoint folder is not whole (no marker, a file missing or of another size than
+    the marker lists), or None."""
+    marker = CheckpointFiles(folder).complete
+    try:
+        listing = json.loads(marker.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no completion marker (complete.json)"
+    for name, size in listing.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} is {path.stat().st_size} bytes, not {size}"
+    return None
+
+
 def resume_point(
     out: TrainOutputs, fingerprint: dict, steps: int, resume: str
 ) -> tuple[Path | None, str]:
-    """(the checkpoint to resume from or None, why): the newest readable checkpoint of the same
-    run at or below `steps`. An unreadable one (a crash mid-write on a filesystem without
-    ordered renames) is passed over, not taken as a reason to start fresh and lose the rest."""
+    """(the checkpoint to resume from or None, why): the newest whole checkpoint of the same
+    run at or below `steps`. A damaged one (a file missing or truncated, a crash mid-write on a
+    filesystem without ordered renames) is passed over, with the reason, not taken as a reason
+    to start fresh and lose the rest."""
     if resume == "never":
         return None, "starting fresh: train.resume is never"
     skipped = []
     for folder in reversed(out.checkpoint_folders()):
+        problem = damage(folder)
         try:
-            saved = RunState.read(folder)
-        except (OSError, ValueError, KeyError, TypeError):
-            skipped.append(folder.name)
+            saved = None if problem else RunState.read(folder)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = f"state.json unreadable ({error})"
+        if problem:
+            skipped.append(f"{folder.name} ({problem})")
             continue
         changed = [k for k, value in fingerprint.items() if saved.fingerprint.get(k) != value]
         if changed:
@@ -108,13 +138,13 @@ def resume_point(
             )
         if saved.step > steps:
             continue  # train.steps was lowered: an earlier checkpoint of this run may do
-        unreadable = f"; passed over unreadable {', '.join(skipped)}" if skipped else ""
+        damaged = f"; passed over damaged {', '.join(skipped)}" if skipped else ""
         return (
             folder,
-            f"resuming from the checkpoint at step {saved.step} ({folder.name}){unreadable}",
+            f"resuming from the checkpoint at step {saved.step} ({folder.name}){damaged}",
         )
     return None, "starting fresh: no checkpoint yet" + (
-        f" (unreadable: {', '.join(skipped)})" if skipped else ""
+        f" (damaged: {', '.join(skipped)})" if skipped else ""
     )
 
 
@@ -152,6 +182,7 @@ def save_checkpoint(accelerator: Accelerator, out: TrainOutputs, state: RunState
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         CheckpointFiles(partial).state.write_text(json.dumps(state.__dict__, indent=1))
+        write_marker(partial)
         if final.exists():  # a checkpoint of an earlier run at the same step
             shutil.rmtree(final)
         os.replace(partial, final)

@@ -32,7 +32,7 @@ from dvclive import Live
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dagster_project.core.atomic import atomic_dir, atomic_path, write_json
+from dagster_project.core.atomic import atomic_dirs, atomic_path, write_json
 from dagster_project.core.params import TrainParams
 from dagster_project.core.paths import CheckpointFiles, TrainOutputs
 from dagster_project.dataset.sampler import ResolutionSampler
@@ -387,10 +387,11 @@ def train(
 
     metrics: dict[str, float | str] = {}
     if main:
-        with atomic_dir(out.last_model) as tmp:
-            spec.save_trained(accelerator.unwrap_model(transformer), tmp, lora)
         stop_decision = evaluator.decision() if evaluator is not None else None
-        chosen = _export_model(stop_decision, out, state.step, log)
+        # the last step's weights and the chosen ones change together, or not at all
+        with atomic_dirs(out.last_model, out.model) as (last_model, model):
+            spec.save_trained(accelerator.unwrap_model(transformer), last_model, lora)
+            chosen = _export_model(stop_decision, out, state.step, last_model, model, log)
         summary = {
             **timer.summary(),
             "processes": world,
@@ -426,18 +427,22 @@ def _protected_checkpoint(evaluator: StepEvaluator | None, out: TrainOutputs) ->
 
 
 def _export_model(
-    decision: StopDecisionLike | None, out: TrainOutputs, last: int, log: Callable[[str], None]
+    decision: StopDecisionLike | None,
+    out: TrainOutputs,
+    last: int,
+    last_model: Path,
+    model: Path,
+    log: Callable[[str], None],
 ) -> int:
-    """Write `model/`: the checkpoint early stopping chose (its trainable weights, already in
-    the export format), else the last step's weights. Returns the step exported."""
+    """Fill `model`: the checkpoint early stopping chose (its trainable weights, already in the
+    export format), else the last step's weights (`last_model`). Returns the step exported."""
     best = decision.chosen if decision is not None else None
-    source = CheckpointFiles(out.checkpoint(best)).model if best else out.last_model
+    source = CheckpointFiles(out.checkpoint(best)).model if best else last_model
     if best and not source.is_dir():
         # chosen under a rule changed since (eval.early_stopping), after it was pruned
         log(f"{source.parent.name} was pruned before it was chosen: exporting step {last}")
-        best, source = None, out.last_model
-    with atomic_dir(out.model) as tmp:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        best, source = None, last_model
+    shutil.copytree(source, model, dirs_exist_ok=True)
     return best or last
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from dagster_project.cli.cache_tool import main as cache_tool
 from dagster_project.core.params import load_params
-from dagster_project.dataset.cache import cache_files, verify_entry
+from dagster_project.dataset.cache import cache_files, check_entry
 from tests.materialize import materialize
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def test_each_change_costs_exactly_its_share(project: Path) -> None:
 def test_kill_9_leaves_no_partial_entry_and_the_rerun_finishes_the_rest(project: Path) -> None:
     folder = project.parent
     assert materialize(project, selection="base_model,videos,manifest,rejects").success
-    cache = folder / "data" / "cache" / "latents"
+    cache = folder / "data" / "cache"  # only latents are encoded here
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
                "dagster_project.definitions", "--select", "video_latents"]  # fmt: skip
     env = {**os.environ, "DAGSTER_HOME": str(folder / "dagster_home")}
@@ -99,7 +99,7 @@ def test_kill_9_leaves_no_partial_entry_and_the_rerun_finishes_the_rest(project:
 
     entries, _ = cache_files(cache)
     assert 3 <= len(entries) < 14, "the writer must be killed mid-way"
-    assert [verify_entry(e) for e in entries] == [None] * len(entries)
+    assert [check_entry(e) for e in entries] == [None] * len(entries)
     rerun = materialize(project, selection="video_latents")
     [m] = rerun.asset_materializations_for_node("video_latents")
     assert m.metadata["encoded"].value == 14 - len(entries)

@@ -101,3 +101,14 @@ def test_webserver_serves_the_asset_graph_on_loopback(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_failure_ends_with_one_line_naming_its_cause(project: Path) -> None:
+    done = cli(project.parent, "training_plan")  # before ingestion: there is no manifest
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("FAILED training_plan: FileNotFoundError")
+    assert "data/manifest.parquet" in last
+    assert "Stack Trace" not in done.stderr and "Traceback" not in done.stderr
+    log = Path(last.rsplit("(full log: ", 1)[1].rstrip(")"))
+    assert "Stack Trace" in log.read_text()  # the whole story is in the log

@@ -18,6 +18,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from dagster_project.cli.materialize import WATCH_ENV
 from dagster_project.core.params import load_params
 from tests.conftest import REPO, write_params
 from tests.materialize import materialize
@@ -36,7 +37,7 @@ def launch(params: Path, keys: str, home: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "dagster_project.cli.materialize", keys, "--params", str(params)],
         cwd=params.parent,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
+        env={**os.environ, "DAGSTER_HOME": str(home), WATCH_ENV: "2"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,11 +77,13 @@ def test_a_second_training_waits_for_the_first(project: Path, tmp_path: Path) ->
         runs.append(params.rename(params.with_name(f"params_{name}.yaml")))
     launched = time.time()
     processes = [launch(params, "trained_model", home) for params in runs]
-    for process in processes:
-        finish(process)
+    said = [finish(process) for process in processes]
     (first_start, first_end), (second_start, second_end) = step_windows(home, "trained_model")
     assert first_end - launched > 5  # both were launched while the first trained
     assert second_start >= first_end  # ... and the second started only after it
+    # the one that waited said who held the slot, and since when (every 2 s here, 30 s by default)
+    waited = [s for s in said if "trained_model waits for pool 'training', held by run" in s]
+    assert len(waited) == 1 and "(step trained_model, since 20" in waited[0]
     for name in ("a", "b"):
         assert (project.parent / "data" / f"train_{name}" / "model").is_dir()
 

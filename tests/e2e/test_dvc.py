@@ -15,7 +15,7 @@ from tests.e2e.conftest import BIN, REPRO_LOG, copy_demo, run
 
 pytestmark = pytest.mark.slow
 
-ALL = ["model", "ingest", "encode", "train", "evaluate", "registry"]
+ALL = ["params", "model", "ingest", "encode", "train", "evaluate", "registry"]
 
 
 def stages_run(output: str) -> list[str]:
@@ -35,6 +35,7 @@ def test_dvc_repro_runs_once_then_only_what_changed(demo_project: Path, tmp_path
     params["train"]["lr"] = 0.002
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert stages_run(run([str(BIN / "dvc"), "repro"], project)) == [
+        "params",  # params.yaml changed: checked first
         "train",
         "evaluate",
         "registry",

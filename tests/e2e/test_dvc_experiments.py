@@ -20,7 +20,7 @@ def test_an_experiment_runs_what_its_param_touches(demo_project: Path, tmp_path:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], project)
     assert run(["git", "for-each-ref", "refs/exps"], project).strip() == ""
     experiment = run([str(BIN / "dvc"), "exp", "run", "-S", "train.lr=0.003"], project)
-    assert stages_run(experiment) == ["train", "evaluate", "registry"]
+    assert stages_run(experiment) == ["params", "train", "evaluate", "registry"]
     table = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], project))
     runs = [e for commit in table for e in (commit.get("experiments") or [])]
     assert len(runs) == 1

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from dagster_project.core.params import load_params
 from dagster_project.core.paths import CheckpointFiles
+from dagster_project.dataset.cache import CacheError, TensorCache
 from dagster_project.models.families import family_spec
 from dagster_project.training.data import clip_table
 from dagster_project.training.launch import launch_command
@@ -238,3 +239,79 @@ def test_resuming_with_another_split_of_the_same_global_batch(encoded: Path) -> 
         load_params(whole).base_model.transformer / "diffusion_pytorch_model.safetensors"
     )
     close(weights(whole), weights(resumed), base)
+
+
+@pytest.mark.parametrize("damage", ["optimizer.bin missing", "weights truncated", "no marker"])
+def test_resume_passes_over_a_damaged_checkpoint_and_says_why(encoded: Path, damage: str) -> None:
+    reference = params_file(encoded, f"intact_{damage[:3]}", steps=9)
+    run_in_process(reference)
+    damaged = params_file(encoded, f"damaged_{damage[:3]}", steps=6)
+    run_in_process(damaged)
+    out = load_params(damaged).train_outputs
+    latest = out.checkpoint(6)
+    if damage == "optimizer.bin missing":
+        (latest / "optimizer.bin").unlink()
+    elif damage == "weights truncated":
+        [weights_file] = CheckpointFiles(latest).model.glob("*.safetensors")
+        weights_file.write_bytes(weights_file.read_bytes()[:-100])
+    else:
+        CheckpointFiles(latest).complete.unlink()
+
+    longer = params_file(encoded, f"damaged_{damage[:3]}", steps=9)
+    result, lines = run_in_process(longer)
+    assert result["resumed_from_step"] == 3, lines
+    [said] = [line for line in lines if line.startswith("resuming")]
+    assert "passed over damaged step-000006" in said
+    why = {
+        "optimizer.bin missing": "optimizer.bin is missing",
+        "weights truncated": "bytes, not",
+        "no marker": "no completion marker",
+    }[damage]
+    assert why in said
+    expected, got = weights(reference), weights(longer)
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), key
+
+
+def test_model_and_last_model_change_together_or_not_at_all(
+    encoded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = params_file(encoded, "pair", steps=3)
+    run_in_process(first)
+    out = load_params(first).train_outputs
+    before = {f: f.read_bytes() for d in (out.model, out.last_model) for f in d.iterdir()}
+
+    import dagster_project.training.trainer as trainer
+
+    def broken_export(*args: object, **kwargs: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainer, "_export_model", broken_export)
+    other = params_file(encoded, "pair", steps=3, lr=2e-3)  # another run, same folder
+    with pytest.raises(OSError, match="disk full"):
+        run_in_process(other)
+    after = {f: f.read_bytes() for d in (out.model, out.last_model) for f in d.iterdir()}
+    assert after == before  # neither replaced: both still the first run's
+    assert not list(out.root.glob(".*.tmp"))  # no temporary folder left
+
+
+def test_a_damaged_cache_entry_names_its_file_and_clip(encoded: Path) -> None:
+    p = load_params(params_file(encoded, "cache_nan", steps=2))
+    table = clip_table(p.cache_files, "train")
+    victim = Path(table["latent_file"][0])
+    original = victim.read_bytes()
+    try:
+        entry = load_file(victim)
+        entry["mean"][0] = float("nan")  # non-finite data, written with a fresh checksum
+        TensorCache(p.path(p.data.cache_dir), "latents").write(victim.stem, entry)
+        with pytest.raises(CacheError) as caught:
+            run_in_process(params_file(encoded, "cache_nan", steps=2))
+        said = str(caught.value)
+        assert str(victim) in said and table["path"][0] in said and "non-finite" in said
+        assert "train.lr" not in said
+
+        victim.write_bytes(original[:-64] + bytes(64))  # finite garbage: the checksum fails
+        with pytest.raises(CacheError, match="checksum mismatch"):
+            run_in_process(params_file(encoded, "cache_nan", steps=2))
+    finally:
+        victim.write_bytes(original)

@@ -31,5 +31,5 @@ def test_dg_checks_and_lists_the_definitions() -> None:
     checks = {check["name"] for check in defs["asset_checks"]}
     assert {"manifest_contract", "caption_contract", "exposure_guard"} <= checks
     assert [job["name"] for job in defs["jobs"]] == ["pipeline"]
-    assert {"new_data", "dvc_commit_on_success"} <= {s["name"] for s in defs["sensors"]}
+    assert {"new_data", "release_dead_runs"} <= {s["name"] for s in defs["sensors"]}
     assert [s["name"] for s in defs["schedules"]] == ["retrain"]

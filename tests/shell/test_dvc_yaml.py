@@ -19,6 +19,10 @@ def test_every_asset_is_in_exactly_one_stage_after_its_upstream() -> None:
     defs = build_definitions(str(REPO / "params.yaml"))
     graph = defs.resolve_asset_graph()
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    checked = stages.pop("params")  # first, and every other stage depends on its marker
+    assert list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])[0] == "params"
+    [marker] = [next(iter(out)) for out in checked["outs"]]
+    assert all(marker in stage["deps"] for stage in stages.values())
     stage_of = {}
     for position, stage in enumerate(stages.values()):
         for key in stage["cmd"].split("dagster_project.cli.materialize ")[1].split(","):

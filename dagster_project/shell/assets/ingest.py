@@ -27,6 +27,8 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
     """Every video file under data.raw_dir with its sidecar caption. Outside a DVC stage, the
     raw folder is first versioned with DVC (when it is tracked), after the link check."""
     p = params.load()
+    for warning in p.warnings():
+        context.log.warning(warning)
     raw_dir = p.path(p.data.raw_dir)
     if "DVC_STAGE" not in os.environ:  # inside `dvc repro`, DVC has versioned it already
         if bad := refused_links(p):

@@ -97,8 +97,16 @@ def trained_model(
     if plan.verdict == "error":
         raise dg.Failure(description=plan.message())
     command = launch_command(params.path, p.train)
-    reported = pipes_subprocess_client.run(command=command, context=context)
     outputs = p.train_outputs
+    try:
+        reported = pipes_subprocess_client.run(command=command, context=context)
+    except Exception as error:  # the worker says why in one line; its traceback is in a file
+        if not outputs.failure.is_file():
+            raise
+        cause = outputs.failure.read_text().splitlines()[0]
+        raise dg.Failure(
+            f"the training worker failed: {cause} (traceback: {outputs.failure})"
+        ) from error
     # what rank 0 reported; with several nodes, rank 0 may run on another node than this one
     results = reported.get_results()
     reported_metadata = (

@@ -18,6 +18,7 @@ import dagster as dg
 import yaml
 
 from dagster_project.core.paths import EvalOutputs, TrainOutputs
+from dagster_project.shell.dvc import params_stage
 from dagster_project.shell.dvc.code_deps import PACKAGE_DIR, ImportGraph
 from dagster_project.shell.dvc.declare import declared, is_staged
 
@@ -93,13 +94,17 @@ def render(graph: BaseAssetGraph, code: ImportGraph | None = None) -> dict:
     def field(key: dg.AssetKey, name: str) -> list[str]:
         return declared(meta[key], name)
 
-    stages: dict[str, dict] = {}
+    checked = params_stage.stage(
+        code.paths(code.reachable([params_stage.COMMAND.split()[-1]]), PACKAGE_DIR.parent)
+    )
+    stages: dict[str, dict] = {params_stage.STAGE: checked}
     for group, keys in stage_assets(graph).items():
         parents = {parent for key in keys for parent in graph.get(key).parent_keys}
         upstream = [key for key in order if key in parents and group_of[key] != group]
         modules = code.reachable(stage_modules(graph, keys))
         deps = code.paths(modules, PACKAGE_DIR.parent)
         deps += [d for key in keys for d in field(key, "deps")]
+        deps.append(params_stage.MARKER)  # after the params are checked
         # the cache itself is no dep: the indexes (outs) pin its content-addressed entries
         deps += [
             o

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dagster_project.core.params import Params, ParamsError, load_params
+from dagster_project.core.params import Params, ParamsError, load_params, parse_params
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket, BucketError, parse_buckets
 from tests.conftest import REPO, write_params
 
@@ -118,3 +118,12 @@ def test_a_bare_no_from_dvc_exp_run_means_no_mixed_precision(tmp_path: Path) -> 
     path.write_text(path.read_text().replace("mixed_precision: 'no'", "mixed_precision: no"))
     assert "mixed_precision: no\n" in path.read_text()
     assert load_params(path).train.mixed_precision == "no"
+
+
+def test_a_raw_folder_outside_the_project_is_named_with_its_consequence(tmp_path: Path) -> None:
+    inside = parse_params({}, root=tmp_path)
+    assert inside.warnings() == []
+    outside = parse_params({"data": {"raw_dir": "/srv/videos"}}, root=tmp_path)
+    [warning] = outside.warnings()
+    assert warning.startswith("data.raw_dir: /srv/videos is outside the project folder")
+    assert "dvc.lock" in warning and "cannot reproduce" in warning

@@ -259,3 +259,15 @@ def test_folders_outside_the_data_folder_are_refused(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     with pytest.raises(FileNotFoundError, match=r"data.folders.0.path: \.\./elsewhere"):
         discover_videos(tmp_path / "data", [("../elsewhere", "auto")])
+
+
+def test_captions_with_control_characters_are_rejected_with_a_reason(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    clip(data / "nul.mp4", caption="a clip\x00 with a NUL byte")
+    clip(data / "escape.mp4", caption="a clip \x1b[31min red")
+    clip(data / "tab.mp4", caption="a clip\twith a tab")
+    found = discover_videos(data, [(".", "auto")])
+    reasons = dict(zip(found["path"], found["reason"], strict=True))
+    assert reasons == {"escape.mp4": "bad_caption", "nul.mp4": "bad_caption", "tab.mp4": None}
+    [message] = found.filter(pl.col("path") == "nul.mp4")["message"]
+    assert "control characters (U+0000" in message

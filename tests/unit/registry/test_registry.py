@@ -3,9 +3,11 @@ pointed at, the gate's rules, and the guard counting a lineage's exposures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from dagster_project.core.hashing import folder_sha256
 from dagster_project.core.paths import RegistryFiles
@@ -17,6 +19,7 @@ from dagster_project.registry.records import (
     DataVersion,
     EvaluationSummary,
     Lineage,
+    PromotedPointer,
     Promotion,
 )
 
@@ -100,3 +103,49 @@ def test_the_guard_counts_the_lineage_exposures() -> None:
     assert warm.verdict == "error"
     assert "counting 2.0 on average from the lineage" in warm.message()
     assert "train.init: base" in warm.message()
+
+
+def test_an_interrupted_registration_is_repaired_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(RegistryFiles(tmp_path / "registry"))
+    models = []
+    for name in ("a", "b"):
+        model = tmp_path / name
+        model.mkdir()
+        (model / "weights.safetensors").write_text(name)
+        models.append(model)
+    registry.register(models[0], lineage(folder_sha256(models[0])), decision(True, "first"))
+
+    with monkeypatch.context() as patch:  # the pointer write fails after the version is written
+        patch.setattr(PromotedPointer, "write", disk_full)
+        with pytest.raises(OSError, match="disk full"):
+            registry.register(models[1], lineage(folder_sha256(models[1])), decision(True, "b"))
+    # the version folder is the truth: v0002 is promoted, whatever the stale views say
+    assert registry.promoted().version == "v0002"
+    assert json.loads(registry.files.promoted.read_text())["version"] == "v0001"  # stale view
+    registry.refresh()  # what the next registration run does when it finds the model known
+    assert json.loads(registry.files.promoted.read_text())["version"] == "v0002"
+    table = pl.read_parquet(registry.files.table)
+    assert table.select("version", "promoted").rows() == [("v0001", False), ("v0002", True)]
+
+
+def disk_full(self: object, path: Path) -> None:
+    raise OSError("disk full")
+
+
+def test_a_version_appears_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(RegistryFiles(tmp_path / "registry"))
+    model = tmp_path / "a"
+    model.mkdir()
+    (model / "weights.safetensors").write_text("a")
+    with monkeypatch.context() as patch:  # the lineage write fails inside the version folder
+        patch.setattr(Lineage, "write", disk_full)
+        with pytest.raises(OSError):
+            registry.register(model, lineage(folder_sha256(model)), decision(True, "first"))
+    assert registry.versions() == [] and registry.promoted() is None
+    assert not list(registry.files.versions.iterdir())  # nothing half-written
+    registry.register(model, lineage(folder_sha256(model)), decision(True, "first"))
+    assert [v.version for v in registry.versions()] == ["v0001"]
