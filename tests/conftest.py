@@ -72,7 +72,6 @@ SLOWEST_FIRST = [
     "e2e/test_pipeline.py",
     "e2e/test_ui.py",
     "e2e/test_daemon.py",
-    "e2e/test_dvc_experiments.py",
     "e2e/test_dvc_sync.py",
     "e2e/test_overfitting.py",
     "e2e/test_crash_safety.py",

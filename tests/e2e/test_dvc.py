@@ -1,6 +1,6 @@
 """`dvc repro` in a copy of the repo (the session's demo project): everything runs once, then
-nothing; changing a training parameter re-runs training, evaluation and registration only, and
-editing code re-runs exactly the stages that run it."""
+nothing; changing a training parameter re-runs training, evaluation and registration only (as
+an experiment too), and editing code re-runs exactly the stages that run it."""
 
 from __future__ import annotations
 
@@ -31,15 +31,31 @@ def test_dvc_repro_runs_once_then_only_what_changed(demo_project: Path, tmp_path
     for name in ("val_loss", "diversity", "nearest_train_similarity_mean", "loss_last"):
         assert f'"{name}"' in shown
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"]["lr"] = 0.002
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(run([str(BIN / "dvc"), "repro"], project)) == [
-        "params",  # params.yaml changed: checked first
-        "train",
-        "evaluate",
-        "registry",
-    ]
+    # a train.* change: params.yaml is checked again, then training, evaluation, registration
+    params = project / "params.yaml"
+    original = params.read_text()
+    values = yaml.safe_load(original)
+    values["train"]["lr"] = 0.002
+    params.write_text(yaml.safe_dump(values, sort_keys=False))
+    assert changed_stages(project) == {"params", "train"}  # evaluation etc. follow train's outs
+    params.write_text(original)
+
+    # ... run as an experiment: `dvc exp run -S` changes the param, runs what it touches, and
+    # `dvc exp show` lists the run with its params and final metrics (dvclive made no refs of
+    # its own before)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], project)
+    assert run(["git", "for-each-ref", "refs/exps"], project).strip() == ""
+    experiment = run([str(BIN / "dvc"), "exp", "run", "-S", "train.lr=0.002"], project)
+    assert stages_run(experiment) == ["params", "train", "evaluate", "registry"]
+    table = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], project))
+    runs = [e for commit in table for e in (commit.get("experiments") or [])]
+    assert len(runs) == 1
+    [revision] = runs[0]["revs"]
+    data = revision["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.002
+    metrics = {k: v for f in data["metrics"].values() for k, v in f["data"].items()}
+    assert {"val_loss", "loss_last"} <= set(metrics)
 
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], project)
     assert "loss.csv" in plots and "evaluations.csv" in plots and "signs.png" in plots
