@@ -17,14 +17,15 @@ PYTEST_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
+# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build. --no-compile: Python
+# compiles what is imported when it is first imported, not the whole of torch at install
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@command -v ffprobe >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }
 	@# the UI test drives Debian's Chromium with Playwright: no browser download
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-compile torch==2.13.0
+	$(BIN)/pip install -q --no-compile -e ".[dev]"
 	$(BIN)/pip check
 	touch $@
 

@@ -38,12 +38,13 @@ def test_a_killed_dvc_repro_blocks_nothing_and_resumes_exactly(
 ) -> None:
     # not the demo's run: trains from step 1, checkpoints every 10; long enough to be killed in
     another_run = {"lr": 0.002, "steps": 120}
+    evaluations = {"every": 60}  # the kill and the resume are the point here
     reference = copy_demo(demo_project, tmp_path / "reference")
-    set_params(reference, train=another_run)
+    set_params(reference, train=another_run, eval=evaluations)
     run([str(BIN / "dvc"), "repro", "train"], reference)
 
     project = copy_demo(demo_project, tmp_path / "killed")
-    set_params(project, train=another_run)
+    set_params(project, train=another_run, eval=evaluations)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "DAGSTER_HOME": str(project / "dagster_home")}  # fmt: skip
     repro = subprocess.Popen(
