@@ -12,6 +12,7 @@ worker (see cli/worker.py).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -29,6 +30,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from diffusers.optimization import get_scheduler
 from dvclive import Live
+from dvclive.plots import NumpyEncoder
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -67,6 +69,22 @@ class StepLog(Live):
 
     def _init_dvc(self) -> None:
         """No DVC repo, no experiment: only files."""
+
+    def make_summary(self) -> None:
+        """metrics.json written whole (dvclive writes it in place: a kill mid-write left an
+        empty file that the resumed run could not read)."""
+        if self._step is not None:
+            self.summary["step"] = self.step
+        with atomic_path(Path(self.metrics_file)) as tmp:
+            tmp.write_text(json.dumps(self.summary, cls=NumpyEncoder, indent=4))
+
+    def read_latest(self) -> dict:
+        """The last summary; one cut short by an older run's crash is dropped (the trainer sets
+        the step itself, and the next step rewrites the summary)."""
+        try:
+            return super().read_latest()
+        except ValueError:
+            return {}
 
 
 class StepEvaluator(Protocol):
@@ -452,10 +470,18 @@ def trim_curves(folder: Path, step: int) -> None:
     for curve in folder.glob("plots/metrics/**/*.tsv"):
         header, *rows = curve.read_text().splitlines()
         column = header.split("\t").index("step")
-        kept = [row for row in rows if int(row.split("\t")[column]) <= step]
+        kept = [row for row in rows if _row_step(row, column) <= step]
         if len(kept) < len(rows):
             with atomic_path(curve) as tmp:
                 tmp.write_text("\n".join([header, *kept]) + "\n")
+
+
+def _row_step(row: str, column: int) -> float:
+    """A curve row's step; a row cut short by a kill mid-append counts as past every step."""
+    try:
+        return int(row.split("\t")[column])
+    except (IndexError, ValueError):
+        return float("inf")
 
 
 def _write_loss_log(
