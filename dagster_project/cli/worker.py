@@ -1,5 +1,5 @@
 """The training worker: `python -m dagster_project.cli.worker params.yaml` (launched as
-`training/launch.py` says).
+`core/launch.py` says).
 
 An entry point: it reads params.yaml and hands the core trainer the settings it needs. Runs
 alone, under `torchrun` (every rank trains, rank 0 writes; across nodes through the c10d

@@ -52,6 +52,7 @@ Sigma = Annotated[float, Field(gt=0, lt=1, strict=True)]
 
 
 PARAMS_ENV = "VIDEO_TRAIN_PARAMS"
+FrameExtraction = Literal["head", "chunks", "uniform"]  # the windows of a long clip
 
 
 def default_params_path() -> str:
@@ -94,6 +95,10 @@ class DataParams(_Section):
     # clips at least this alike (a re-encode, a crop <= 10%/side, a trim to half, a mirror)
     # are one content: one split, and the exposure guard counts them once
     near_duplicate_threshold: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.83
+    # the windows of a clip longer than its bucket that become training samples
+    # (dataset/windows.py): head (the first), chunks (non-overlapping), uniform (spread)
+    frame_extraction: FrameExtraction = "chunks"
+    max_windows_per_clip: PositiveInt = 16
 
 
 class TinyModelParams(_Section):
@@ -236,11 +241,23 @@ class TrainParams(_Section):
         return self
 
 
+class EncodeParams(_Section):
+    """How the latent cache is filled: processes on this machine (one per GPU, or per group
+    of cores on a CPU), each taking the clips whose content hash falls to it."""
+
+    nproc_per_node: PositiveInt = 1
+    # PyTorch threads per process (null: the machine's cores over the processes on a CPU)
+    num_threads: PositiveInt | None = None
+
+
 class GuardParams(_Section):
-    """Exposures per training video: error above max, warning above warn (the safe zone)."""
+    """Exposures per training sample (a window of a content; a short clip is one window): error
+    above max, warning above warn (the safe zone); and per content (all of a clip's windows and
+    its near-duplicates together): error above max_clip_exposures."""
 
     max_exposures: PositiveFloat = 50
     warn_exposures: PositiveFloat = 10
+    max_clip_exposures: PositiveFloat = 500  # ten windows seen at the sample limit
 
 
 class SignLevels(_Section):
@@ -350,6 +367,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     buckets: BucketParams = BucketParams()
+    encode: EncodeParams = EncodeParams()
     train: TrainParams = TrainParams()
     guard: GuardParams = GuardParams()
     eval: EvalParams = EvalParams()

@@ -184,3 +184,7 @@ class CacheFiles:
     text_index: Path
     latent_index: Path
     cache_dir: Path
+
+    def encode_errors(self, rank: int) -> Path:
+        """The windows one encoding process could not decode, and why (several processes)."""
+        return self.cache_dir / ".encode" / f"rank-{rank}.json"

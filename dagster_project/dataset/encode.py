@@ -1,8 +1,18 @@
-"""Fill the caches: caption embeddings and VAE latents, encoding only what is missing."""
+"""Fill the caches: caption embeddings and VAE latents, encoding only what is missing.
+
+Latents are encoded per window of a clip (dataset/windows.py). Decoding overlaps encoding: a
+few windows ahead are decoded by ffmpeg in background threads (a bounded queue, memory capped)
+while the VAE encodes the current one. With several processes (`encode.nproc_per_node`, the
+encode worker under torchrun) each takes the clips whose content hash falls to its rank, and
+every process writes its entries atomically to the one cache.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -13,8 +23,14 @@ import torch
 from dagster_project.core.hashing import cache_key
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache
+from dagster_project.dataset.windows import WindowRule
 from dagster_project.models.spec import PromptEncoder
-from dagster_project.video.decode import DECODER_VERSION, DecodeError, decode_clip
+from dagster_project.video.decode import (
+    DECODER_VERSION,
+    DecodeError,
+    decode_clip,
+    frames_at_fps,
+)
 
 
 class VideoEncoder(Protocol):
@@ -28,10 +44,12 @@ class VideoEncoder(Protocol):
 TEXT_INDEX_SCHEMA = {"sha256": pl.String, "text_key": pl.String}
 LATENT_INDEX_SCHEMA = {
     "sha256": pl.String,
-    "latent_key": pl.String,  # null when the clip could not be decoded
+    "window": pl.Int64,  # the window's start frame at the bucket's rate
+    "latent_key": pl.String,  # null when the window could not be decoded
     "bucket": pl.String,
     "error": pl.String,
 }
+PREFETCH_BYTES = 512 * 1024**2  # decoded windows waiting for the encoder, at most
 
 
 @dataclass(frozen=True)
@@ -56,43 +74,148 @@ def cache_text_embeddings(
     return index, CacheStats(encoded=len(todo), cached=len(set(keys)) - len(todo))
 
 
+@dataclass(frozen=True)
+class LatentJob:
+    """One window of one clip to encode, and its cache key."""
+
+    sha256: str
+    path: Path
+    bucket: Bucket
+    start: int
+    sample_aspect_ratio: str
+    key: str
+
+
+def latent_jobs(
+    manifest: pl.DataFrame, raw_dir: Path, vae: str, fps: float, windows: WindowRule
+) -> list[LatentJob]:
+    """Every window of every clip of the manifest, with the key of its entry: the content,
+    the bucket and fps, the VAE, the decoder and the window's start (absent for the first
+    window, so one-window clips keep the keys they always had)."""
+    jobs = []
+    for row in manifest.iter_rows(named=True):
+        bucket = Bucket.parse(row["bucket"])
+        available = frames_at_fps(row["frame_count"], row["fps"], fps)
+        # a clip in the manifest has a window; one whose frames fall short fails to decode
+        for start in windows.starts(available, bucket.frames) or [0]:
+            where = {"window": start} if start else {}
+            key = cache_key(
+                video=row["sha256"],
+                bucket=bucket.name,
+                fps=fps,
+                vae=vae,
+                decoder=DECODER_VERSION,
+                **where,
+            )
+            jobs.append(
+                LatentJob(
+                    row["sha256"],
+                    raw_dir / row["path"],
+                    bucket,
+                    start,
+                    row["sample_aspect_ratio"],
+                    key,
+                )  # fmt: skip
+            )
+    return jobs
+
+
+def shard(jobs: list[LatentJob], rank: int, world: int) -> list[LatentJob]:
+    """The jobs of the clips whose content hash falls to `rank` of `world` processes."""
+    return [job for job in jobs if int(job.sha256[:16], 16) % world == rank]
+
+
+def _decode(job: LatentJob, fps: float) -> torch.Tensor | DecodeError:
+    try:
+        frames = decode_clip(job.path, *job.bucket, fps, job.sample_aspect_ratio, start=job.start)
+    except DecodeError as failure:
+        return failure
+    return torch.from_numpy(frames)
+
+
+def prefetched(
+    jobs: Iterable[LatentJob], fps: float, depth: int
+) -> Iterator[tuple[LatentJob, torch.Tensor | DecodeError]]:
+    """Each job with its decoded frames (or why not), `depth` decoded ahead in threads while
+    the caller encodes (ffmpeg works in its own process; the threads wait on its pipe)."""
+    pending: deque[tuple[LatentJob, Future]] = deque()
+    todo = iter(jobs)
+    with ThreadPoolExecutor(max_workers=depth) as pool:
+        for job in todo:
+            pending.append((job, pool.submit(_decode, job, fps)))
+            if len(pending) > depth:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+
+
+def prefetch_depth(jobs: list[LatentJob]) -> int:
+    """Windows decoded ahead: as many as fit PREFETCH_BYTES (at least 1, at most 4)."""
+    if not jobs:
+        return 1
+    largest = max(job.bucket.frames * job.bucket.height * job.bucket.width * 3 for job in jobs)
+    return max(1, min(4, PREFETCH_BYTES // largest))
+
+
+def encode_latents(
+    jobs: list[LatentJob],
+    cache: TensorCache,
+    encoder: VideoEncoder,
+    fps: float,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[LatentJob, str]:
+    """Encode the jobs not cached yet, decoding ahead; returns why each failed job failed."""
+    todo = [job for job in jobs if job.key not in cache]
+    errors: dict[LatentJob, str] = {}
+    for done, (job, frames) in enumerate(prefetched(todo, fps, prefetch_depth(todo)), 1):
+        if isinstance(frames, DecodeError):
+            errors[job] = str(frames)
+        else:
+            cache.write(job.key, encoder.encode_video(frames))
+        progress(done, len(todo))
+    return errors
+
+
+def read_errors(files: list[Path], jobs: list[LatentJob]) -> dict[LatentJob, str]:
+    """The failures several encoding processes wrote (one file each), by job."""
+    by_window = {(job.sha256, job.start): job for job in jobs}
+    found = {}
+    for path in files:
+        for row in json.loads(path.read_text()):
+            found[by_window[row["sha256"], row["window"]]] = row["error"]
+    return found
+
+
+def latent_index(
+    jobs: list[LatentJob], cache: TensorCache, errors: dict[LatentJob, str]
+) -> pl.DataFrame:
+    """One row per window: its entry's key, or why it has none."""
+    rows = []
+    for job in jobs:
+        error = errors.get(job)
+        if error is None and job.key not in cache:
+            error = f"{job.path}: window at frame {job.start} was not encoded"
+        key = None if error else job.key
+        rows.append((job.sha256, job.start, key, job.bucket.name, error))
+    return pl.DataFrame(rows, schema=LATENT_INDEX_SCHEMA, orient="row")
+
+
 def cache_latents(
     manifest: pl.DataFrame,
     raw_dir: Path,
     cache: TensorCache,
     encoder: VideoEncoder,
     fps: float,
+    windows: WindowRule | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[pl.DataFrame, CacheStats]:
-    """Decode and encode every clip whose (content, bucket, fps, VAE) is not cached yet.
-
-    A clip ffmpeg cannot decode does not stop the others: its index row has no key and says why
-    (training leaves it out).
-    """
-    rows = []
-    encoded = 0
-    for i, row in enumerate(manifest.iter_rows(named=True)):
-        bucket = Bucket.parse(row["bucket"])
-        key = cache_key(
-            video=row["sha256"],
-            bucket=bucket.name,
-            fps=fps,
-            vae=encoder.identity,
-            decoder=DECODER_VERSION,
-        )
-        error = None
-        if key not in cache:
-            try:
-                frames = decode_clip(
-                    raw_dir / row["path"], *bucket, fps, row["sample_aspect_ratio"]
-                )
-            except DecodeError as failure:
-                key, error = None, str(failure)
-            else:
-                cache.write(key, encoder.encode_video(torch.from_numpy(frames)))
-                encoded += 1
-        rows.append((row["sha256"], key, row["bucket"], error))
-        progress(i + 1, manifest.height)
-    index = pl.DataFrame(rows, schema=LATENT_INDEX_SCHEMA, orient="row")
-    failed = index["error"].is_not_null().sum()
-    return index, CacheStats(encoded=encoded, cached=manifest.height - encoded - failed)
+    """Decode and encode every window whose (content, bucket, fps, VAE, start) is not cached
+    yet, in this process. A window ffmpeg cannot decode does not stop the others: its index
+    row has no key and says why (training leaves it out)."""
+    jobs = latent_jobs(manifest, raw_dir, encoder.identity, fps, windows or WindowRule())
+    missing = sum(job.key not in cache for job in jobs)
+    errors = encode_latents(jobs, cache, encoder, fps, progress)
+    index = latent_index(jobs, cache, errors)
+    return index, CacheStats(encoded=missing - len(errors), cached=len(jobs) - missing)

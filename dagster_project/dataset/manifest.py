@@ -7,6 +7,8 @@ train/validation split and a resolution bucket.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,11 +27,8 @@ from dagster_project.dataset.split import (
     split_rule,
     write_memory,
 )
-from dagster_project.dataset.thumbnail_cache import (
-    clip_thumbnails,
-    read_similarities,
-    write_similarities,
-)
+from dagster_project.dataset.thumbnail_cache import ThumbnailStore
+from dagster_project.dataset.windows import WindowRule
 from dagster_project.video.decode import frames_at_fps
 from dagster_project.video.probe import ProbeError
 
@@ -41,6 +40,7 @@ MANIFEST_SCHEMA = {
     "source": pl.String,
     "split": pl.String,
     "bucket": pl.String,
+    "windows": pl.Int64,  # training samples of the clip (dataset/windows.py)
     "width": pl.Int64,
     "height": pl.Int64,
     "sample_aspect_ratio": pl.String,
@@ -69,6 +69,7 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)
     thumbnails_now: int = 0  # clips whose thumbnails were decoded now
     matched_now: int = 0  # candidate pairs matched now (the others were remembered)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
 
     def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(clips, rejects)."""
@@ -87,6 +88,7 @@ class ManifestRules:
     min_side: int = 32
     val_files: tuple[str, ...] = ()  # paths (relative to the data folder) or sha256s
     near_duplicate_threshold: float = 0.83
+    windows: WindowRule = WindowRule()
 
     @classmethod
     def of(cls, data: DataParams, buckets: list[Bucket], fps: float) -> ManifestRules:
@@ -98,6 +100,7 @@ class ManifestRules:
             min_side=data.min_side,
             val_files=tuple(data.val_files),
             near_duplicate_threshold=data.near_duplicate_threshold,
+            windows=WindowRule.of(data),
         )
 
 
@@ -110,11 +113,26 @@ class ManifestStores:
     split_memory: Path | None = None  # the splits of earlier runs: clips never move
 
 
+class PhaseClock:
+    """Wall seconds per phase: each `lap` closes the phase since the last."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> float:
+        now = time.perf_counter()
+        self.laps[phase] = round(now - self.last, 3)
+        self.last = now
+        return self.laps[phase]
+
+
 def build_manifest(
     videos: pl.DataFrame,
     data_dir: Path,
     rules: ManifestRules,
     stores: ManifestStores = ManifestStores(),
+    say: Callable[[str], None] = lambda line: None,
 ) -> Manifest:
     """Probe the usable rows of `videos` (from `discover_videos`) in parallel, group
     near-duplicate clips into contents, and split by content group (`dataset.split`).
@@ -138,7 +156,11 @@ def build_manifest(
     rejects = pl.concat([videos.filter(pl.col("reason").is_not_null()), outside])
     rejects = rejects.select(list(REJECTS_SCHEMA))
     candidates = videos.filter(pl.col("reason").is_null() & inside).sort("path")
-    probed, probed_now = probe_with_cache([data_dir / p for p in candidates["path"]], probe_cache)
+    clock = PhaseClock()
+    probed, probed_now = probe_with_cache(
+        [data_dir / p for p in candidates["path"]], probe_cache, say
+    )
+    clock.lap("probe")
     explicit_val = frozenset(val_files)
 
     accepted: list[dict] = []
@@ -190,22 +212,36 @@ def build_manifest(
                 "source": row["source"],
                 "split": split_of(sha, path, val_fraction, explicit_val, row["split"]),
                 "bucket": bucket.name,
+                "windows": len(rules.windows.starts(available, bucket.frames)),
                 "size_bytes": (data_dir / path).stat().st_size,
             }
         )
 
     # near-duplicates: one content group, one split
-    frames, thumbnails_now = clip_thumbnails(
+    store = ThumbnailStore(thumbnail_cache)
+    sketches, searched, thumbnails_now = store.prepare(
         [(c["sha256"], data_dir / c["path"], c["frame_count"], c["sample_aspect_ratio"])
          for c in accepted],
-        thumbnail_cache,
+        say,
     )  # fmt: skip
+    clock.lap("thumbnails")
     shas = [c["sha256"] for c in accepted]
     names = {c["sha256"]: c["path"] for c in accepted}
     aspects = [c["width"] / c["height"] for c in accepted]  # as displayed
-    remembered = read_similarities(thumbnail_cache)
-    links, scored = find_links(shas, frames, aspects, rules.near_duplicate_threshold, remembered)
-    write_similarities(thumbnail_cache, scored)
+    remembered = store.similarities()
+    links, scored = find_links(
+        shas,
+        sketches,
+        aspects,
+        rules.near_duplicate_threshold,
+        frames=lambda i: store.frames(shas[i]),
+        scored=remembered,
+        searched=searched,
+        say=say,
+    )
+    store.save_similarities(scored)
+    store.save_sketches(shas, sketches)
+    clock.lap("near_duplicates")
     rule = split_rule(val_fraction, list(val_files))
     grouped = split_groups(
         content_groups(shas, links),
@@ -240,6 +276,7 @@ def build_manifest(
         warnings=grouped.warnings,
         thumbnails_now=thumbnails_now,
         matched_now=len(scored.keys() - remembered.keys()),
+        seconds={**clock.laps, "rest": clock.lap("rest")},
     )
 
 

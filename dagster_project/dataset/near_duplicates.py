@@ -6,8 +6,11 @@ trim keeping at least half of the frames, a horizontal mirror, or these combined
 patterns of one generator (the sample data) are not copies.
 
 How (on the clips' thumbnails, small grey frames at their own frame rate):
-1. candidates: displayed aspect ratios within what a 10% crop allows, frame counts within
-   what a trim to half allows, and grey-level histograms alike;
+1. candidates: each clip's nearest neighbours by a cheap sketch (a few frames' blurred centres,
+   mirror-symmetrized and pooled to 8x8; `NEIGHBOURS` per clip, found with blocked matrix
+   products, so the search grows with the clips, not their pairs), kept when their displayed
+   aspect ratios are within what a 10% crop allows, their frame counts within what a trim to
+   half allows, and their grey-level histograms alike;
 2. the shorter clip is placed in time in the longer one by the brightness of its centre, frame
    by frame (a trim keeps frame timing);
 3. at the best few placements, the centre of a few of its frames (70% of the side: inside the
@@ -17,19 +20,22 @@ How (on the clips' thumbnails, small grey frames at their own frame rate):
 Clips at or above the threshold are linked; linked clips form one group, named by its
 smallest sha256 (the `content` of each of its clips).
 
-Cost: one match is a few dozen small convolutions (~15 ms here); candidates are matched pairwise,
-so a dataset of thousands of clips of one look pays for many pairs (docs/benchmarks.md).
+Cost: one match is a few dozen small convolutions (~15 ms here), and each clip is matched with
+at most `NEIGHBOURS` others; a clip added later is searched against the others and matched
+with its own neighbours only (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from itertools import combinations
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dagster_project.core.progress import Progress
 
 MATCHER = "thumbs48-blur2-v1"  # changes when matching changes: remembered scores are redone
 CENTER = 0.7  # the part of a frame's side matched: inside the other clip for crops <= 10%
@@ -56,15 +62,78 @@ def _histogram(frames: np.ndarray) -> np.ndarray:
     return counts / counts.sum()
 
 
-def candidate_pairs(frames: list[np.ndarray], aspects: list[float]) -> Iterator[tuple[int, int]]:
-    """Index pairs worth matching: aspect, length and grey levels compatible with a copy."""
-    histograms = [_histogram(f) for f in frames]
-    for i, j in combinations(range(len(frames)), 2):
-        short, long = sorted((len(frames[i]), len(frames[j])))
-        if short < MIN_KEPT * long * 0.95 or not _aspect_fits(aspects[i], aspects[j]):
-            continue
-        if np.minimum(histograms[i], histograms[j]).sum() >= MIN_HISTOGRAM_OVERLAP:
-            yield i, j
+SKETCH = "centre8-sym-v1"  # changes when sketches change: cached sketches are made again
+SKETCH_FRAMES = 4  # frames of a clip its sketch keeps, spread in time
+SKETCH_SIDE = 8
+NEIGHBOURS = 10  # candidates per clip: its nearest by sketch, then the cheap filters
+SHORTLIST = 4  # x NEIGHBOURS nearest looked at per clip, for the cheap filters to pass k
+QUERY_BLOCK = 64  # clips searched at once: [block, frames, clips, frames] similarities
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """What the search keeps of a clip (a few hundred numbers): its thumbnail count, its grey
+    histogram and a few frames' descriptors."""
+
+    frames: int
+    histogram: np.ndarray  # [HISTOGRAM_BINS], sums to 1
+    descriptor: np.ndarray  # [SKETCH_FRAMES, SKETCH_SIDE**2] float32, rows of unit norm
+
+
+@torch.no_grad()
+def sketch(frames: np.ndarray) -> Sketch:
+    """A clip's sketch from its thumbnails [T, S, S]: robust to a re-encode (blurred, pooled,
+    zero-mean), a crop (the centre), a mirror (symmetrized) and a trim (frames spread in time,
+    compared frame against frame)."""
+    picks = np.linspace(0, len(frames) - 1, SKETCH_FRAMES).round().astype(int)
+    x = _blurred(frames[picks])
+    side = x.shape[-1]
+    edge = round(side * (1 - CENTER) / 2)
+    x = x[:, edge : side - edge, edge : side - edge]
+    x = (x + x.flip(-1)) / 2
+    x = F.adaptive_avg_pool2d(x.unsqueeze(1), SKETCH_SIDE).flatten(1)
+    x = x - x.mean(dim=1, keepdim=True)
+    x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-6)
+    return Sketch(len(frames), _histogram(frames), x.numpy().astype(np.float32))
+
+
+def _compatible(a: Sketch, b: Sketch, aspect_a: float, aspect_b: float) -> bool:
+    """Aspect, length and grey levels compatible with one clip being a copy of the other."""
+    short, long = sorted((a.frames, b.frames))
+    if short < MIN_KEPT * long * 0.95 or not _aspect_fits(aspect_a, aspect_b):
+        return False
+    return float(np.minimum(a.histogram, b.histogram).sum()) >= MIN_HISTOGRAM_OVERLAP
+
+
+@torch.no_grad()
+def candidate_pairs(
+    sketches: list[Sketch], aspects: list[float], queries: list[int], k: int = NEIGHBOURS
+) -> set[tuple[int, int]]:
+    """Index pairs (i < j) worth matching: each query clip with its `k` nearest clips by sketch
+    (the best frame-to-frame similarity) that pass the cheap filters. Blocked matrix products:
+    the cost grows with queries x clips, never with the pairs matched."""
+    if len(sketches) < 2 or not queries:
+        return set()
+    index = torch.from_numpy(np.stack([s.descriptor for s in sketches]))  # [N, F, d]
+    flat = index.flatten(0, 1)  # [N*F, d]
+    pairs: set[tuple[int, int]] = set()
+    for start in range(0, len(queries), QUERY_BLOCK):
+        block = queries[start : start + QUERY_BLOCK]
+        scores = index[block].flatten(0, 1) @ flat.T  # [b*F, N*F]
+        scores = scores.view(len(block), SKETCH_FRAMES, len(sketches), SKETCH_FRAMES)
+        best = scores.amax(dim=(1, 3))  # [b, N]: the best frame pair per clip
+        best[torch.arange(len(block)), torch.tensor(block)] = -2.0  # not itself
+        # the nearest few times k: the cheap filters pass k of them (never all N per clip)
+        top = best.topk(min(SHORTLIST * k, len(sketches) - 1), dim=1)
+        for row, i in enumerate(block):
+            found = 0
+            for score, j in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True):
+                if found == k or score <= -2.0:
+                    break
+                if _compatible(sketches[i], sketches[j], aspects[i], aspects[j]):
+                    pairs.add((min(i, j), max(i, j)))
+                    found += 1
+    return pairs
 
 
 def _placements(long: torch.Tensor, short: torch.Tensor) -> list[int]:
@@ -157,30 +226,51 @@ def _similarity(a: torch.Tensor, b: torch.Tensor, aspect_a: float, aspect_b: flo
 
 def find_links(
     shas: list[str],
-    frames: list[np.ndarray | None],
+    sketches: list[Sketch | None],
     aspects: list[float],
     threshold: float,
+    frames: Callable[[int], np.ndarray],
     scored: dict[tuple[str, str], float] | None = None,
+    searched: set[str] | None = None,
+    say: Callable[[str], None] = lambda line: None,
+    neighbours: int = NEIGHBOURS,
 ) -> tuple[list[tuple[str, str, float]], dict[tuple[str, str], float]]:
-    """The pairs of clips alike at `threshold` or above: (sha256, sha256, similarity). Clips
-    without thumbnails (None: they could not be decoded) link to nothing. `scored` holds the
-    similarities of pairs matched by earlier runs (sorted sha256 pairs), reused rather than
-    matched again; returns the links and every candidate pair's similarity, to keep."""
+    """The pairs of clips alike at `threshold` or above: (sha256, sha256, similarity).
+
+    Clips without a sketch (None: they could not be decoded) link to nothing. Clips in
+    `searched` were searched by an earlier run; the others are searched now, each matched with
+    its `neighbours` nearest (all clips on a first run). `frames(i)` gives clip i's thumbnails (read
+    only for the pairs matched now); `scored` holds the similarities of pairs matched before
+    (sorted sha256 pairs), reused. Returns the links and every known pair's similarity among
+    the current clips, to keep."""
     scored = scored or {}
-    known = [i for i, f in enumerate(frames) if f is not None]
-    links, similarities = [], {}
-    first: tuple[int, torch.Tensor] | None = None  # pairs come by first clip: blur it once
-    for i, j in candidate_pairs([frames[i] for i in known], [aspects[i] for i in known]):
-        a, b = known[i], known[j]
+    searched = searched or set()
+    known = [i for i, s in enumerate(sketches) if s is not None]
+    positions = {shas[i]: n for n, i in enumerate(known)}
+    queries = [n for n, i in enumerate(known) if shas[i] not in searched]
+    pairs = candidate_pairs(
+        [sketches[i] for i in known], [aspects[i] for i in known], queries, neighbours
+    )
+    similarities = {
+        pair: score
+        for pair, score in scored.items()
+        if pair[0] in positions and pair[1] in positions
+    }
+    todo = [
+        (known[n], known[m])
+        for n, m in sorted(pairs)
+        if (min(shas[known[n]], shas[known[m]]), max(shas[known[n]], shas[known[m]]))
+        not in similarities
+    ]
+    progress = Progress("near-duplicate matching", len(todo), say, unit="pairs")
+    blurred: dict[int, torch.Tensor] = {}  # pairs come by first clip: keep its blur
+    for a, b in todo:
         pair = (min(shas[a], shas[b]), max(shas[a], shas[b]))
-        similarity = scored.get(pair)
-        if similarity is None:
-            if first is None or first[0] != a:
-                first = (a, _blurred(frames[a]))
-            similarity = _similarity(first[1], _blurred(frames[b]), aspects[a], aspects[b])
-        similarities[pair] = similarity
-        if similarity >= threshold:
-            links.append((shas[a], shas[b], similarity))
+        progress()
+        if a not in blurred:
+            blurred = {a: _blurred(frames(a))}
+        similarities[pair] = _similarity(blurred[a], _blurred(frames(b)), aspects[a], aspects[b])
+    links = [(a, b, s) for (a, b), s in sorted(similarities.items()) if s >= threshold]
     return links, similarities
 
 

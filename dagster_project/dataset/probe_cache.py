@@ -8,12 +8,14 @@ rewritten atomically with exactly the current files' entries.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
 
 from dagster_project.core.atomic import write_parquet
+from dagster_project.core.progress import Progress
 from dagster_project.video.probe import ProbeError, VideoInfo, probe_many
 
 Result = tuple[VideoInfo, str] | ProbeError
@@ -39,7 +41,9 @@ def _decode(text: str) -> Result:
     return VideoInfo(**data["info"]), data["sha256"]
 
 
-def probe_with_cache(paths: list[Path], cache_file: Path | None) -> tuple[list[Result], int]:
+def probe_with_cache(
+    paths: list[Path], cache_file: Path | None, say: Callable[[str], None] = lambda line: None
+) -> tuple[list[Result], int]:
     """Probe results for `paths` (in order), probing only files the cache does not know.
 
     Returns (results, how many files were probed now).
@@ -55,7 +59,8 @@ def probe_with_cache(paths: list[Path], cache_file: Path | None) -> tuple[list[R
         except OSError:
             stamps.append((str(path), -1, -1))  # unreadable: probe_many reports why
     todo = [i for i, stamp in enumerate(stamps) if stamp not in known]
-    fresh = dict(zip(todo, probe_many([paths[i] for i in todo]), strict=True))
+    progress = Progress("probe", len(todo), say, unit="files")
+    fresh = dict(zip(todo, probe_many([paths[i] for i in todo], done=progress), strict=True))
     results = [fresh[i] if i in fresh else _decode(known[s]) for i, s in enumerate(stamps)]
     if cache_file is not None:
         rows = [(*s, _encode(r)) for s, r in zip(stamps, results, strict=True) if s[1] >= 0]

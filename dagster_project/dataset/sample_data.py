@@ -22,7 +22,7 @@ RATE = 24
 class SampleClip:
     name: str
     graph: str  # an ffmpeg filtergraph with source filters only, one video output
-    frames: int
+    frames: int  # at most 50 (at 24 fps): one 17-frame window at 16 fps, as the demo trains
     caption: str
     split: str = "train"  # the folder it is written to: train or validation
 
@@ -59,20 +59,20 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
     SampleClip(
         "mandelbrot_square",
         f"mandelbrot=size=96x96:rate={RATE}:maxiter=256:end_pts=150",
-        72,
+        48,
         "a red and green mandelbrot fractal zooming in on a pink background",
     ),
     SampleClip(
         "mandelbrot_wide",
         f"mandelbrot=size=160x96:rate={RATE}:maxiter=256:start_scale=1.5:end_pts=60",
-        60,
+        44,
         "a fast zoom into a mandelbrot fractal toward a green bulb",
         split="validation",
     ),
     SampleClip(
         "life_square",
         f"life=size=96x96:rate={RATE}:seed=42:ratio=0.3",
-        52,
+        50,
         "conway's game of life cells evolving on black",
     ),
     SampleClip(
@@ -86,7 +86,7 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
     SampleClip(
         "cellauto_wide",
         f"cellauto=size=128x72:rate={RATE}:rule=30:seed=3:ratio=0.5",
-        56,
+        46,
         "a black and white cellular automaton texture of small triangles scrolling",
     ),
     SampleClip(
@@ -98,7 +98,7 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
     SampleClip(
         "gradients_square",
         f"gradients=size=96x96:rate={RATE}:c0=red:c1=blue:seed=1:speed=0.05",
-        64,
+        42,
         "a smooth red to blue gradient slowly rotating",
     ),
     SampleClip(
@@ -116,13 +116,13 @@ SAMPLE_CLIPS: tuple[SampleClip, ...] = (
     SampleClip(
         "sierpinski_tall",
         f"sierpinski=size=72x128:rate={RATE}:seed=5:jump=4",
-        60,
+        40,
         "a white sierpinski carpet fractal shifting on black",
     ),
     SampleClip(
         "color_box_wide",
         _box("16x16", 128, 72),
-        68,
+        50,
         "a yellow square sliding from left to right across a navy blue background",
     ),
 )

@@ -34,6 +34,7 @@ class ManifestSchema(pa.DataFrameModel):
     source: str
     split: str = pa.Field(isin=["train", "val"])
     bucket: str = pa.Field(str_matches=r"^\d+x\d+x\d+$")
+    windows: int = pa.Field(ge=1)  # training samples of the clip
     width: int = pa.Field(gt=0)
     height: int = pa.Field(gt=0)
     sample_aspect_ratio: str = pa.Field(str_matches=r"^\d+:\d+$")

@@ -1,11 +1,14 @@
-"""Remember near-duplicate matching between runs: each clip's thumbnails by content (sha256),
-so a re-run decodes only new clips, and the similarity of every pair matched, so it matches
-only pairs with a new clip. One `.npy` file per clip and `similarities.parquet`, written
-atomically; the folder keeps exactly the current clips' entries."""
+"""Remember near-duplicate matching between runs, by content (sha256): each clip's thumbnails
+(one `.npy` per clip), its sketch and whether it was searched (`sketches.parquet`), and the
+similarity of every pair matched (`similarities.parquet`). A re-run decodes only new clips,
+searches only them, and reads a remembered clip's thumbnails only when a new clip is matched
+with it. Files are written atomically; the folder keeps exactly the current clips' entries.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,10 +16,13 @@ import numpy as np
 import polars as pl
 
 from dagster_project.core.atomic import atomic_path, write_parquet
-from dagster_project.dataset.near_duplicates import MATCHER
+from dagster_project.core.progress import Progress
+from dagster_project.dataset.near_duplicates import MATCHER, SKETCH, Sketch, sketch
 from dagster_project.video.thumbnails import THUMBNAIL_SIDE, thumbnails
 
 SIMILARITIES = "similarities.parquet"
+SKETCHES = "sketches.parquet"
+Clip = tuple[str, Path, int, str]  # sha256, path, frame count, sample aspect ratio
 
 
 def _name(sha: str) -> str:
@@ -24,54 +30,132 @@ def _name(sha: str) -> str:
     return f"{sha}-{THUMBNAIL_SIDE}.npy"
 
 
-def _load_or_make(
-    folder: Path | None, sha: str, path: Path, frame_count: int, sample_aspect_ratio: str
-) -> tuple[np.ndarray | None, bool]:
-    cached = folder / _name(sha) if folder is not None else None
-    if cached is not None and cached.is_file():
+class ThumbnailStore:
+    """Thumbnails, sketches, similarities and the searched clips in `folder` (None: kept in
+    memory for one run)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.memory: dict[str, np.ndarray] = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def _load(self, sha: str) -> np.ndarray | None:
+        if self.folder is None:
+            return self.memory.get(sha)
         try:
-            return np.load(cached, allow_pickle=False), False
-        except (OSError, ValueError):  # damaged: decoded again below
-            pass
-    try:
-        frames = thumbnails(path, frame_count, sample_aspect_ratio)
-    except RuntimeError:
-        return None, True  # undecodable: matched with nothing; encoding will report it
-    if cached is not None:
-        with atomic_path(cached) as tmp, tmp.open("wb") as handle:
+            return np.load(self.folder / _name(sha), allow_pickle=False)
+        except (OSError, ValueError):  # missing or damaged: decoded again
+            return None
+
+    def _save(self, sha: str, frames: np.ndarray) -> None:
+        if self.folder is None:
+            self.memory[sha] = frames
+            return
+        with atomic_path(self.folder / _name(sha)) as tmp, tmp.open("wb") as handle:
             np.save(handle, frames, allow_pickle=False)
-    return frames, True
 
+    def frames(self, sha: str) -> np.ndarray:
+        """A prepared clip's thumbnails."""
+        frames = self._load(sha)
+        if frames is None:
+            raise FileNotFoundError(f"no thumbnails of {sha} (prepare the clips first)")
+        return frames
 
-def clip_thumbnails(
-    clips: list[tuple[str, Path, int, str]], folder: Path | None
-) -> tuple[list[np.ndarray | None], int]:
-    """Thumbnails of `clips` (sha256, path, frame count, sample aspect ratio), in order, from
-    `folder` or decoded now (in parallel); returns them and how many were decoded now."""
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
-        done = list(pool.map(lambda clip: _load_or_make(folder, *clip), clips))
-    if folder is not None:
-        keep = {_name(sha) for sha, *_ in clips}
-        for stale in folder.glob("*.npy"):
-            if stale.name not in keep:
-                stale.unlink(missing_ok=True)
-    return [frames for frames, _ in done], sum(made for _, made in done)
+    def _sketches(self) -> dict[str, tuple[Sketch, bool]]:
+        path = self.folder / SKETCHES if self.folder is not None else None
+        if path is None or not path.is_file():
+            return {}
+        table = pl.read_parquet(path).filter(pl.col("sketch") == SKETCH)
+        return {
+            row["sha256"]: (
+                Sketch(
+                    row["frames"],
+                    np.array(row["histogram"], dtype=np.float64),
+                    np.array(row["descriptor"], dtype=np.float32).reshape(-1, row["width"]),
+                ),
+                row["matcher"] == MATCHER,  # searched, as the current matcher searches
+            )
+            for row in table.iter_rows(named=True)
+        }
 
+    def prepare(
+        self, clips: list[Clip], say: Callable[[str], None] = lambda line: None
+    ) -> tuple[list[Sketch | None], set[str], int]:
+        """Each clip's sketch (None: no frame could be decoded), the clips searched by an earlier
+        run, and how many clips were decoded now (in parallel)."""
+        known = self._sketches()
+        progress = Progress("thumbnails", len(clips), say)
 
-def read_similarities(folder: Path | None) -> dict[tuple[str, str], float]:
-    """The similarities of pairs matched by earlier runs with the current matcher."""
-    path = folder / SIMILARITIES if folder is not None else None
-    if path is None or not path.is_file():
-        return {}
-    kept = pl.read_parquet(path).filter(pl.col("matcher") == MATCHER)
-    return {(a, b): s for a, b, s in kept.select("a", "b", "similarity").iter_rows()}
+        def one(clip: Clip) -> tuple[Sketch | None, bool]:
+            sha, path, frame_count, sample_aspect_ratio = clip
+            if sha in known and (self.folder is None or (self.folder / _name(sha)).is_file()):
+                return known[sha][0], False
+            frames, made = self._load(sha), False
+            if frames is None:
+                try:
+                    frames = thumbnails(path, frame_count, sample_aspect_ratio)
+                except RuntimeError:
+                    return None, True  # undecodable: matched with nothing; encoding reports it
+                self._save(sha, frames)
+                made = True
+            return sketch(frames), made
 
+        def counted(clip: Clip) -> tuple[Sketch | None, bool]:
+            result = one(clip)
+            progress()
+            return result
 
-def write_similarities(folder: Path | None, scored: dict[tuple[str, str], float]) -> None:
-    """Keep `scored` (this run's candidate pairs) for the next run."""
-    if folder is not None:
+        with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
+            done = list(pool.map(counted, clips))
+        if self.folder is not None:
+            keep = {_name(sha) for sha, *_ in clips}
+            for stale in self.folder.glob("*.npy"):
+                if stale.name not in keep:
+                    stale.unlink(missing_ok=True)
+        searched = {sha for sha, (_, was) in known.items() if was}
+        return [s for s, _ in done], searched, sum(made for _, made in done)
+
+    def save_sketches(self, shas: list[str], sketches: list[Sketch | None]) -> None:
+        """Keep the current clips' sketches, every one searched now."""
+        if self.folder is None:
+            return
+        rows = [
+            {
+                "sha256": sha,
+                "frames": s.frames,
+                "histogram": s.histogram.tolist(),
+                "descriptor": s.descriptor.reshape(-1).tolist(),
+                "width": s.descriptor.shape[1],
+                "matcher": MATCHER,
+                "sketch": SKETCH,
+            }
+            for sha, s in zip(shas, sketches, strict=True)
+            if s is not None
+        ]
+        schema = {
+            "sha256": pl.String,
+            "frames": pl.Int64,
+            "histogram": pl.List(pl.Float64),
+            "descriptor": pl.List(pl.Float32),
+            "width": pl.Int64,
+            "matcher": pl.String,
+            "sketch": pl.String,
+        }
+        write_parquet(pl.DataFrame(rows, schema=schema), self.folder / SKETCHES)
+
+    def similarities(self) -> dict[tuple[str, str], float]:
+        """The similarities of pairs matched by earlier runs with the current matcher."""
+        path = self.folder / SIMILARITIES if self.folder is not None else None
+        if path is None or not path.is_file():
+            return {}
+        kept = pl.read_parquet(path).filter(pl.col("matcher") == MATCHER)
+        return {(a, b): s for a, b, s in kept.select("a", "b", "similarity").iter_rows()}
+
+    def save_similarities(self, scored: dict[tuple[str, str], float]) -> None:
+        """Keep `scored` (the current clips' matched pairs) for the next run."""
+        if self.folder is None:
+            return
         rows = [(a, b, s, MATCHER) for (a, b), s in sorted(scored.items())]
         schema = {"a": pl.String, "b": pl.String, "similarity": pl.Float64, "matcher": pl.String}
-        write_parquet(pl.DataFrame(rows, schema=schema, orient="row"), folder / SIMILARITIES)
+        write_parquet(pl.DataFrame(rows, schema=schema, orient="row"), self.folder / SIMILARITIES)

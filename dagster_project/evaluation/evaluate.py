@@ -57,7 +57,7 @@ def evaluate(
     trained). Returns the metrics."""
     run = RunEvaluations.of(trained)
     history, chosen, last = run.history, run.chosen_step, run.last_step
-    exposures = trained_exposures(train["bucket"].to_list(), train_cfg, last)
+    exposures = list(trained_exposures(train, train_cfg, last).values())
     judged = verdict(history, cfg)
     log(judged.message())
 

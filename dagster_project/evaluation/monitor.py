@@ -94,10 +94,15 @@ class RunMonitor:
         self.center = torch.stack([pooled(x) for x in references]).mean(dim=0)
         self.train_features = torch.stack([clip_features(x, self.center) for x in train_latents])
         self.val_features = torch.stack([clip_features(x, self.center) for x in self.val_latents])
-        prompts = val.head(cfg.max_prompts)
+        # one prompt per clip (a long clip's windows share its caption)
+        prompts = (
+            val.with_row_index("row")
+            .unique("sha256", keep="first", maintain_order=True)
+            .head(cfg.max_prompts)
+        )
         self.prompts = [
-            (row["caption"], Bucket.parse(row["bucket"]), text)
-            for row, text in zip(prompts.iter_rows(named=True), self.val_text, strict=False)
+            (row["caption"], Bucket.parse(row["bucket"]), self.val_text[row["row"]])
+            for row in prompts.iter_rows(named=True)
         ]
         self.seeds = [cfg.seed + i for i in range(cfg.samples_per_prompt)]
         self.history: list[dict] = []

@@ -43,15 +43,14 @@ def register_run(p: Params, origin: RunOrigin, log: Callable[[str], None] = prin
         raise RuntimeError(f"{trained.start} is missing: materialize trained_model again")
     evaluation = EvaluationSummary.from_metrics(json.loads(p.eval_outputs.metrics.read_text()))
     train = clip_table(p.cache_files, "train")
-    clips = train["sha256"].to_list()
-    per_clip = trained_exposures(train["bucket"].to_list(), p.train, evaluation.chosen_step)
+    per_clip = trained_exposures(train, p.train, evaluation.chosen_step)
     lineage = build_lineage(
         p,
         model_sha=model_sha,
         start=RunStart.read(trained.start),
         evaluation=evaluation,
-        exposures=dict(zip(clips, per_clip, strict=True)),
-        contents=dict(zip(clips, train["content"].to_list(), strict=True)),
+        exposures=per_clip,
+        contents=dict(zip(train["sha256"], train["content"], strict=True)),
         raw_dvc_md5=origin.raw_dvc_md5,
         raw_fingerprint=origin.raw_fingerprint,
         run_id=origin.run_id,

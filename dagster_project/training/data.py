@@ -14,21 +14,28 @@ from dagster_project.dataset.split import split_clips
 
 
 def clip_table(files: CacheFiles, split: str) -> pl.DataFrame:
-    """Clips of one split with the paths of their cached latents and caption embeddings."""
+    """The training samples of one split: one row per window of each clip (its `window` start),
+    with the paths of its cached latents and caption embeddings. Windows that could not be
+    decoded were reported by the encoding stage and are left out."""
     latents = pl.read_parquet(files.latent_index)
-    # clips that could not be decoded were reported by the encoding stage and are left out
-    failed = latents.filter(pl.col("error").is_not_null())["sha256"]
+    if "window" not in latents.columns:  # an index from before windows: one per clip
+        latents = latents.with_columns(window=pl.lit(0, pl.Int64))
     manifest = split_clips(pl.read_parquet(files.manifest), split)
-    manifest = manifest.filter(~pl.col("sha256").is_in(failed.implode()))
-    latents = latents.select("sha256", "latent_key")
+    missing = manifest.filter(~pl.col("sha256").is_in(latents["sha256"].implode()))
     texts = pl.read_parquet(files.text_index)
-    table = manifest.join(latents, on="sha256", how="left").join(texts, on="sha256", how="left")
-    missing = table.filter(pl.col("latent_key").is_null() | pl.col("text_key").is_null())
-    if missing.height:
+    no_text = manifest.filter(~pl.col("sha256").is_in(texts["sha256"].drop_nulls().implode()))
+    if missing.height or no_text.height:
+        first = (missing if missing.height else no_text)["path"][0]
         raise RuntimeError(
-            f"{missing.height} {split} clips have no cache entry (first: {missing['path'][0]}); "
-            "materialize the encoding assets first"
+            f"{missing.height + no_text.height} {split} clips have no cache entry (first: "
+            f"{first}); materialize the encoding assets first"
         )
+    windows = latents.filter(pl.col("error").is_null()).select("sha256", "window", "latent_key")
+    table = (
+        manifest.join(windows, on="sha256", how="inner")
+        .join(texts, on="sha256", how="left")
+        .sort("path", "window")
+    )
     latent_cache = TensorCache(files.cache_dir, "latents")
     text_cache = TensorCache(files.cache_dir, "text")
     return table.with_columns(

@@ -50,9 +50,16 @@ def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
 
 
 def decode_clip(
-    path: Path, frames: int, height: int, width: int, fps: float, sample_aspect_ratio: str = "1:1"
+    path: Path,
+    frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    sample_aspect_ratio: str = "1:1",
+    start: int = 0,
 ) -> np.ndarray:
-    """The first `frames` frames of `path` at `fps`, scaled to cover and center-cropped.
+    """`frames` frames of `path` at `fps` from frame `start` (counted at `fps`), scaled to
+    cover and center-cropped.
 
     Non-square pixels (`sample_aspect_ratio` other than 1:1) are first made square, so the clip
     keeps its displayed shape. Returns a uint8 array [frames, height, width, 3] in RGB order.
@@ -63,7 +70,11 @@ def decode_clip(
     """
     if frames <= 0 or height <= 0 or width <= 0 or fps <= 0:
         raise ValueError(f"invalid clip shape {frames}x{height}x{width} at {fps} fps")
-    stream = ffmpeg.input(ffmpeg_url(path), protocol_whitelist="file").filter("fps", fps=fps)
+    # a later window: ffmpeg seeks to its time (exact: it decodes from the keyframe before and
+    # drops what precedes), so a long clip's windows cost their own frames, not the clip's
+    seek = {"ss": f"{start / fps:.6f}"} if start else {}
+    stream = ffmpeg.input(ffmpeg_url(path), protocol_whitelist="file", **seek)
+    stream = stream.filter("fps", fps=fps)
     if sample_aspect_ratio != "1:1":
         stream = stream.filter("scale", w="trunc(iw*sar/2)*2", h="ih").filter("setsar", 1)
     process = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -180,11 +181,18 @@ def _probe_and_hash(path: Path) -> tuple[VideoInfo, str] | ProbeError:
 
 
 def probe_many(
-    paths: list[Path], workers: int | None = None
+    paths: list[Path], workers: int | None = None, done: Callable[[], None] = lambda: None
 ) -> list[tuple[VideoInfo, str] | ProbeError]:
-    """probe_video + sha256 of every path, in parallel; results in input order.
+    """probe_video + sha256 of every path, in parallel; results in input order. `done` is
+    called after each file (progress).
 
     Threads suffice: the work happens in ffprobe processes and in hashlib, which releases the GIL.
     """
+
+    def one(path: Path) -> tuple[VideoInfo, str] | ProbeError:
+        result = _probe_and_hash(path)
+        done()
+        return result
+
     with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2) * 2) as pool:
-        return list(pool.map(_probe_and_hash, paths))
+        return list(pool.map(one, paths))

@@ -19,12 +19,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from dagster_project.core.launch import launch_command
 from dagster_project.core.params import load_params
 from dagster_project.core.paths import CheckpointFiles
 from dagster_project.dataset.cache import CacheError, TensorCache
 from dagster_project.models.families import family_spec
+from dagster_project.shell.assets.train import TRAIN_WORKER
 from dagster_project.training.data import clip_table
-from dagster_project.training.launch import launch_command
 from dagster_project.training.trainer import NonFiniteLoss, train
 from tests.conftest import write_params
 from tests.materialize import materialize
@@ -205,7 +206,8 @@ def test_accumulation_processes_and_nodes_give_the_same_weights(encoded: Path) -
     endpoint = f"127.0.0.1:{free_port()}"
     launch = {"nnodes": 2, "rdzv_endpoint": endpoint, "rdzv_id": "test"}
     nodes = params_file(encoded, "n2", batch_size=2, launch=launch, **common)
-    command = launch_command(str(nodes), load_params(nodes).train)
+    train = load_params(nodes).train
+    command = launch_command(TRAIN_WORKER, str(nodes), train.nproc_per_node, train.launch)
     assert f"--rdzv-endpoint={endpoint}" in command and "--nnodes=2" in command
     both = [
         subprocess.Popen(

@@ -4,9 +4,12 @@ import dagster as dg
 import polars as pl
 
 from dagster_project.core.atomic import write_parquet
+from dagster_project.core.launch import launch_command
 from dagster_project.shell import ui
 from dagster_project.shell.dvc.declare import dvc_metadata
 from dagster_project.shell.resources import ParamsResource
+
+ENCODE_WORKER = "dagster_project.cli.encode_worker"  # the worker this asset launches (python -m)
 
 
 def _cache_metadata(stats, index: pl.DataFrame) -> dict:
@@ -50,43 +53,72 @@ def text_embeddings(
     deps=["manifest", "base_model"],
     metadata=dvc_metadata(
         outs=["${data.latent_index}"],
-        params=["buckets.fps", "model.family"],
+        params=[
+            "buckets.fps",
+            "model.family",
+            "data.frame_extraction",
+            "data.max_windows_per_clip",
+            "encode",
+        ],
         deps=["${data.raw_dir}"],
         persist=["${data.cache_dir}"],
     ),
 )
 def video_latents(
-    context: dg.AssetExecutionContext, params: ParamsResource
+    context: dg.AssetExecutionContext,
+    params: ParamsResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    """VAE posterior moments of every clip at its bucket's shape, keyed by content + settings."""
-    from dagster_project.dataset.cache import TensorCache  # torch: loaded when the asset runs
-    from dagster_project.dataset.encode import cache_latents
+    """VAE posterior moments of every window of every clip at its bucket's shape, keyed by
+    content + settings; with encode.nproc_per_node > 1, by that many processes under torchrun."""
+    # torch: loaded when the asset runs
+    from dagster_project.core.progress import Progress
+    from dagster_project.dataset.cache import TensorCache
+    from dagster_project.dataset.encode import (
+        CacheStats,
+        encode_latents,
+        latent_index,
+        latent_jobs,
+        read_errors,
+    )
+    from dagster_project.dataset.windows import WindowRule
     from dagster_project.models.families import family_spec
 
     p = params.load()
-    clips = pl.read_parquet(p.path(p.data.manifest))
-    cache = TensorCache(p.path(p.data.cache_dir), "latents")
-
-    def progress(done: int, total: int) -> None:
-        if done % 10 == 0 or done == total:
-            context.log.info(f"latents: {done}/{total}")
-
-    index, stats = cache_latents(
-        clips,
+    files = p.cache_files
+    cache = TensorCache(files.cache_dir, "latents")
+    spec = family_spec(p.model.family, p.base_model)
+    jobs = latent_jobs(
+        pl.read_parquet(files.manifest),
         p.path(p.data.raw_dir),
-        cache,
-        family_spec(p.model.family, p.base_model),
-        fps=p.fps,
-        progress=progress,
+        spec.identity,
+        p.fps,
+        WindowRule.of(p.data),
     )
+    missing = sum(job.key not in cache for job in jobs)
+    world = p.encode.nproc_per_node
+    if world == 1:
+        progress = Progress("latents", missing, context.log.info, unit="windows")
+        errors = encode_latents(jobs, cache, spec, p.fps, progress)
+    else:
+        reports = [files.encode_errors(rank) for rank in range(world)]
+        for report in reports:
+            report.unlink(missing_ok=True)
+        command = launch_command(ENCODE_WORKER, params.path, world)
+        pipes_subprocess_client.run(command=command, context=context)
+        errors = read_errors(reports, jobs)
+    index = latent_index(jobs, cache, errors)
     write_parquet(index, p.path(p.data.latent_index))
+    stats = CacheStats(encoded=missing - len(errors), cached=len(jobs) - missing)
     failures = index.filter(pl.col("error").is_not_null())
     for error in failures["error"]:
         context.log.warning(f"left out of training: {error}")
     return dg.MaterializeResult(
         metadata={
             **_cache_metadata(stats, index),
+            "clips": index["sha256"].n_unique(),
+            "processes": world,
             "decode_failures": failures.height,
-            "failures": ui.table(failures.select("sha256", "error")),
+            "failures": ui.table(failures.select("sha256", "window", "error")),
         }
     )

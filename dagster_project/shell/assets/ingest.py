@@ -68,6 +68,8 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
                     "data.min_frames",
                     "data.min_side",
                     "data.near_duplicate_threshold",
+                    "data.frame_extraction",
+                    "data.max_windows_per_clip",
                     "buckets",
                 ],
                 deps=["${data.raw_dir}"],
@@ -105,6 +107,7 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
             thumbnail_cache=p.path(p.data.thumbnail_cache),
             split_memory=p.path(p.data.split_memory),
         ),
+        say=context.log.info,
     )
     clips, rejects = built.clips, built.rejects
     write_parquet(clips, p.path(p.data.manifest))
@@ -117,7 +120,9 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
         context.log.warning(warning)
     histogram = clips.group_by("bucket", "split").len().sort("bucket", "split")
     copies = near_duplicate_table(clips, built.links)
-    columns = ["path", "split", "bucket", "width", "height", "frame_count", "fps", "caption"]
+    columns = [
+        "path", "split", "bucket", "windows", "width", "height", "frame_count", "fps", "caption"
+    ]  # fmt: skip
     yield dg.MaterializeResult(
         asset_key="manifest",
         metadata={
@@ -127,6 +132,13 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
             "probed_now": built.probed_now,
             "thumbnails_now": built.thumbnails_now,
             "pairs_matched_now": built.matched_now,
+            "seconds_per_phase": ui.table(
+                pl.DataFrame(
+                    {"phase": list(built.seconds), "seconds": list(built.seconds.values())}
+                )
+            ),
+            "windows": int(clips["windows"].sum()),  # training samples
+            "clips_with_several_windows": int((clips["windows"] > 1).sum()),
             "train": int((clips["split"] == "train").sum()),
             "val": int((clips["split"] == "val").sum()),
             "bucket_histogram": ui.table(histogram),

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from dagster_project.core.atomic import write_json
+from dagster_project.core.launch import launch_command
 from dagster_project.core.params import Params
 from dagster_project.core.paths import TrainOutputs
 from dagster_project.dataset.arrivals import RAW_FINGERPRINT
@@ -17,7 +18,8 @@ from dagster_project.shell.dvc.declare import dvc_metadata
 from dagster_project.shell.dvc.sync import RAW_DVC_HASH
 from dagster_project.shell.recorded import VIDEOS, recorded, trained_on
 from dagster_project.shell.resources import TRAINING_POOL, ParamsResource
-from dagster_project.training.launch import launch_command
+
+TRAIN_WORKER = "dagster_project.cli.worker"  # the worker this asset launches (python -m)
 
 PLAN_PARAMS = [
     "train.steps",
@@ -96,7 +98,7 @@ def trained_model(
     plan = planned_run(p)  # the guard again: never start an over-planned run
     if plan.verdict == "error":
         raise dg.Failure(description=plan.message())
-    command = launch_command(params.path, p.train)
+    command = launch_command(TRAIN_WORKER, params.path, p.train.nproc_per_node, p.train.launch)
     outputs = p.train_outputs
     try:
         reported = pipes_subprocess_client.run(command=command, context=context)

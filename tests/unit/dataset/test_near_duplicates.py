@@ -113,9 +113,9 @@ def test_a_new_copy_joins_its_groups_split(copies: Path, tmp_path: Path) -> None
 def test_a_clip_linking_both_splits_is_rejected(copies: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    source = copies / SOURCE  # 52 frames
-    ffmpeg(source, data / "first_half.mp4", ["-vf", "trim=end_frame=27,setpts=PTS-STARTPTS"])
-    ffmpeg(source, data / "second_half.mp4", ["-vf", "trim=start_frame=25,setpts=PTS-STARTPTS"])
+    source = copies / SOURCE  # 50 frames
+    ffmpeg(source, data / "first_half.mp4", ["-vf", "trim=end_frame=26,setpts=PTS-STARTPTS"])
+    ffmpeg(source, data / "second_half.mp4", ["-vf", "trim=start_frame=24,setpts=PTS-STARTPTS"])
     halves = manifest(data).clips
     assert halves["content"].n_unique() == 2  # the halves share 2 frames: not copies
     memory = tmp_path / "splits.parquet"
@@ -147,3 +147,35 @@ def test_explicit_val_files_win_with_a_warning(copies: Path) -> None:
     assert "extra/cropped.mp4: val" in warning and f"{SOURCE}: train" in warning
     [problem] = [p for p in split_problems(built.clips, []) if "both splits" in p]
     assert "extra/cropped.mp4" in problem
+
+
+def test_each_clip_is_matched_with_at_most_k_neighbours_and_a_new_one_with_its_own() -> None:
+    """Twenty takes of one scene (each a little different: all pass the cheap filters): the
+    search matches at most k pairs per clip searched, not every pair."""
+    import numpy as np
+
+    from dagster_project.dataset.near_duplicates import find_links, sketch
+    from dagster_project.video.thumbnails import THUMBNAIL_SIDE
+
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (12, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.int16)
+    takes = [
+        np.clip(scene + rng.integers(-40, 40, scene.shape), 0, 255).astype(np.uint8)
+        for _ in range(21)
+    ]
+    shas = [f"{i:064x}" for i in range(21)]
+    sketches = [sketch(t) for t in takes]
+    k, first = 3, 20
+
+    def search(count: int, **known: object) -> dict:
+        return find_links(
+            shas[:count], sketches[:count], [1.0] * count, 0.83,
+            frames=lambda i: takes[i], neighbours=k, **known,
+        )[1]  # fmt: skip
+
+    scored = search(first)
+    assert first - 1 <= len(scored) <= k * first < first * (first - 1) // 2
+    # one clip more: it alone is searched, against its k nearest
+    again = search(first + 1, scored=scored, searched=set(shas[:first]))
+    new = again.keys() - scored.keys()
+    assert 1 <= len(new) <= k and all(shas[first] in pair for pair in new)

@@ -24,17 +24,17 @@ EXPECTED = {
     "testsrc2_wide": ("train", 160, 96, 48),
     "testsrc2_tall": ("train", 72, 128, 40),
     "testsrc_square": ("validation", 96, 96, 36),
-    "mandelbrot_square": ("train", 96, 96, 72),
-    "mandelbrot_wide": ("validation", 160, 96, 60),
-    "life_square": ("train", 96, 96, 52),
+    "mandelbrot_square": ("train", 96, 96, 48),
+    "mandelbrot_wide": ("validation", 160, 96, 44),
+    "life_square": ("train", 96, 96, 50),
     "life_tall": ("validation", 72, 128, 44),
-    "cellauto_wide": ("train", 128, 72, 56),
+    "cellauto_wide": ("train", 128, 72, 46),
     "smptebars_wide": ("train", 128, 72, 36),
-    "gradients_square": ("train", 96, 96, 64),
+    "gradients_square": ("train", 96, 96, 42),
     "rgbtestsrc_wide": ("train", 160, 96, 40),
     "yuvtestsrc_tall": ("train", 72, 128, 48),
-    "sierpinski_tall": ("train", 72, 128, 60),
-    "color_box_wide": ("train", 128, 72, 68),
+    "sierpinski_tall": ("train", 72, 128, 40),
+    "color_box_wide": ("train", 128, 72, 50),
 }
 TWO_PROCESS_BATCH = 4  # test_pipeline's torchrun test: batch 2 x 2 processes, one bucket
 
@@ -68,6 +68,8 @@ def test_sample_dataset_is_the_same_on_any_ffmpeg_build(tmp_path: Path) -> None:
     splits = dict(zip(manifest["path"], manifest["split"], strict=True))
     expected_split = {"train": "train", "validation": "val"}
     assert splits == {f"{e[0]}/{k}.mp4": expected_split[e[0]] for k, e in EXPECTED.items()}
+    # short clips: one training window each under the default frame_extraction (chunks)
+    assert p.data.frame_extraction == "chunks" and set(manifest["windows"]) == {1}
     per_bucket = Counter(manifest.filter(pl.col("split") == "train")["bucket"])
     assert len(per_bucket) == len(buckets), per_bucket
     assert min(per_bucket.values()) >= p.train.batch_size, per_bucket

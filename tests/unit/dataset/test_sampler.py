@@ -132,3 +132,30 @@ def test_a_plan_far_over_the_limit_is_refused_from_the_mean_at_once() -> None:
     assert "at most 275 steps" in plan.message()
     near = plan_exposures(["a"] * 11, 500, 2, 1, 1, 0, max_exposures=50, warn_exposures=10)
     assert near.per_video is not None and sum(near.per_video) == 1000  # 90.9 < 2 x 50: exact
+
+
+def windowed(steps: int, max_clip_exposures: float = 500) -> object:
+    """One long clip of 20 windows and ten short clips of one, batch 2."""
+    ids = ["long"] * 20 + [f"short{i}" for i in range(10)]
+    windows = list(range(20)) + [0] * 10
+    return plan_exposures(
+        ["a"] * 30, steps, 2, 1, 1, 0, max_exposures=50, warn_exposures=10,
+        contents=ids, windows=windows, clip_ids=ids, max_clip_exposures=max_clip_exposures,
+    )  # fmt: skip
+
+
+def test_the_guard_counts_per_window_and_per_clip_and_names_the_binding_limit() -> None:
+    fine = windowed(60)  # 120 exposures over 30 windows: 4 each, the long clip 80
+    assert (fine.videos, fine.samples, fine.clips) == (30, 30, 11)
+    assert fine.verdict == "ok" and fine.worst_content == max(fine.per_content)
+    assert sum(fine.per_content) == 120 and len(fine.per_content) == 11
+    assert "training windows of 11 videos" in fine.message()
+    # each window within 50, the long clip's 20 windows together over its limit of 200
+    clip_bound = windowed(600, max_clip_exposures=200)
+    assert clip_bound.worst <= 50 < clip_bound.worst_content
+    assert clip_bound.binding == "content" and clip_bound.verdict == "error"
+    assert "guard.max_clip_exposures: the binding limit" in clip_bound.message()
+    # a window over 50: the per-window limit binds
+    window_bound = windowed(900)
+    assert window_bound.binding == "sample"
+    assert "per window (guard.max_exposures; the binding limit)" in window_bound.message()
