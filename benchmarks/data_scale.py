@@ -3,10 +3,10 @@ and encoding up to 1,000.
 
 What is measured
     Long recordings (60 s at 24 fps, 128x72, H.264 with a keyframe every 2 s), each a scene of
-    its own (lavfi life, cellauto, mandelbrot, gradients and testsrc2 sources, seeded or shifted
-    by the recording's number), cut with ffmpeg's segment muxer into 2 s clips: what people
+    its own (lavfi life, cellauto, gradients and sierpinski sources, seeded by the recording's
+    number, with noise), cut with ffmpeg's segment muxer into 2 s clips: what people
     make when they cut their own footage, and the hard case for near-duplicate search (the
-    clips of one scene look alike). One clip in 100 has a planted copy (a re-encode at crf 36, a
+    clips of one scene look alike). One clip in 100 has a planted copy (a re-encode at crf 28, a
     10% crop on every side or a mirror, in turn). Each size N holds N - N/100 clips and N/100
     copies of clips among them.
 
@@ -56,27 +56,28 @@ RATE = 24
 SIZE = "128x72"
 CLIPS_PER_RECORDING = RECORDING_SECONDS // CLIP_SECONDS
 COPY_EVERY = 100
+CELLAUTO_RULES = (30, 45, 73, 86, 89, 105, 110, 124, 135, 137, 149, 150, 169, 193, 225)
 COPY_KINDS = {
-    "crf36": ["-c:v", "libx264", "-crf", "36"],
+    "crf28": ["-c:v", "libx264", "-crf", "28"],
     "crop10": ["-vf", "crop=trunc(iw*0.8/2)*2:trunc(ih*0.8/2)*2:iw*0.1:ih*0.1"],
     "mirror": ["-vf", "hflip"],
 }
 
 
 def scene(index: int) -> str:
-    """Recording `index`'s lavfi source: five kinds of scene, each seeded by the index."""
-    kind, seed = index % 5, index // 5
+    """Recording `index`'s lavfi source: four kinds of textured scene, each seeded by the
+    index, with sensor-like noise (no two frames alike, even where the scene stands still)."""
+    kind, seed = index % 4, index // 4
+    rule = CELLAUTO_RULES[seed % len(CELLAUTO_RULES)]
     return [
         f"life=s={SIZE}:rate={RATE}:seed={seed}:ratio=0.{2 + seed % 6}:mold=20:"
         "life_color=#00ff00:death_color=#aa0000:mold_color=#222222",
-        f"cellauto=s={SIZE}:rate={RATE}:rule={30 + 2 * (seed % 60)}:seed={seed}"
-        ":random_fill_ratio=0.5",
-        f"mandelbrot=s={SIZE}:rate={RATE}:start_x={-0.75 + 0.001 * seed}"
-        f":start_y={0.1 + 0.001 * seed}:start_scale={2 + seed % 3}:end_scale=0.01"
-        f":end_pts={RECORDING_SECONDS}",
+        f"cellauto=s={SIZE}:rate={RATE}:rule={rule}:random_seed={seed}"
+        f":random_fill_ratio=0.{3 + seed % 5}:scroll=1",
         f"gradients=s={SIZE}:rate={RATE}:seed={seed}:speed=0.02:nb_colors={2 + seed % 6}",
-        f"testsrc2=s={SIZE}:rate={RATE},hue=h={(seed * 37) % 360}:s={1 + seed % 3}",
-    ][kind]
+        f"sierpinski=s={SIZE}:rate={RATE}:seed={seed}:jump={1 + seed % 5}"
+        f":type={('carpet', 'triangle')[seed % 2]}",
+    ][kind] + f",noise=alls=6:allf=t+u:all_seed={index}"
 
 
 def clip_name(recording: int, part: int) -> str:

@@ -76,6 +76,7 @@ SLOWEST_FIRST = [
     "e2e/test_overfitting.py",
     "e2e/test_crash_safety.py",
     "e2e/test_registry.py",
+    "e2e/test_encode_workers.py",
     "e2e/test_cache.py",
     "e2e/test_cli.py",
 ]

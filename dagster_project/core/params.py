@@ -93,8 +93,9 @@ class DataParams(_Section):
     min_frames: PositiveInt = 9
     min_side: PositiveInt = 32
     # clips at least this alike (a re-encode, a crop <= 10%/side, a trim to half, a mirror)
-    # are one content: one split, and the exposure guard counts them once
-    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.83
+    # are one content: one split, and the exposure guard counts them once (copies score >= 0.90,
+    # different sample clips and their copies <= 0.86: benchmarks/near_duplicates.py)
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.88
     # the windows of a clip longer than its bucket that become training samples
     # (dataset/windows.py): head (the first), chunks (non-overlapping), uniform (spread)
     frame_extraction: FrameExtraction = "chunks"

@@ -87,7 +87,7 @@ class ManifestRules:
     min_frames: int = 9
     min_side: int = 32
     val_files: tuple[str, ...] = ()  # paths (relative to the data folder) or sha256s
-    near_duplicate_threshold: float = 0.83
+    near_duplicate_threshold: float = DataParams.model_fields["near_duplicate_threshold"].default
     windows: WindowRule = WindowRule()
 
     @classmethod

@@ -6,11 +6,11 @@ trim keeping at least half of the frames, a horizontal mirror, or these combined
 patterns of one generator (the sample data) are not copies.
 
 How (on the clips' thumbnails, small grey frames at their own frame rate):
-1. candidates: each clip's nearest neighbours by a cheap sketch (a few frames' blurred centres,
-   mirror-symmetrized and pooled to 8x8; `NEIGHBOURS` per clip, found with blocked matrix
-   products, so the search grows with the clips, not their pairs), kept when their displayed
-   aspect ratios are within what a 10% crop allows, their frame counts within what a trim to
-   half allows, and their grey-level histograms alike;
+1. candidates: each clip's `NEIGHBOURS` nearest by a cheap sketch (a few frames' blurred
+   centres at two crops, mirror-symmetrized and pooled to 8x8) among the clips whose displayed
+   aspect ratios are within what a 10% crop allows, whose frame counts are within what a trim
+   to half allows and whose grey-level histograms are alike; found with blocked matrix
+   products, so the search grows with the clips, not their pairs;
 2. the shorter clip is placed in time in the longer one by the brightness of its centre, frame
    by frame (a trim keeps frame timing);
 3. at the best few placements, the centre of a few of its frames (70% of the side: inside the
@@ -62,11 +62,11 @@ def _histogram(frames: np.ndarray) -> np.ndarray:
     return counts / counts.sum()
 
 
-SKETCH = "centre8-sym-v1"  # changes when sketches change: cached sketches are made again
+SKETCH = "centre8-sym-v2"  # changes when sketches change: cached sketches are made again
 SKETCH_FRAMES = 4  # frames of a clip its sketch keeps, spread in time
 SKETCH_SIDE = 8
-NEIGHBOURS = 10  # candidates per clip: its nearest by sketch, then the cheap filters
-SHORTLIST = 4  # x NEIGHBOURS nearest looked at per clip, for the cheap filters to pass k
+SKETCH_CENTRES = (CENTER, CENTER * (1 - 2 * MAX_CROP))  # the parts of a frame sketched
+NEIGHBOURS = 4  # candidates per clip: its nearest by sketch that pass the cheap filters
 QUERY_BLOCK = 64  # clips searched at once: [block, frames, clips, frames] similarities
 
 
@@ -77,32 +77,29 @@ class Sketch:
 
     frames: int
     histogram: np.ndarray  # [HISTOGRAM_BINS], sums to 1
-    descriptor: np.ndarray  # [SKETCH_FRAMES, SKETCH_SIDE**2] float32, rows of unit norm
+    # [SKETCH_FRAMES x len(SKETCH_CENTRES), SKETCH_SIDE**2] float32, rows of unit norm
+    descriptor: np.ndarray
 
 
 @torch.no_grad()
 def sketch(frames: np.ndarray) -> Sketch:
     """A clip's sketch from its thumbnails [T, S, S]: robust to a re-encode (blurred, pooled,
-    zero-mean), a crop (the centre), a mirror (symmetrized) and a trim (frames spread in time,
-    compared frame against frame)."""
+    zero-mean), a crop (the centre, and the centre of the centre: a copy cropped by 10% a side
+    shows the original's inner 80% as its whole), a mirror (symmetrized) and a trim (frames
+    spread in time, compared frame against frame)."""
     picks = np.linspace(0, len(frames) - 1, SKETCH_FRAMES).round().astype(int)
     x = _blurred(frames[picks])
     side = x.shape[-1]
-    edge = round(side * (1 - CENTER) / 2)
-    x = x[:, edge : side - edge, edge : side - edge]
-    x = (x + x.flip(-1)) / 2
-    x = F.adaptive_avg_pool2d(x.unsqueeze(1), SKETCH_SIDE).flatten(1)
+    rows = []
+    for part in SKETCH_CENTRES:
+        edge = round(side * (1 - part) / 2)
+        centre = x[:, edge : side - edge, edge : side - edge]
+        centre = (centre + centre.flip(-1)) / 2
+        rows.append(F.adaptive_avg_pool2d(centre.unsqueeze(1), SKETCH_SIDE).flatten(1))
+    x = torch.cat(rows)
     x = x - x.mean(dim=1, keepdim=True)
     x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-6)
     return Sketch(len(frames), _histogram(frames), x.numpy().astype(np.float32))
-
-
-def _compatible(a: Sketch, b: Sketch, aspect_a: float, aspect_b: float) -> bool:
-    """Aspect, length and grey levels compatible with one clip being a copy of the other."""
-    short, long = sorted((a.frames, b.frames))
-    if short < MIN_KEPT * long * 0.95 or not _aspect_fits(aspect_a, aspect_b):
-        return False
-    return float(np.minimum(a.histogram, b.histogram).sum()) >= MIN_HISTOGRAM_OVERLAP
 
 
 @torch.no_grad()
@@ -110,29 +107,39 @@ def candidate_pairs(
     sketches: list[Sketch], aspects: list[float], queries: list[int], k: int = NEIGHBOURS
 ) -> set[tuple[int, int]]:
     """Index pairs (i < j) worth matching: each query clip with its `k` nearest clips by sketch
-    (the best frame-to-frame similarity) that pass the cheap filters. Blocked matrix products:
-    the cost grows with queries x clips, never with the pairs matched."""
+    (the best frame-to-frame similarity) among those whose aspect, length and grey levels
+    allow one to be a copy of the other (the cheap filters). Blocked matrix products: the cost
+    grows with queries x clips, never with the pairs matched."""
     if len(sketches) < 2 or not queries:
         return set()
     index = torch.from_numpy(np.stack([s.descriptor for s in sketches]))  # [N, F, d]
     flat = index.flatten(0, 1)  # [N*F, d]
+    histograms = torch.from_numpy(np.stack([s.histogram for s in sketches])).float()  # [N, B]
+    lengths = torch.tensor([s.frames for s in sketches], dtype=torch.float32)
+    log_aspects = torch.tensor(aspects, dtype=torch.float64).log()
+    most = math.log(1 / (1 - 2 * MAX_CROP) * 1.02)  # as _aspect_fits
     pairs: set[tuple[int, int]] = set()
     for start in range(0, len(queries), QUERY_BLOCK):
-        block = queries[start : start + QUERY_BLOCK]
+        block = torch.tensor(queries[start : start + QUERY_BLOCK])
         scores = index[block].flatten(0, 1) @ flat.T  # [b*F, N*F]
-        scores = scores.view(len(block), SKETCH_FRAMES, len(sketches), SKETCH_FRAMES)
+        rows = index.shape[1]
+        scores = scores.view(len(block), rows, len(sketches), rows)
         best = scores.amax(dim=(1, 3))  # [b, N]: the best frame pair per clip
-        best[torch.arange(len(block)), torch.tensor(block)] = -2.0  # not itself
-        # the nearest few times k: the cheap filters pass k of them (never all N per clip)
-        top = best.topk(min(SHORTLIST * k, len(sketches) - 1), dim=1)
-        for row, i in enumerate(block):
-            found = 0
+        short = torch.minimum(lengths[block, None], lengths[None])
+        long = torch.maximum(lengths[block, None], lengths[None])
+        overlap = torch.minimum(histograms[block, None], histograms[None]).sum(-1)
+        fits = (
+            ((log_aspects[block, None] - log_aspects[None]).abs() <= most)
+            & (short >= MIN_KEPT * long * 0.95)
+            & (overlap >= MIN_HISTOGRAM_OVERLAP)
+        )
+        fits[torch.arange(len(block)), block] = False  # not itself
+        best = best.masked_fill(~fits, -2.0)
+        top = best.topk(min(k, len(sketches) - 1), dim=1)
+        for row, i in enumerate(block.tolist()):
             for score, j in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True):
-                if found == k or score <= -2.0:
-                    break
-                if _compatible(sketches[i], sketches[j], aspects[i], aspects[j]):
+                if score > -2.0:
                     pairs.add((min(i, j), max(i, j)))
-                    found += 1
     return pairs
 
 
