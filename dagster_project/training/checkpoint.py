@@ -9,8 +9,9 @@ SimpleTuner's `.guard`). It is written under a temporary name and renamed when c
 latest `train.keep_checkpoints` are kept. A checkpoint whose files do not match its marker (a
 file missing or truncated, no marker) is passed over on resume, which says which and why.
 
-A run resumes from the latest checkpoint when every setting that shapes the run is the same
-(`run_fingerprint`); otherwise it starts fresh, and says which settings changed.
+A run resumes from the latest checkpoint of the same run: every setting that shapes the run the
+same (`run_fingerprint`); checkpoints of other runs in the folder are passed over. Without one
+it starts fresh, and says which settings changed since the newest.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def resume_point(
     if resume == "never":
         return None, "starting fresh: train.resume is never"
     skipped = []
+    other = None  # why the newest checkpoint of another run does not continue
     for folder in reversed(out.checkpoint_folders()):
         problem = damage(folder)
         try:
@@ -131,11 +133,12 @@ def resume_point(
             skipped.append(f"{folder.name} ({problem})")
             continue
         changed = [k for k, value in fingerprint.items() if saved.fingerprint.get(k) != value]
-        if changed:
-            return None, (
+        if changed:  # another run's (an earlier one in this folder): this run's may be older
+            other = other or (
                 f"starting fresh: {', '.join(changed)} changed since the checkpoint at step "
                 f"{saved.step}"
             )
+            continue
         if saved.step > steps:
             continue  # train.steps was lowered: an earlier checkpoint of this run may do
         damaged = f"; passed over damaged {', '.join(skipped)}" if skipped else ""
@@ -143,6 +146,8 @@ def resume_point(
             folder,
             f"resuming from the checkpoint at step {saved.step} ({folder.name}){damaged}",
         )
+    if other:
+        return None, other
     return None, "starting fresh: no checkpoint yet" + (
         f" (damaged: {', '.join(skipped)})" if skipped else ""
     )

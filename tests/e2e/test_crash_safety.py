@@ -68,7 +68,9 @@ def test_a_killed_dvc_repro_blocks_nothing_and_resumes_exactly(
     said = again.stdout + again.stderr
     assert again.returncode == 0, said[-3000:]
     assert "held a pool slot, but its process" in said and "marked failed" in said
-    [step] = re.findall(r"resuming from the checkpoint at step (\d+)", said)
+    resumed = re.findall(r"resuming from the checkpoint at step (\d+)", said)
+    assert len(resumed) == 1, said[-3000:]
+    [step] = resumed
     assert 10 <= int(step) < 120  # killed mid-run, resumed there
     expected, got = model_weights(reference), model_weights(project)
     assert expected.keys() == got.keys() and expected
