@@ -210,12 +210,17 @@ def cache_latents(
     fps: float,
     windows: WindowRule | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    workers: Callable[[list[LatentJob]], dict[LatentJob, str]] | None = None,
 ) -> tuple[pl.DataFrame, CacheStats]:
     """Decode and encode every window whose (content, bucket, fps, VAE, start) is not cached
-    yet, in this process. A window ffmpeg cannot decode does not stop the others: its index
-    row has no key and says why (training leaves it out)."""
+    yet: in this process, or by `workers` (several encoding processes; it returns why each
+    failed job failed). A window ffmpeg cannot decode does not stop the others: its index row
+    has no key and says why (training leaves it out)."""
     jobs = latent_jobs(manifest, raw_dir, encoder.identity, fps, windows or WindowRule())
     missing = sum(job.key not in cache for job in jobs)
-    errors = encode_latents(jobs, cache, encoder, fps, progress)
+    if workers is None:
+        errors = encode_latents(jobs, cache, encoder, fps, progress)
+    else:
+        errors = workers(jobs)
     index = latent_index(jobs, cache, errors)
     return index, CacheStats(encoded=missing - len(errors), cached=len(jobs) - missing)

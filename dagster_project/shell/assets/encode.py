@@ -74,42 +74,34 @@ def video_latents(
     # torch: loaded when the asset runs
     from dagster_project.core.progress import Progress
     from dagster_project.dataset.cache import TensorCache
-    from dagster_project.dataset.encode import (
-        CacheStats,
-        encode_latents,
-        latent_index,
-        latent_jobs,
-        read_errors,
-    )
+    from dagster_project.dataset.encode import LatentJob, cache_latents, read_errors
     from dagster_project.dataset.windows import WindowRule
     from dagster_project.models.families import family_spec
 
     p = params.load()
     files = p.cache_files
-    cache = TensorCache(files.cache_dir, "latents")
-    spec = family_spec(p.model.family, p.base_model)
-    jobs = latent_jobs(
-        pl.read_parquet(files.manifest),
-        p.path(p.data.raw_dir),
-        spec.identity,
-        p.fps,
-        WindowRule.of(p.data),
-    )
-    missing = sum(job.key not in cache for job in jobs)
     world = p.encode.nproc_per_node
-    if world == 1:
-        progress = Progress("latents", missing, context.log.info, unit="windows")
-        errors = encode_latents(jobs, cache, spec, p.fps, progress)
-    else:
+
+    def on_workers(jobs: list[LatentJob]) -> dict[LatentJob, str]:
+        """The encode worker under torchrun, one process per rank, through Pipes."""
         reports = [files.encode_errors(rank) for rank in range(world)]
         for report in reports:
             report.unlink(missing_ok=True)
         command = launch_command(ENCODE_WORKER, params.path, world)
         pipes_subprocess_client.run(command=command, context=context)
-        errors = read_errors(reports, jobs)
-    index = latent_index(jobs, cache, errors)
+        return read_errors(reports, jobs)
+
+    index, stats = cache_latents(
+        pl.read_parquet(files.manifest),
+        p.path(p.data.raw_dir),
+        TensorCache(files.cache_dir, "latents"),
+        family_spec(p.model.family, p.base_model),
+        p.fps,
+        WindowRule.of(p.data),
+        progress=Progress("latents", 0, context.log.info, unit="windows"),
+        workers=None if world == 1 else on_workers,
+    )
     write_parquet(index, p.path(p.data.latent_index))
-    stats = CacheStats(encoded=missing - len(errors), cached=len(jobs) - missing)
     failures = index.filter(pl.col("error").is_not_null())
     for error in failures["error"]:
         context.log.warning(f"left out of training: {error}")
