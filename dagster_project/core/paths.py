@@ -53,10 +53,13 @@ class Outputs(Folder):
 
 @dataclass(frozen=True)
 class BaseModelFiles(Outputs):
-    """The base model: a diffusers folder with transformer/ and vae/."""
+    """The base model: a diffusers folder with transformer/ and vae/ (and transformer_2/ with
+    the pipeline's config where the model has two experts)."""
 
     KEY: ClassVar[str] = "model.base_dir"
     transformer = Name("transformer")
+    transformer_2 = Name("transformer_2")  # Wan 2.2 A14B's low-noise expert
+    pipeline_config = Name("model_index.json")  # diffusers' name; holds the expert boundary
     vae = Name("vae")
     scheduler = Name("scheduler")
     identity_file = Name("identity.txt")  # the content hash, written once with the folder

@@ -21,6 +21,9 @@ class FamilyShape:
     spatial_multiple: int  # VAE spatial factor x transformer patch size
     fps: float  # the frame rate the family was trained at
     text_len: int | None = None  # caption tokens, where the architecture fixes the length
+    # the transformers that split the noise levels between them (Wan 2.2 A14B: the high-noise
+    # expert above a boundary, the low-noise one below); empty: one transformer
+    experts: tuple[str, ...] = ()
 
     def check_bucket(self, frames: int, height: int, width: int) -> str | None:
         """Return why (frames, height, width) does not fit this family, or None."""
@@ -36,6 +39,9 @@ FAMILY_SHAPES = {
     shape.name: shape
     for shape in (
         FamilyShape("wan", frame_multiple=4, spatial_multiple=16, fps=16.0),
+        FamilyShape(
+            "wan22", frame_multiple=4, spatial_multiple=16, fps=16.0, experts=("high", "low")
+        ),
         FamilyShape("hunyuan", frame_multiple=4, spatial_multiple=16, fps=24.0),
         FamilyShape("ltx", frame_multiple=8, spatial_multiple=32, fps=24.0),
         # CogVideoX's transformer has a fixed text length (max_text_seq_length)

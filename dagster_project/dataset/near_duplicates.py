@@ -62,12 +62,12 @@ def _histogram(frames: np.ndarray) -> np.ndarray:
     return counts / counts.sum()
 
 
-SKETCH = "centre8-sym-v2"  # changes when sketches change: cached sketches are made again
+SKETCH = "centre8-sym-v3"  # changes when sketches or their storage change: made again
 SKETCH_FRAMES = 4  # frames of a clip its sketch keeps, spread in time
 SKETCH_SIDE = 8
 SKETCH_CENTRES = (CENTER, CENTER * (1 - 2 * MAX_CROP))  # the parts of a frame sketched
 NEIGHBOURS = 4  # candidates per clip: its nearest by sketch that pass the cheap filters
-QUERY_BLOCK = 64  # clips searched at once: [block, frames, clips, frames] similarities
+BLOCK_SCORES = 1 << 22  # similarities held at once (16 MB): the queries per block follow
 
 
 @dataclass(frozen=True)
@@ -107,24 +107,33 @@ def candidate_pairs(
     sketches: list[Sketch], aspects: list[float], queries: list[int], k: int = NEIGHBOURS
 ) -> set[tuple[int, int]]:
     """Index pairs (i < j) worth matching: each query clip with its `k` nearest clips by sketch
-    (the best frame-to-frame similarity) among those whose aspect, length and grey levels
-    allow one to be a copy of the other (the cheap filters). Blocked matrix products: the cost
-    grows with queries x clips, never with the pairs matched."""
+    among those whose aspect, length and grey levels allow one to be a copy of the other (the
+    cheap filters). Nearness: each sketched frame of one clip finds its best counterpart in the
+    other (any frame, either crop), and the mean over the frames is taken, the better of the
+    two ways round (a trimmed copy's frames all lie in its source; the next segment of a long
+    recording shares only the frames at the cut). Blocked matrix products, each block's scores
+    at most `BLOCK_SCORES` numbers: the cost grows with queries x clips, never with the pairs
+    matched, and the memory not at all."""
     if len(sketches) < 2 or not queries:
         return set()
-    index = torch.from_numpy(np.stack([s.descriptor for s in sketches]))  # [N, F, d]
-    flat = index.flatten(0, 1)  # [N*F, d]
+    index = torch.from_numpy(np.stack([s.descriptor for s in sketches]))  # [N, C*T, d]
+    count, rows = index.shape[:2]
+    centres = len(SKETCH_CENTRES)
+    flat = index.flatten(0, 1)  # [N*C*T, d]
     histograms = torch.from_numpy(np.stack([s.histogram for s in sketches])).float()  # [N, B]
     lengths = torch.tensor([s.frames for s in sketches], dtype=torch.float32)
     log_aspects = torch.tensor(aspects, dtype=torch.float64).log()
     most = math.log(1 / (1 - 2 * MAX_CROP) * 1.02)  # as _aspect_fits
+    step = max(1, BLOCK_SCORES // (rows * rows * count))
     pairs: set[tuple[int, int]] = set()
-    for start in range(0, len(queries), QUERY_BLOCK):
-        block = torch.tensor(queries[start : start + QUERY_BLOCK])
-        scores = index[block].flatten(0, 1) @ flat.T  # [b*F, N*F]
-        rows = index.shape[1]
-        scores = scores.view(len(block), rows, len(sketches), rows)
-        best = scores.amax(dim=(1, 3))  # [b, N]: the best frame pair per clip
+    for start in range(0, len(queries), step):
+        block = torch.tensor(queries[start : start + step])
+        scores = (index[block].flatten(0, 1) @ flat.T).view(len(block), rows, count, rows)
+        # rows are [centre, frame]: a frame's best over the other clip's rows and its own crops
+        ours = scores.amax(dim=3).view(len(block), centres, -1, count).amax(1).mean(1)
+        theirs = scores.amax(dim=1).view(len(block), count, centres, -1).amax(2).mean(2)
+        best = torch.maximum(ours, theirs)  # [b, N]
+        del scores
         short = torch.minimum(lengths[block, None], lengths[None])
         long = torch.maximum(lengths[block, None], lengths[None])
         overlap = torch.minimum(histograms[block, None], histograms[None]).sum(-1)
@@ -135,7 +144,7 @@ def candidate_pairs(
         )
         fits[torch.arange(len(block)), block] = False  # not itself
         best = best.masked_fill(~fits, -2.0)
-        top = best.topk(min(k, len(sketches) - 1), dim=1)
+        top = best.topk(min(k, count - 1), dim=1)
         for row, i in enumerate(block.tolist()):
             for score, j in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True):
                 if score > -2.0:

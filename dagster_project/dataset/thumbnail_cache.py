@@ -67,16 +67,25 @@ class ThumbnailStore:
         if path is None or not path.is_file():
             return {}
         table = pl.read_parquet(path).filter(pl.col("sketch") == SKETCH)
+        if table.is_empty():
+            return {}
+        # whole columns to numpy: a list of Python floats per clip costs GBs at 10,000s of clips
+        histograms = table["histogram"].to_numpy()
+        descriptors = table["descriptor"].to_numpy()
+        rows = descriptors.shape[1] // table["width"][0]
         return {
-            row["sha256"]: (
-                Sketch(
-                    row["frames"],
-                    np.array(row["histogram"], dtype=np.float64),
-                    np.array(row["descriptor"], dtype=np.float32).reshape(-1, row["width"]),
-                ),
-                row["matcher"] == MATCHER,  # searched, as the current matcher searches
+            sha: (
+                Sketch(frames, histogram, descriptor.reshape(rows, -1)),
+                matcher == MATCHER,  # searched, as the current matcher searches
             )
-            for row in table.iter_rows(named=True)
+            for sha, frames, matcher, histogram, descriptor in zip(
+                table["sha256"],
+                table["frames"],
+                table["matcher"],
+                histograms,
+                descriptors,
+                strict=True,
+            )
         }
 
     def prepare(
@@ -120,29 +129,23 @@ class ThumbnailStore:
         """Keep the current clips' sketches, every one searched now."""
         if self.folder is None:
             return
-        rows = [
+        kept = [(sha, s) for sha, s in zip(shas, sketches, strict=True) if s is not None]
+        if not kept:
+            self.folder.joinpath(SKETCHES).unlink(missing_ok=True)
+            return
+        width = kept[0][1].descriptor.shape[1]
+        table = pl.DataFrame(
             {
-                "sha256": sha,
-                "frames": s.frames,
-                "histogram": s.histogram.tolist(),
-                "descriptor": s.descriptor.reshape(-1).tolist(),
-                "width": s.descriptor.shape[1],
-                "matcher": MATCHER,
-                "sketch": SKETCH,
+                "sha256": [sha for sha, _ in kept],
+                "frames": pl.Series([s.frames for _, s in kept], dtype=pl.Int64),
+                "histogram": np.stack([s.histogram for _, s in kept]),
+                "descriptor": np.stack([s.descriptor.reshape(-1) for _, s in kept]),
+                "width": pl.Series([width] * len(kept), dtype=pl.Int64),
+                "matcher": [MATCHER] * len(kept),
+                "sketch": [SKETCH] * len(kept),
             }
-            for sha, s in zip(shas, sketches, strict=True)
-            if s is not None
-        ]
-        schema = {
-            "sha256": pl.String,
-            "frames": pl.Int64,
-            "histogram": pl.List(pl.Float64),
-            "descriptor": pl.List(pl.Float32),
-            "width": pl.Int64,
-            "matcher": pl.String,
-            "sketch": pl.String,
-        }
-        write_parquet(pl.DataFrame(rows, schema=schema), self.folder / SKETCHES)
+        )
+        write_parquet(table, self.folder / SKETCHES)
 
     def similarities(self) -> dict[tuple[str, str], float]:
         """The similarities of pairs matched by earlier runs with the current matcher."""

@@ -30,6 +30,7 @@ from diffusers import (
 from dagster_project.core.params import ModelParams
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
+from dagster_project.models.flow_matching import FULL_SPAN
 from dagster_project.models.spec import PromptEncoder
 from dagster_project.models.text_encoder import TextEncoder
 
@@ -156,12 +157,19 @@ class CogVideoXSpec(DiffusersSpec):
         return (levels * steps).round().long().clamp(0, steps - 1)
 
     def sample_noise_levels(
-        self, count: int, weighting_scheme: str, generator: torch.Generator
+        self,
+        count: int,
+        weighting_scheme: str,
+        generator: torch.Generator,
+        span: tuple[float, float] = FULL_SPAN,
     ) -> torch.Tensor:
         """Levels t / N for timesteps t uniform over [0, N), as CogVideoX's training draws them.
 
         `weighting_scheme` is not used: its densities are flow matching's (the SD3 scripts'),
-        and v-prediction weights timesteps in the loss instead (see `loss`)."""
+        and v-prediction weights timesteps in the loss instead (see `loss`). `span` is always
+        the full one (one transformer)."""
+        if span != FULL_SPAN:
+            raise ValueError(f"cogvideox has one transformer: no noise span {span}")
         steps = self.scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (count,), generator=generator, device=generator.device)
         return timesteps.float() / steps

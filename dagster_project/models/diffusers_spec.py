@@ -37,11 +37,18 @@ from diffusers.configuration_utils import FrozenDict
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from dagster_project.core.hashing import folder_sha256
-from dagster_project.core.params import ModelParams
+from dagster_project.core.params import LoraParams, ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket, FamilyShape
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
+from dagster_project.models.adapters import (
+    ADAPTER,
+    LORA_FILE,
+    add_lora,
+    has_lora,
+    load_lora_state,
+    lora_state,
+)
 from dagster_project.models.spec import PromptEncoder
 from dagster_project.models.text_encoder import TextEncoder
 
@@ -166,7 +173,16 @@ class DiffusersSpec(ABC):
         transformer.save_pretrained(out.transformer)
         vae.save_pretrained(out.vae)
         scheduler.save_pretrained(out.scheduler)
+        cls._write_more_parts(model, out, pretrained)
         out.record_identity()
+
+    @classmethod
+    def _write_more_parts(
+        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None
+    ) -> None:
+        """Write the parts of the base model beyond transformer/, vae/ and scheduler/ (a
+        second expert); by default there are none."""
+        return None
 
     @classmethod
     def _check_transformer(cls, transformer: ModelMixin) -> None:
@@ -249,22 +265,49 @@ class DiffusersSpec(ABC):
     def load_trained(self, folder: Path) -> Any:
         """A trained model: full weights, or the base with the adapter saved in `folder`
         loaded through the family pipeline's `load_lora_weights`, as a user would."""
-        if not (folder / LORA_FILE).is_file():
+        if not self.has_adapter(folder):
             return self.load_transformer(folder)
         pipe = self._pipeline(self.load_transformer())
         pipe.load_lora_weights(folder, adapter_name=ADAPTER)
         return pipe.transformer
 
     # training
+    def prepare_training(
+        self, transformer: torch.nn.Module, mode: str, lora: LoraParams, experts: str
+    ) -> None:
+        """Make what trains trainable: in lora mode, freeze the transformer and add the adapter
+        (`lora.targets`, else the family's); in full mode every weight trains. `experts` is
+        always `both` here (params refuse the others for a one-transformer family)."""
+        if mode == "lora":
+            add_lora(transformer, lora, self.lora_targets)
+
+    def has_adapter(self, folder: Path) -> bool:
+        """Whether a trained model folder holds an adapter (else full weights)."""
+        return (folder / LORA_FILE).is_file()
+
+    def load_adapter(self, transformer: torch.nn.Module, folder: Path) -> None:
+        """Put the adapter saved in `folder` into the transformer's (resume, warm start)."""
+        load_lora_state(transformer, folder)
+
+    def noise_span(
+        self, experts: str, weighting_scheme: str, generator: torch.Generator
+    ) -> tuple[float, float]:
+        """The levels one optimizer step draws from: all of them for one transformer."""
+        return flow_matching.FULL_SPAN
+
     def evaluation_point(self, level: float) -> str:
         """What a fixed evaluation level is: here a flow-matching sigma (x = (1 - s) x0 + s e)."""
         return f"sigma {level:g}"
 
     def sample_noise_levels(
-        self, count: int, weighting_scheme: str, generator: torch.Generator
+        self,
+        count: int,
+        weighting_scheme: str,
+        generator: torch.Generator,
+        span: tuple[float, float] = flow_matching.FULL_SPAN,
     ) -> torch.Tensor:
-        """Sigmas from the scheduler's training schedule (its static `shift`)."""
-        return flow_matching.sample_sigmas(self.scheduler, count, weighting_scheme, generator)
+        """Sigmas from the scheduler's training schedule (its static `shift`), within `span`."""
+        return flow_matching.sample_sigmas(self.scheduler, count, weighting_scheme, generator, span)
 
     # sampling
     def _pipeline(self, transformer: torch.nn.Module) -> Any:
@@ -274,8 +317,12 @@ class DiffusersSpec(ABC):
             **dict.fromkeys(self.text_components),
             vae=self.vae,
             scheduler=self.scheduler_class.from_config(self.scheduler.config),
-            transformer=transformer,
+            **self._pipeline_parts(transformer),
         )
+
+    def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:
+        """The pipeline's arguments that hold the trained model: here `transformer` alone."""
+        return {"transformer": transformer}
 
     @torch.no_grad()
     def generate(

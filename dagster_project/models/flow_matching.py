@@ -11,27 +11,49 @@ from diffusers.training_utils import (
     compute_loss_weighting_for_sd3,
 )
 
+FULL_SPAN = (0.0, 1.0)
+REDRAWS = 64  # rounds of drawing before the rest of a narrow span is drawn uniformly
+
 
 def sample_sigmas(
     scheduler: FlowMatchEulerDiscreteScheduler,
     count: int,
     weighting_scheme: str,
     generator: torch.Generator,
+    span: tuple[float, float] = FULL_SPAN,
 ) -> torch.Tensor:
     """Noise levels for `count` samples: u from the density (logit-normal by default), then the
-    scheduler's sigma at that position, so the family's shift applies as in its training."""
-    u = compute_density_for_timestep_sampling(
-        weighting_scheme,
-        count,
-        logit_mean=0.0,
-        logit_std=1.0,
-        mode_scale=1.29,
-        device=generator.device,
-        generator=generator,
-    )
+    scheduler's sigma at that position, so the family's shift applies as in its training.
+
+    `span` [low, high) keeps the levels one expert owns (high included where it is 1): levels
+    outside it are drawn again, so the density inside keeps its shape."""
     steps = scheduler.config.num_train_timesteps
-    indices = (u * steps).long().clamp(0, steps - 1)
-    return scheduler.sigmas.to(generator.device)[indices.to(generator.device)]
+    sigmas = scheduler.sigmas.to(generator.device)[:steps]
+    low, high = span
+    inside = (sigmas >= low) & ((sigmas < high) | (high >= 1.0))
+    if not inside.any():
+        raise ValueError(f"no training noise level in [{low}, {high})")
+    kept = torch.empty(0, device=generator.device)
+    for _ in range(REDRAWS if span != FULL_SPAN else 1):
+        u = compute_density_for_timestep_sampling(
+            weighting_scheme,
+            count,
+            logit_mean=0.0,
+            logit_std=1.0,
+            mode_scale=1.29,
+            device=generator.device,
+            generator=generator,
+        )
+        indices = (u * steps).long().clamp(0, steps - 1).to(generator.device)
+        kept = torch.cat([kept, sigmas[indices][inside[indices]]])[:count]
+        if len(kept) == count:
+            return kept
+    # a span the density almost never reaches: the rest uniformly among its levels
+    choices = inside.nonzero()[:, 0]
+    picks = torch.randint(
+        len(choices), (count - len(kept),), generator=generator, device=generator.device
+    )
+    return torch.cat([kept, sigmas[choices[picks]]])
 
 
 def noisy_latents(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from dagster_project.core.params import ModelParams
+from dagster_project.core.params import LoraParams, ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket, FamilyShape
 from dagster_project.models.text_encoder import TextEncoder
@@ -68,10 +68,27 @@ class ModelSpec(Protocol):
 
     def load_trained(self, folder: Path) -> torch.nn.Module: ...
 
-    # training: noise levels (with the family's shift) and the per-sample loss at given levels;
+    # training: what trains (an adapter, an expert), noise levels (with the family's shift, in
+    # the span of levels a step draws from: an expert's) and the per-sample loss at given levels;
     # evaluation scores fixed levels in (0, 1), and `evaluation_point` says what one means
+    def prepare_training(
+        self, transformer: torch.nn.Module, mode: str, lora: LoraParams, experts: str
+    ) -> None: ...
+
+    def has_adapter(self, folder: Path) -> bool: ...
+
+    def load_adapter(self, transformer: torch.nn.Module, folder: Path) -> None: ...
+
+    def noise_span(
+        self, experts: str, weighting_scheme: str, generator: torch.Generator
+    ) -> tuple[float, float]: ...
+
     def sample_noise_levels(
-        self, count: int, weighting_scheme: str, generator: torch.Generator
+        self,
+        count: int,
+        weighting_scheme: str,
+        generator: torch.Generator,
+        span: tuple[float, float] = (0.0, 1.0),
     ) -> torch.Tensor: ...
 
     def evaluation_point(self, level: float) -> str: ...

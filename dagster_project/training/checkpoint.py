@@ -29,7 +29,6 @@ from accelerate import Accelerator
 from dagster_project.core.hashing import cache_key
 from dagster_project.core.params import TrainParams
 from dagster_project.core.paths import CheckpointFiles, TrainOutputs
-from dagster_project.models.adapters import load_lora_state
 from dagster_project.models.spec import ModelSpec
 
 # schedules whose LR at a step does not depend on the total: raising train.steps continues them
@@ -85,6 +84,8 @@ def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, worl
         "weighting_scheme": cfg.weighting_scheme,
         "mixed_precision": cfg.mixed_precision,
         "global_batch": cfg.batch_size * cfg.grad_accum * world,
+        # which experts train, for a model that has them (one-transformer runs keep their keys)
+        **({"experts": cfg.experts} if spec.shape.experts else {}),
     }
 
 
@@ -168,7 +169,7 @@ def register_hooks(accelerator: Accelerator, spec: ModelSpec, lora: bool) -> Non
         model = accelerator.unwrap_model(models.pop())
         folder = CheckpointFiles(Path(input_dir)).model
         if lora:
-            load_lora_state(model, folder)
+            spec.load_adapter(model, folder)
         else:
             model.load_state_dict(spec.load_transformer(folder).state_dict())
 

@@ -38,12 +38,8 @@ from dagster_project.core.atomic import atomic_dirs, atomic_path, write_json
 from dagster_project.core.params import TrainParams
 from dagster_project.core.paths import CheckpointFiles, TrainOutputs
 from dagster_project.dataset.sampler import ResolutionSampler
-from dagster_project.models.adapters import (
-    LORA_FILE,
-    add_lora,
-    apply_memory_switches,
-    load_lora_state,
-)
+from dagster_project.models.adapters import apply_memory_switches
+from dagster_project.models.flow_matching import FULL_SPAN
 from dagster_project.models.spec import ModelSpec
 from dagster_project.training.checkpoint import (
     RunState,
@@ -150,7 +146,7 @@ def starting_transformer(
     (full weights, or an adapter loaded into the new one, which must have the same rank and
     targets); in lora mode with an adapter to train."""
     lora = cfg.mode == "lora"
-    adapter = warm is not None and (warm.model / LORA_FILE).is_file()
+    adapter = warm is not None and spec.has_adapter(warm.model)
     if warm is not None and adapter != lora:
         kind = "a LoRA adapter" if adapter else "full weights"
         raise ValueError(
@@ -159,11 +155,10 @@ def starting_transformer(
             "would lose a full model's weights): set train.mode to match, or train.init: base"
         )
     transformer = spec.load_transformer(warm.model if warm is not None and not lora else None)
-    if lora:
-        add_lora(transformer, cfg.lora, spec.lora_targets)
+    spec.prepare_training(transformer, cfg.mode, cfg.lora, cfg.experts)
     if adapter:
         try:
-            load_lora_state(transformer, warm.model)
+            spec.load_adapter(transformer, warm.model)
         except (RuntimeError, ValueError) as error:  # another rank, or other targets
             raise ValueError(
                 f"{warm.model}: its adapter does not fit train.lora (rank, targets): {error}"
@@ -173,6 +168,10 @@ def starting_transformer(
 
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite: the run stops, its last good checkpoint stays."""
+
+
+# the position keying a step's own draw (which expert trains), beyond any batch's positions
+STEP_DRAW = 2**32
 
 
 def sample_generator(seed: int, step: int, position: int, device: torch.device) -> torch.Generator:
@@ -189,15 +188,16 @@ def draw_inputs(
     seed: int,
     step: int,
     positions: list[int],
+    span: tuple[float, float] = FULL_SPAN,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(latents, noise, noise levels) of a micro-batch, drawn per sample."""
+    """(latents, noise, noise levels in `span`) of a micro-batch, drawn per sample."""
     latents, noise, levels = [], [], []
     for i, position in enumerate(positions):
         generator = sample_generator(seed, step, position, moments["mean"].device)
         latent = spec.latents({k: v[i : i + 1] for k, v in moments.items()}, generator)
         latents.append(latent)
         noise.append(torch.randn(latent.shape, generator=generator, device=latent.device))
-        levels.append(spec.sample_noise_levels(1, weighting_scheme, generator))
+        levels.append(spec.sample_noise_levels(1, weighting_scheme, generator, span))
     return torch.cat(latents), torch.cat(noise), torch.cat(levels)
 
 
@@ -336,13 +336,20 @@ def train(
     for step in progress if not stopped else ():
         timer.start_step()
         step_loss = 0.0
+        # one span of noise levels per step, the same on every rank: with two experts, the step
+        # trains one (the other gets no gradient, and its optimizer state does not move)
+        span = spec.noise_span(
+            cfg.experts,
+            cfg.weighting_scheme,
+            sample_generator(cfg.seed, step, STEP_DRAW, accelerator.device),
+        )
         for positions in micro_positions:
             with timer.waiting(timed=step > first):
                 batch = next(batches)
             with accelerator.accumulate(transformer):
                 moments, conditioning = split_batch(batch, accelerator.device)
                 latents, noise, levels = draw_inputs(
-                    spec, moments, cfg.weighting_scheme, cfg.seed, step, positions
+                    spec, moments, cfg.weighting_scheme, cfg.seed, step, positions, span
                 )
                 loss = spec.loss(
                     transformer, latents, conditioning, levels, noise, cfg.weighting_scheme

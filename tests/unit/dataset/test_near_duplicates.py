@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -15,8 +16,10 @@ from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.exposure import plan_run
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import ManifestRules, ManifestStores, build_manifest
+from dagster_project.dataset.near_duplicates import find_links, sketch
 from dagster_project.dataset.schema import split_problems
 from dagster_project.dataset.split import split_rule, write_memory
+from dagster_project.dataset.thumbnail_cache import ThumbnailStore
 
 BUCKETS = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
 SOURCE = "train/life_square.mp4"
@@ -78,6 +81,14 @@ def test_copies_are_one_content_and_the_patterns_are_not(copies: Path, tmp_path:
     assert (built.thumbnails_now, again.thumbnails_now) == (clips.height, 0)
     assert built.matched_now >= len(COPIES) and again.matched_now == 0  # pairs remembered
     assert again.clips.equals(clips)
+    # the sketches are kept too: read back equal, every clip searched (none searched again)
+    store = ThumbnailStore(tmp_path / "thumbs")
+    rows = clips.select("sha256", "path", "frame_count", "sample_aspect_ratio").rows()
+    kept, searched, decoded = store.prepare([(sha, copies / p, n, a) for sha, p, n, a in rows])
+    assert (searched, decoded) == (set(clips["sha256"]), 0)
+    for (sha, *_), one in zip(rows, kept, strict=True):
+        assert np.array_equal(one.descriptor, sketch(store.frames(sha)).descriptor)
+        assert one.frames == len(store.frames(sha))
 
 
 def test_the_guard_counts_a_group_once(copies: Path, tmp_path: Path) -> None:
@@ -154,7 +165,6 @@ def test_each_clip_is_matched_with_at_most_k_neighbours_and_a_new_one_with_its_o
     search matches at most k pairs per clip searched, not every pair."""
     import numpy as np
 
-    from dagster_project.dataset.near_duplicates import find_links, sketch
     from dagster_project.video.thumbnails import THUMBNAIL_SIDE
 
     rng = np.random.default_rng(0)
