@@ -42,6 +42,8 @@ FAMILY_SHAPES = {
         FamilyShape(
             "wan22", frame_multiple=4, spatial_multiple=16, fps=16.0, experts=("high", "low")
         ),
+        # TI2V 5B: the Wan 2.2 VAE's 16x times the transformer's patch of 2; made at 24 fps
+        FamilyShape("wan22_ti2v", frame_multiple=4, spatial_multiple=32, fps=24.0),
         FamilyShape("hunyuan", frame_multiple=4, spatial_multiple=16, fps=24.0),
         FamilyShape("ltx", frame_multiple=8, spatial_multiple=32, fps=24.0),
         # CogVideoX's transformer has a fixed text length (max_text_seq_length)

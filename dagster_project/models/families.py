@@ -8,10 +8,11 @@ from dagster_project.models.hunyuan import HunyuanSpec
 from dagster_project.models.ltx import LTXSpec
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.wan import WanSpec
-from dagster_project.models.wan22 import Wan22Spec
+from dagster_project.models.wan22 import Wan22Spec, Wan22TI2VSpec
 
 FAMILIES: dict[str, type[ModelSpec]] = {
-    spec.name: spec for spec in (WanSpec, Wan22Spec, LTXSpec, HunyuanSpec, CogVideoXSpec)
+    spec.name: spec
+    for spec in (WanSpec, Wan22Spec, Wan22TI2VSpec, LTXSpec, HunyuanSpec, CogVideoXSpec)
 }
 
 

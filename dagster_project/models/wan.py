@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
@@ -39,34 +40,43 @@ COMFYUI_BLOCK_NAMES = {
 }  # fmt: skip
 
 
-def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel, AutoencoderKLWan]:
-    """The embedded default: a small Wan transformer and VAE, random init from `model.seed`."""
+def tiny_transformer(model: ModelParams, text_dim: int, channels: int) -> WanTransformer3DModel:
+    """A small Wan transformer over `channels` latent channels, random init from `model.seed`."""
     tiny = model.tiny
     torch.manual_seed(model.seed)
-    transformer = WanTransformer3DModel(
+    return WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=tiny.num_attention_heads,
         attention_head_dim=tiny.attention_head_dim,
-        in_channels=16,
-        out_channels=16,
+        in_channels=channels,
+        out_channels=channels,
         text_dim=text_dim,
         freq_dim=tiny.freq_dim,
         ffn_dim=tiny.ffn_dim,
         num_layers=tiny.num_layers,
         rope_max_seq_len=256,
     )
-    # seeded again: the VAE (and so every cached latent) must not depend on the transformer's size
+
+
+def tiny_vae(model: ModelParams, **layout: Any) -> AutoencoderKLWan:
+    """A small Wan VAE (`layout`: the architecture's own arguments), calibrated; seeded again,
+    so it (and every cached latent) does not depend on the transformer's size."""
     torch.manual_seed(model.seed)
-    # z_dim=16: the real Wan VAE's latent width
     vae = AutoencoderKLWan(
-        base_dim=tiny.vae_base_dim,
-        z_dim=16,
+        base_dim=model.tiny.vae_base_dim,
         dim_mult=[1, 2, 2, 2],
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
+        **layout,
     )
     calibrate_tiny_vae(vae)
-    return transformer, vae
+    return vae
+
+
+def build_tiny(model: ModelParams, text_dim: int) -> tuple[WanTransformer3DModel, AutoencoderKLWan]:
+    """The embedded default: a small Wan transformer and VAE, random init from `model.seed`."""
+    # z_dim=16: the real Wan 2.1 VAE's latent width
+    return tiny_transformer(model, text_dim, 16), tiny_vae(model, z_dim=16)
 
 
 CALIBRATION_LOGVAR = -9.0  # posterior std 0.01: a clip's latent is its content, not noise
@@ -148,11 +158,15 @@ class WanSpec(DiffusersSpec):
         noisy, target = flow_matching.noisy_latents(latents, noise, levels)
         prediction = transformer(
             hidden_states=noisy,
-            timestep=levels * self.scheduler.config.num_train_timesteps,
+            timestep=self._timesteps(levels, latents),
             encoder_hidden_states=conditioning["prompt_embeds"],
             return_dict=False,
         )[0]
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+
+    def _timesteps(self, levels: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """The transformer's `timestep` for each sample's level: one number per sample."""
+        return levels * self.scheduler.config.num_train_timesteps
 
     # saving
     def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:

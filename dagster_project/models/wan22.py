@@ -1,4 +1,5 @@
-"""Wan 2.2 A14B: two experts over the noise levels (the family spec, see models/spec.py).
+"""Wan 2.2: the A14B pair of experts (`wan22`) and the TI2V 5B (`wan22_ti2v`), family specs
+(see models/spec.py).
 
 Wan 2.2's 14B models split denoising between two transformers of one architecture: the
 high-noise expert (the pipeline's `transformer`) takes the timesteps t >= boundary_ratio x
@@ -15,6 +16,11 @@ musubi-tuner keeps them). Saving writes one file per expert: the diffusers LoRA 
 load_into_transformer_2=True)`), ComfyUI's in `comfyui_lora_high_noise.safetensors` and
 `..._low_noise`, full weights in `transformer/` and `transformer_2/` (only the experts that
 trained).
+
+The TI2V 5B is one transformer over the Wan 2.2 VAE (48 latent channels; a patch of 2 before
+its three downsamplings: 16x spatial, 4x temporal) whose pipeline gives the timestep per token
+(`expand_timesteps`); training does the same. Its sides are multiples of 32 (the VAE's 16 x the
+transformer's patch of 2) and it was trained at 24 fps.
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ from dagster_project.models.adapters import (
     load_lora_state,
     lora_state,
 )
-from dagster_project.models.wan import WanSpec, comfyui_lora
+from dagster_project.models.wan import WanSpec, comfyui_lora, tiny_transformer, tiny_vae
 
 # Wan2.2-T2V-A14B's model_index.json (the I2V model's is 0.9); a real checkpoint's wins
 BOUNDARY_RATIO = 0.875
+TI2V_CHANNELS = 48  # the Wan 2.2 VAE's latent width
+TI2V_SHIFT = 5.0  # Wan2.2-TI2V-5B's flow_shift; a real checkpoint's scheduler/ wins
 # each expert's diffusers component (its full weights' folder) and its LoRA files' name
 COMPONENTS = {"high": "transformer", "low": "transformer_2"}
 LORA_NAMES = {"high": "high_noise", "low": "low_noise"}
@@ -260,3 +268,49 @@ class Wan22Spec(WanSpec):
                 saved.append(expert)
         if not saved:
             raise ValueError(f"save_trained(lora={lora}): no expert of the pair trains")
+
+
+def build_tiny_ti2v(model: ModelParams, text_dim: int) -> tuple[Any, Any]:
+    """The embedded TI2V default: a small transformer over a small Wan 2.2 VAE (48 latent
+    channels, residual, patch 2: 16x spatial as the real one)."""
+    vae = tiny_vae(
+        model,
+        z_dim=TI2V_CHANNELS,
+        decoder_base_dim=model.tiny.vae_base_dim,
+        is_residual=True,
+        in_channels=12,  # RGB after the 2x2 patch
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+    )
+    return tiny_transformer(model, text_dim, TI2V_CHANNELS), vae
+
+
+class Wan22TI2VSpec(WanSpec):
+    """Wan 2.2 TI2V 5B over one base model folder (the `ModelSpec` protocol)."""
+
+    name = "wan22_ti2v"
+    shape = FAMILY_SHAPES["wan22_ti2v"]
+    default_scheduler = {"shift": TI2V_SHIFT}
+    build_tiny = staticmethod(build_tiny_ti2v)
+
+    @classmethod
+    def _check_transformer(cls, transformer: Any) -> None:
+        if transformer.config.in_channels != TI2V_CHANNELS:
+            raise ValueError(
+                f"model.pretrained: the transformer takes {transformer.config.in_channels} latent "
+                f"channels, the TI2V 5B {TI2V_CHANNELS} (an A14B folder is model.family: wan22, "
+                "Wan 2.1 is wan)"
+            )
+
+    def _timesteps(self, levels: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """One timestep per token, as the pipeline with `expand_timesteps` gives them (all
+        equal here: text-to-video keeps no frame clean)."""
+        _, patch_h, patch_w = self._transformer_config["patch_size"]
+        frames, height, width = latents.shape[2:]
+        tokens = frames * (height // patch_h) * (width // patch_w)
+        return super()._timesteps(levels, latents)[:, None].expand(-1, tokens)
+
+    def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:
+        return {"transformer": transformer, "expand_timesteps": True}

@@ -14,6 +14,7 @@ from dagster_project.core.params import LoraParams, ModelParams, parse_params
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.models.families import FAMILIES
 from dagster_project.models.wan22 import ExpertPair, Wan22Spec, comfyui_file
+from dagster_project.video.decode import decode_clip
 from tests.unit.models.test_families import batch, sample, tiny_spec
 
 HIGH, LOW = 0.95, 0.3  # noise levels either side of the tiny default's boundary (0.875)
@@ -149,4 +150,36 @@ def test_params_and_checkpoints_that_do_not_fit_are_refused(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="has no transformer_2/"):
         FAMILIES["wan22"].write_base_model(
             ModelParams(), 384, BaseModelFiles(tmp_path / "out"), one.base.root
+        )
+
+
+def test_ti2v_gives_a_timestep_per_token_as_its_pipeline(clip: Path, tmp_path: Path) -> None:
+    """The TI2V 5B layout: the Wan 2.2 VAE (48 channels, 16x spatial, 4x temporal, causal: the
+    first frame alone encodes to the first latent frame) and the timestep per token that
+    `WanPipeline(expand_timesteps=True)` gives."""
+    spec = tiny_spec("wan22_ti2v", tmp_path / "base")
+    moments, conditioning, bucket = batch(spec, clip)
+    assert bucket == (9, 64, 64) and moments["mean"].shape == (1, 48, 3, 4, 4)
+    frames = torch.from_numpy(decode_clip(clip, *bucket, fps=24.0, sample_aspect_ratio="1:1"))
+    first = spec.encode_video(frames[:1])["mean"]
+    torch.testing.assert_close(first[:, 0], spec.encode_video(frames)["mean"][:, 0])
+
+    latents = spec.latents(moments, None)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    transformer = spec.load_transformer().eval()
+    with torch.no_grad():
+        loss = spec.loss(transformer, latents, conditioning, torch.tensor([0.5]), noise)
+        mask = torch.ones(latents.shape)  # the pipeline's, for text-to-video
+        timestep = (mask[0][0][:, ::2, ::2] * 500.0).flatten().unsqueeze(0)
+        prediction = transformer(
+            hidden_states=0.5 * latents + 0.5 * noise,
+            timestep=timestep,
+            encoder_hidden_states=conditioning["prompt_embeds"],
+            return_dict=False,
+        )[0]
+    torch.testing.assert_close(loss, (prediction - (noise - latents)).pow(2).flatten(1).mean(1))
+    wan21 = tiny_spec("wan", tmp_path / "wan21")
+    with pytest.raises(ValueError, match="takes 16 latent channels, the TI2V 5B 48"):
+        FAMILIES["wan22_ti2v"].write_base_model(
+            ModelParams(), 384, BaseModelFiles(tmp_path / "out"), wan21.base.root
         )
