@@ -20,15 +20,17 @@ How (on the clips' thumbnails, small grey frames at their own frame rate):
 Clips at or above the threshold are linked; linked clips form one group, named by its
 smallest sha256 (the `content` of each of its clips).
 
-Cost: one match is a few dozen small convolutions (~15 ms here), and each clip is matched with
-at most `NEIGHBOURS` others; a clip added later is searched against the others and matched
-with its own neighbours only (docs/benchmarks.md).
+Cost: one match is a few dozen small correlations by FFT (a few ms), and each clip is matched
+with at most `NEIGHBOURS` others; a clip added later is searched against the others and
+matched with its own neighbours only (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 
 from dagster_project.core.progress import Progress
 
-MATCHER = "thumbs48-blur2-v1"  # changes when matching changes: remembered scores are redone
+MATCHER = "thumbs48-blur2-fft-v2"  # changes when matching changes: remembered scores are redone
 CENTER = 0.7  # the part of a frame's side matched: inside the other clip for crops <= 10%
 MAX_CROP = 0.1  # per side
 # one clip's height in the other's, for crops <= 10% per side (the width follows the aspects)
@@ -167,21 +169,38 @@ def _placements(long: torch.Tensor, short: torch.Tensor) -> list[int]:
     return score.topk(min(PLACEMENTS, offsets)).indices.tolist()
 
 
-def _best_match(images: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
-    """Per image, the highest normalized cross-correlation of its template over every
-    position of it: images [P, S, S], templates [P, h, w] -> [P]."""
-    count, h, w = templates.shape
-    t = templates - templates.mean((1, 2), keepdim=True)
-    t_norm = t.flatten(1).norm(dim=1)
-    x = images.unsqueeze(0)  # [1, P, S, S]: one group per image
-    ones = torch.ones(count, 1, h, w)
-    sums = F.conv2d(x, ones, groups=count)[0]
-    squares = F.conv2d(x * x, ones, groups=count)[0]
-    spread = (squares - sums * sums / (h * w)).clamp(min=0).sqrt()
-    products = F.conv2d(x, t.unsqueeze(1), groups=count)[0]
-    ncc = products / (spread * t_norm[:, None, None] + 1e-6)
-    ncc = ncc.masked_fill(spread < 1e-3, 0.0)  # a flat window matches nothing
-    return ncc.flatten(1).amax(dim=1) * (t_norm > 1e-3)
+class _Images:
+    """Images [P, S, S] prepared once for matching templates of any size against them: their
+    Fourier transforms and integral images (float64: sums of squares over a window cancel)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        x = images.double()
+        self.side = x.shape[-1]
+        self.spectrum = torch.fft.rfft2(x)
+        self.sums = F.pad(x.cumsum(1).cumsum(2), (1, 0, 1, 0))
+        self.squares = F.pad((x * x).cumsum(1).cumsum(2), (1, 0, 1, 0))
+
+    def best_match(self, templates: torch.Tensor) -> torch.Tensor:
+        """Per image, the highest normalized cross-correlation of its template [P, h, w] over
+        every position of it -> [P]. Products by FFT (circular, read only where the template
+        fits: no wrap), window sums from the integral images."""
+        _, h, w = templates.shape
+        t = templates.double()
+        t = t - t.mean((1, 2), keepdim=True)
+        t_norm = t.flatten(1).norm(dim=1)
+        size = (self.side, self.side)
+        products = torch.fft.irfft2(self.spectrum * torch.fft.rfft2(t, s=size).conj(), s=size)[
+            :, : self.side - h + 1, : self.side - w + 1
+        ]
+
+        def window(a: torch.Tensor) -> torch.Tensor:
+            return a[:, h:, w:] - a[:, :-h, w:] - a[:, h:, :-w] + a[:, :-h, :-w]
+
+        sums = window(self.sums)
+        spread = (window(self.squares) - sums * sums / (h * w)).clamp(min=0).sqrt()
+        ncc = products / (spread * t_norm[:, None, None] + 1e-6)
+        ncc = ncc.masked_fill(spread < 1e-3, 0.0)  # a flat window matches nothing
+        return (ncc.flatten(1).amax(dim=1) * (t_norm > 1e-3)).float()
 
 
 def _blurred(frames: np.ndarray) -> torch.Tensor:
@@ -225,7 +244,7 @@ def _similarity(a: torch.Tensor, b: torch.Tensor, aspect_a: float, aspect_b: flo
     scales = [(s, s * ratio) for s in SCALES if SCALES[0] / 1.05 <= s * ratio <= SCALES[-1] * 1.05]
     variants = torch.stack([centres, centres.flip(-1)])  # as it is, and mirrored
     # every (mirror, placement, probe) at once: one batch of convolutions per scale
-    images = torch.cat([long_t[probes + offset] for offset in offsets]).repeat(2, 1, 1)
+    images = _Images(torch.cat([long_t[probes + offset] for offset in offsets]).repeat(2, 1, 1))
     best = 0.0
     for scale_y, scale_x in scales:
         size = (round(centres.shape[1] * scale_y), round(centres.shape[2] * scale_x))
@@ -235,7 +254,7 @@ def _similarity(a: torch.Tensor, b: torch.Tensor, aspect_a: float, aspect_b: flo
             variants.flatten(0, 1).unsqueeze(1), size=size, mode="bilinear", antialias=True
         )[:, 0].unflatten(0, (2, len(probes)))
         templates = resized.unsqueeze(1).expand(-1, len(offsets), -1, -1, -1).flatten(0, 2)
-        scores = _best_match(images, templates).unflatten(0, (2, len(offsets), len(probes)))
+        scores = images.best_match(templates).unflatten(0, (2, len(offsets), len(probes)))
         best = max(best, float(scores.mean(dim=2).max()))
     return best
 
@@ -279,13 +298,24 @@ def find_links(
         not in similarities
     ]
     progress = Progress("near-duplicate matching", len(todo), say, unit="pairs")
-    blurred: dict[int, torch.Tensor] = {}  # pairs come by first clip: keep its blur
-    for a, b in todo:
-        pair = (min(shas[a], shas[b]), max(shas[a], shas[b]))
+
+    def match(pair: tuple[int, int]) -> float:
+        a, b = pair
+        score = _similarity(_blurred(frames(a)), _blurred(frames(b)), aspects[a], aspects[b])
         progress()
-        if a not in blurred:
-            blurred = {a: _blurred(frames(a))}
-        similarities[pair] = _similarity(blurred[a], _blurred(frames(b)), aspects[a], aspects[b])
+        return score
+
+    # one match is many small operations: a pair per core, each on one PyTorch thread, does
+    # about twice the pairs per second of one pair at a time on every thread (measured)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            scores = list(pool.map(match, todo))
+    finally:
+        torch.set_num_threads(threads)
+    for (a, b), score in zip(todo, scores, strict=True):
+        similarities[(min(shas[a], shas[b]), max(shas[a], shas[b]))] = score
     links = [(a, b, s) for (a, b), s in sorted(similarities.items()) if s >= threshold]
     return links, similarities
 
