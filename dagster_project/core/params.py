@@ -198,6 +198,21 @@ class TrainParams(_Section):
     mode: Literal["full", "lora"] = "full"
     lora: LoraParams = LoraParams()
     memory: MemoryParams = MemoryParams()
+    # diffusers' attention dispatcher: native (PyTorch SDPA, which picks its kernel), or one
+    # kernel: _native_cudnn, _native_flash, _native_efficient, _native_math, flash (the
+    # flash-attn package), _flash_3, sage, xformers, where installed
+    attention_backend: Literal[
+        "native",
+        "_native_cudnn",
+        "_native_flash",
+        "_native_efficient",
+        "_native_math",
+        "flash",
+        "_flash_3",
+        "sage",
+        "xformers",
+    ] = "native"
+    compile: bool = False  # torch.compile of the transformer's blocks (one compile per block type)
     steps: PositiveInt = 40
     batch_size: PositiveInt = 2
     grad_accum: PositiveInt = 1

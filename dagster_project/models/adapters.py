@@ -78,3 +78,14 @@ def apply_memory_switches(
             num_blocks_per_group=1 if memory.group_offload == "block" else None,
             use_stream=memory.offload_stream,
         )
+
+
+def apply_speed_switches(
+    transformer: torch.nn.Module, attention_backend: str, compile: bool
+) -> None:
+    """The attention kernel (diffusers' dispatcher; `native` leaves PyTorch's SDPA to choose)
+    and torch.compile of the repeated blocks (compiled once, reused by every block)."""
+    if attention_backend != "native":
+        transformer.set_attention_backend(attention_backend)
+    if compile:
+        transformer.compile_repeated_blocks()

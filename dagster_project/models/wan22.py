@@ -118,6 +118,14 @@ class ExpertPair(torch.nn.Module):
         for expert in self.experts().values():
             expert.enable_group_offload(**kwargs)
 
+    def set_attention_backend(self, backend: str) -> None:
+        for expert in self.experts().values():
+            expert.set_attention_backend(backend)
+
+    def compile_repeated_blocks(self, **kwargs: Any) -> None:
+        for expert in self.experts().values():
+            expert.compile_repeated_blocks(**kwargs)
+
     def add_adapter(self, config: Any, adapter_name: str = ADAPTER) -> None:
         for expert in self.experts().values():
             expert.add_adapter(config, adapter_name=adapter_name)

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from diffusers.optimization import get_scheduler
 from dvclive import Live
 from dvclive.plots import NumpyEncoder
@@ -38,7 +38,7 @@ from dagster_project.core.atomic import atomic_dirs, atomic_path, write_json
 from dagster_project.core.params import TrainParams
 from dagster_project.core.paths import CheckpointFiles, TrainOutputs
 from dagster_project.dataset.sampler import ResolutionSampler
-from dagster_project.models.adapters import apply_memory_switches
+from dagster_project.models.adapters import apply_memory_switches, apply_speed_switches
 from dagster_project.models.flow_matching import FULL_SPAN
 from dagster_project.models.spec import ModelSpec
 from dagster_project.training.checkpoint import (
@@ -224,6 +224,13 @@ def train(
         mixed_precision=cfg.mixed_precision,
         # without a GPU, accelerate only joins a torchrun process group (gloo) when told cpu=True
         cpu=not torch.cuda.is_available(),
+        # two experts trained in one run: each step runs one, and DDP must not wait for the
+        # other's gradients
+        kwargs_handlers=(
+            [DistributedDataParallelKwargs(find_unused_parameters=True)]
+            if spec.shape.experts and cfg.experts == "both"
+            else []
+        ),
     )
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
@@ -238,6 +245,7 @@ def train(
     transformer = starting_transformer(spec, cfg, warm)
     lora = cfg.mode == "lora"
     apply_memory_switches(transformer, cfg.memory, accelerator.device)
+    apply_speed_switches(transformer, cfg.attention_backend, cfg.compile)
     transformer.train()
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -138,29 +138,39 @@ def two_experts(folder: Path, name: str, **train: object) -> Path:
     return path
 
 
+def expert_steps(params: Path, step: int) -> dict[str, set[int]]:
+    """The optimizer steps each expert's adapter weights took, read from the checkpoint at
+    `step` (AdamW counts per weight)."""
+    p = load_params(params)
+    state = torch.load(CheckpointFiles(p.train_outputs.checkpoint(step)).root / "optimizer.bin",
+                       weights_only=True)["state"]  # fmt: skip
+    spec = family_spec("wan22", p.base_model)
+    pair = spec.load_transformer()
+    spec.prepare_training(pair, "lora", p.train.lora, "both")
+    owners = [n.split(".")[0] for n, w in pair.named_parameters() if w.requires_grad]
+    taken = {i: int(s["step"]) for i, s in state.items()}  # a frozen expert has no state
+    return {owner: {taken[i] for i, o in enumerate(owners) if o == owner and i in taken}
+            for owner in ("high", "low")}  # fmt: skip
+
+
+def exported(params: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a run's exported model, by file and key."""
+    model = load_params(params).train_outputs.model
+    files = sorted(model.rglob("*.safetensors"))
+    return {f"{f.relative_to(model)}:{k}": v for f in files for k, v in load_file(f).items()}
+
+
 def test_two_experts_train_one_per_step_resume_exactly_and_export_each(encoded: Path) -> None:
     """Wan 2.2's pair through the trainer: each optimizer step trains the expert owning the
-    level it drew (the other's optimizer state does not move), a resumed run ends with the
-    weights of an uninterrupted one, and each trained expert's adapter is exported."""
+    level it drew (the other's optimizer state does not move), on one process or two, a
+    resumed run ends with the weights of an uninterrupted one, and each trained expert's
+    adapter is exported."""
     lora = {"mode": "lora", "lora": {"rank": 4, "alpha": 4}, "lr_scheduler": "constant"}
     whole = two_experts(encoded, "experts_whole", steps=10, checkpoint_every=5, **lora)
     run_in_process(whole)
-    outputs = load_params(whole).train_outputs
-    state = torch.load(CheckpointFiles(outputs.checkpoint(10)).root / "optimizer.bin",
-                       weights_only=True)["state"]  # fmt: skip
-    spec = family_spec("wan22", load_params(whole).base_model)
-    pair = spec.load_transformer()
-    spec.prepare_training(pair, "lora", load_params(whole).train.lora, "both")
-    owners = [n.split(".")[0] for n, p in pair.named_parameters() if p.requires_grad]
-    steps = {owner: {int(state[i]["step"]) for i, o in enumerate(owners) if o == owner}
-             for owner in ("high", "low")}  # fmt: skip
+    steps = expert_steps(whole, 10)
     [high], [low] = steps["high"], steps["low"]  # one count per expert: its steps
     assert high > 0 and low > 0 and high + low == 10, steps
-
-    def exported(params: Path) -> dict[str, torch.Tensor]:
-        model = load_params(params).train_outputs.model
-        files = sorted(model.rglob("*.safetensors"))
-        return {f"{f.relative_to(model)}:{k}": v for f in files for k, v in load_file(f).items()}
 
     first = two_experts(encoded, "experts", steps=5, checkpoint_every=5, **lora)
     run_in_process(first)
@@ -178,6 +188,13 @@ def test_two_experts_train_one_per_step_resume_exactly_and_export_each(encoded: 
     for key, value in expected.items():
         assert torch.equal(value, got[key]), key
 
+    # two processes of batch 1 (the same global batch): DDP leaves the idle expert alone
+    ranks = two_experts(encoded, "experts_p2", steps=10, checkpoint_every=5, batch_size=1,
+                        nproc_per_node=2, **lora)  # fmt: skip
+    finish(worker(ranks, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"))
+    assert expert_steps(ranks, 10) == steps
+    close(expected, exported(ranks), dict.fromkeys(expected, 0.0))
+
     high_only = two_experts(encoded, "experts_high", steps=3, experts="high", **lora)
     run_in_process(high_only)
     model = load_params(high_only).train_outputs.model
@@ -185,6 +202,7 @@ def test_two_experts_train_one_per_step_resume_exactly_and_export_each(encoded: 
         "high_noise",
         "comfyui_lora_high_noise.safetensors",
     }
+    assert expert_steps(high_only, 3) == {"high": {3}, "low": set()}
 
 
 def test_a_changed_setting_starts_fresh_and_says_why(encoded: Path) -> None:

@@ -14,7 +14,12 @@ from safetensors.torch import load_file
 from dagster_project.core.params import LoraParams, MemoryParams, ModelParams, parse_params
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
-from dagster_project.models.adapters import LORA_FILE, add_lora, apply_memory_switches
+from dagster_project.models.adapters import (
+    LORA_FILE,
+    add_lora,
+    apply_memory_switches,
+    apply_speed_switches,
+)
 from dagster_project.models.families import FAMILIES, family_spec
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.text_encoder import TextEncoder
@@ -363,3 +368,23 @@ def test_params_hold_a_family_to_its_fixed_text_length() -> None:
     with pytest.raises(ValueError, match="model.text_len: cogvideox takes exactly 226"):
         parse_params({"model": {"family": "cogvideox"}})
     parse_params({"model": {"family": "cogvideox", "text_len": 226}})
+
+
+def test_the_attention_kernel_is_chosen_by_params(clip: Path, tmp_path: Path) -> None:
+    """train.attention_backend: every attention of the transformer uses the chosen kernel
+    (PyTorch's math kernel gives SDPA's numbers); one not installed says what is missing."""
+    spec = tiny_spec("wan", tmp_path / "base")
+    moments, conditioning, _ = batch(spec, clip)
+    loss, reference = grads(spec, lora_model(spec, MemoryParams()), moments, conditioning)
+    math = lora_model(spec, MemoryParams())
+    apply_speed_switches(math, "_native_math", compile=False)
+    processors = [m.processor for m in math.modules() if hasattr(m, "processor")]
+    assert processors and {p._attention_backend.value for p in processors} == {"_native_math"}
+    math_loss, math_grads = grads(spec, math, moments, conditioning)
+    torch.testing.assert_close(math_loss, loss)
+    for name, grad in reference.items():
+        torch.testing.assert_close(math_grads[name], grad, rtol=1e-3, atol=1e-6)
+    with pytest.raises(Exception, match="(?i)flash"):  # flash-attn is not installed here
+        apply_speed_switches(lora_model(spec, MemoryParams()), "flash", compile=False)
+    with pytest.raises(ValueError, match="train.attention_backend: .*'native'"):
+        parse_params({"train": {"attention_backend": "fastest"}})
