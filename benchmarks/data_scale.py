@@ -3,7 +3,7 @@ and encoding up to 1,000.
 
 What is measured
     Long recordings (60 s at 24 fps, 128x72, H.264 with a keyframe every 2 s), each a scene of
-    its own (lavfi life, cellauto, gradients and coarse life sources, seeded by the recording's
+    its own (lavfi life, cellauto, gradients and coarse cellauto sources, seeded by the recording's
     number, with noise), cut with ffmpeg's segment muxer into 2 s clips: what people
     make when they cut their own footage, and the hard case for near-duplicate search (the
     clips of one scene look alike). One clip in 100 has a planted copy (a re-encode at crf 28, a
@@ -54,7 +54,7 @@ RECORDING_SECONDS = 60
 CLIP_SECONDS = 2
 RATE = 24
 SIZE = "128x72"
-COARSE = "32x18"  # life in cells of 4 pixels: detail the thumbnails keep
+COARSE = "32x18"  # cells of 4 pixels: detail the thumbnails keep
 CLIPS_PER_RECORDING = RECORDING_SECONDS // CLIP_SECONDS
 COPY_EVERY = 100
 CELLAUTO_RULES = (30, 45, 73, 86, 89, 105, 110, 124, 135, 137, 149, 150, 169, 193, 225)
@@ -68,9 +68,9 @@ COPY_KINDS = {
 def scene(index: int) -> str:
     """Recording `index`'s lavfi source: four kinds of textured scene, each seeded by the
     index, with sensor-like noise (no two frames alike, even where the scene stands still).
-    Each seed must give other pictures: lavfi's sierpinski, used before, draws one fractal
-    whatever its seed, and the matcher rightly scored its recordings as copies of each other
-    (0.98), which made planted copies look lost among them."""
+    Each seed must give other pictures, with texture in every frame: lavfi's sierpinski, used
+    before, draws one fractal whatever its seed (the matcher rightly scored its recordings as
+    copies of each other, 0.98), and a coarse game of life dies out to a flat field."""
     kind, seed = index % 4, index // 4
     rule = CELLAUTO_RULES[seed % len(CELLAUTO_RULES)]
     return [
@@ -79,8 +79,8 @@ def scene(index: int) -> str:
         f"cellauto=s={SIZE}:rate={RATE}:rule={rule}:random_seed={seed}"
         f":random_fill_ratio=0.{3 + seed % 5}:scroll=1",
         f"gradients=s={SIZE}:rate={RATE}:seed={seed}:speed=0.02:nb_colors={2 + seed % 6}",
-        f"life=s={COARSE}:rate={RATE}:seed={seed}:ratio=0.{3 + seed % 5}:mold=10:"
-        f"life_color=#ffcc00:death_color=#003366:mold_color=#333333,scale={SIZE}:flags=neighbor",
+        f"cellauto=s={COARSE}:rate={RATE}:rule={rule}:random_seed={seed + 1000}"
+        f":random_fill_ratio=0.5:scroll=1,scale={SIZE}:flags=neighbor",
     ][kind] + f",noise=alls=6:allf=t+u:all_seed={index}"
 
 
