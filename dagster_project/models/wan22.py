@@ -83,13 +83,14 @@ class ExpertPair(torch.nn.Module):
         return_dict: bool = False,
         **kwargs: Any,
     ) -> tuple[torch.Tensor]:
-        high = timestep.expand(len(hidden_states)) >= self.boundary
+        timesteps = timestep.expand(len(hidden_states))  # one per sample
+        high = timesteps >= self.boundary
         outputs = {}
         for owned, expert in ((high, self.high), (~high, self.low)):
             if owned.any():  # an expert that owns no sample is not run: it gets no gradient
                 outputs[expert] = expert(
                     hidden_states=hidden_states[owned],
-                    timestep=timestep.expand(len(hidden_states))[owned],
+                    timestep=timesteps[owned],
                     encoder_hidden_states=encoder_hidden_states[owned],
                     return_dict=False,
                     **kwargs,
