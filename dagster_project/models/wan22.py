@@ -189,7 +189,9 @@ class Wan22Spec(WanSpec):
         experts = {}
         for expert, component in COMPONENTS.items():
             saved = folder / component if folder is not None else None
-            source = saved if saved is not None and saved.is_dir() else self.base.root / component
+            source = (
+                saved if saved is not None and saved.is_dir() else getattr(self.base, component)
+            )
             experts[expert] = self.transformer_class.from_pretrained(source, use_safetensors=True)
         timesteps = self.scheduler.config.num_train_timesteps
         return ExpertPair(experts["high"], experts["low"], self.boundary_ratio * timesteps)
