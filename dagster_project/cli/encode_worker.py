@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         if rank == 0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ:
             pipes = stack.enter_context(open_dagster_pipes())
         say = pipes.log.info if pipes else print
-        spec = family_spec(params.model.family, params.base_model)
+        spec = family_spec(params.model.family, params.base_model, params.train.task)
         files = params.cache_files
         jobs = latent_jobs(
             pl.read_parquet(files.manifest),

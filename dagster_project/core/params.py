@@ -248,6 +248,12 @@ class TrainParams(_Section):
     # a two-expert model (Wan 2.2 A14B): both (each step draws its noise level, and so the
     # expert that trains), or only the high-noise or the low-noise expert
     experts: Literal["both", "high", "low"] = "both"
+    # t2v: from the caption alone; i2v: the clip's own first frame is the condition (families
+    # whose shape lists i2v: core/shapes.py)
+    task: Literal["t2v", "i2v"] = "t2v"
+    # i2v: the share of samples trained without the first frame (as text-to-video), where the
+    # family does both from one model (shapes.py: drops_first_frame)
+    first_frame_p: Fraction = 0.0
     output_dir: str = "data/train"
 
     @model_validator(mode="after")
@@ -516,6 +522,31 @@ class Params(_Section):
                 f"train.experts: {self.train.experts} picks one of two experts, and "
                 f"{self.model.family} has one transformer (two: model.family {', '.join(two)}); "
                 "leave it at both"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _task_fits_the_family(self) -> Params:
+        task, family = self.train.task, self.family
+        if task not in family.tasks:
+            able = sorted(name for name, shape in FAMILY_SHAPES.items() if task in shape.tasks)
+            raise ValueError(
+                f"train.task: {self.model.family} does not train {task} (model.family "
+                f"{', '.join(able)} do)"
+            )
+        if self.train.first_frame_p and (task != "i2v" or not family.drops_first_frame):
+            able = sorted(n for n, shape in FAMILY_SHAPES.items() if shape.drops_first_frame)
+            raise ValueError(
+                f"train.first_frame_p: drops the first-frame condition of train.task i2v, which "
+                f"{self.model.family} with task {task} cannot do (model.family "
+                f"{', '.join(able)} with task i2v can); leave it at 0"
+            )
+        needed = family.i2v_text_len if task == "i2v" else None
+        if needed is not None and self.model.text_len != needed:
+            raise ValueError(
+                f"model.text_len: {self.model.family} image-to-video takes exactly {needed} "
+                f"caption tokens (its transformer splits image and text tokens there; got "
+                f"{self.model.text_len})"
             )
         return self
 

@@ -54,7 +54,8 @@ class Outputs(Folder):
 @dataclass(frozen=True)
 class BaseModelFiles(Outputs):
     """The base model: a diffusers folder with transformer/ and vae/ (and transformer_2/ with
-    the pipeline's config where the model has two experts)."""
+    the pipeline's config where the model has two experts, image_encoder/ and
+    image_processor/ where image-to-video takes CLIP image embeddings)."""
 
     KEY: ClassVar[str] = "model.base_dir"
     transformer = Name("transformer")
@@ -62,6 +63,9 @@ class BaseModelFiles(Outputs):
     pipeline_config = Name("model_index.json")  # diffusers' name; holds the expert boundary
     vae = Name("vae")
     scheduler = Name("scheduler")
+    # Wan 2.1 image-to-video: the CLIP image encoder and its preprocessing (diffusers' names)
+    image_encoder = Name("image_encoder")
+    image_processor = Name("image_processor")
     identity_file = Name("identity.txt")  # the content hash, written once with the folder
 
     def record_identity(self) -> str:

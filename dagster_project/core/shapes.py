@@ -24,6 +24,12 @@ class FamilyShape:
     # the transformers that split the noise levels between them (Wan 2.2 A14B: the high-noise
     # expert above a boundary, the low-noise one below); empty: one transformer
     experts: tuple[str, ...] = ()
+    # what it trains: text-to-video, and image-to-video from the clip's first frame
+    tasks: tuple[str, ...] = ("t2v",)
+    # i2v: whether the same model also runs without the first frame (train.first_frame_p)
+    drops_first_frame: bool = False
+    # i2v: caption tokens, where the image-to-video transformer fixes them (Wan 2.1 I2V's 512)
+    i2v_text_len: int | None = None
 
     def check_bucket(self, frames: int, height: int, width: int) -> str | None:
         """Return why (frames, height, width) does not fit this family, or None."""
@@ -38,12 +44,31 @@ class FamilyShape:
 FAMILY_SHAPES = {
     shape.name: shape
     for shape in (
-        FamilyShape("wan", frame_multiple=4, spatial_multiple=16, fps=16.0),
         FamilyShape(
-            "wan22", frame_multiple=4, spatial_multiple=16, fps=16.0, experts=("high", "low")
+            "wan",
+            frame_multiple=4,
+            spatial_multiple=16,
+            fps=16.0,
+            tasks=("t2v", "i2v"),
+            i2v_text_len=512,
+        ),
+        FamilyShape(
+            "wan22",
+            frame_multiple=4,
+            spatial_multiple=16,
+            fps=16.0,
+            experts=("high", "low"),
+            tasks=("t2v", "i2v"),
         ),
         # TI2V 5B: the Wan 2.2 VAE's 16x times the transformer's patch of 2; made at 24 fps
-        FamilyShape("wan22_ti2v", frame_multiple=4, spatial_multiple=32, fps=24.0),
+        FamilyShape(
+            "wan22_ti2v",
+            frame_multiple=4,
+            spatial_multiple=32,
+            fps=24.0,
+            tasks=("t2v", "i2v"),
+            drops_first_frame=True,
+        ),
         FamilyShape("hunyuan", frame_multiple=4, spatial_multiple=16, fps=24.0),
         FamilyShape("ltx", frame_multiple=8, spatial_multiple=32, fps=24.0),
         # CogVideoX's transformer has a fixed text length (max_text_seq_length)

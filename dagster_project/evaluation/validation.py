@@ -9,6 +9,7 @@ import torch
 
 from dagster_project.dataset.cache import load_entry
 from dagster_project.models.spec import ModelSpec
+from dagster_project.training.data import MOMENTS
 
 
 def load_clip_latents(table: pl.DataFrame, spec: ModelSpec) -> list[torch.Tensor]:
@@ -16,20 +17,22 @@ def load_clip_latents(table: pl.DataFrame, spec: ModelSpec) -> list[torch.Tensor
     latents = []
     for clip, path in zip(table["path"], table["latent_file"], strict=True):
         entry = load_entry(Path(path), f"clip {clip}: its latents")
-        moments = {key: value.unsqueeze(0) for key, value in entry.items()}
+        moments = {key: entry[key].unsqueeze(0) for key in MOMENTS}
         latents.append(spec.latents(moments, generator=None)[0])
     return latents
 
 
 def load_clip_conditioning(table: pl.DataFrame) -> list[dict[str, torch.Tensor]]:
-    """The cached caption conditioning of each clip in a `clip_table`, batched by one."""
-    return [
-        {
-            key: value.unsqueeze(0)
-            for key, value in load_entry(Path(path), f"clip {clip}: its caption").items()
-        }
-        for clip, path in zip(table["path"], table["text_file"], strict=True)
-    ]
+    """The cached conditioning of each clip in a `clip_table`, batched by one: its caption's
+    and, for image-to-video, its first frame's (kept in its latent entry)."""
+    conditioning = []
+    rows = zip(table["path"], table["text_file"], table["latent_file"], strict=True)
+    for clip, text, latent in rows:
+        entry = load_entry(Path(text), f"clip {clip}: its caption")
+        frame = load_entry(Path(latent), f"clip {clip}: its latents")
+        entry |= {key: value for key, value in frame.items() if key not in MOMENTS}
+        conditioning.append({key: value.unsqueeze(0) for key, value in entry.items()})
+    return conditioning
 
 
 @torch.no_grad()

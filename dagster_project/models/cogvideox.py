@@ -118,7 +118,7 @@ class CogVideoXSpec(DiffusersSpec):
     build_tiny = staticmethod(build_tiny)
 
     @classmethod
-    def _check_transformer(cls, transformer: ModelMixin) -> None:
+    def _check_transformer(cls, transformer: ModelMixin, task: str) -> None:
         # prompts are encoded at SHAPE.text_len without reading the base model (see prompt_encoder)
         if transformer.config.max_text_seq_length != SHAPE.text_len:
             raise ValueError(

@@ -6,7 +6,8 @@ class, as a user of that pipeline would. `DiffusersSpec` holds that code once, p
 class attributes (the diffusers classes, the default scheduler config, the transformer config
 key that holds the text width). A family subclass adds only what is its own:
 
-- `build_tiny`: the embedded tiny default (a staticmethod, also importable from the module);
+- `build_tiny`: the embedded tiny default (a staticmethod, also importable from the module),
+  and `build_tiny_i2v` where the family trains image-to-video;
 - `_normalize`: the scale latents are trained and sampled in;
 - `loss` (the `ModelSpec` protocol's, see models/spec.py);
 - where needed, the pipeline's sampling arguments and output layout (`_pipeline_inputs`,
@@ -108,11 +109,13 @@ class DiffusersSpec(ABC):
 
     name: ClassVar[str]
     shape: ClassVar[FamilyShape]
-    lora_targets: ClassVar[tuple[str, ...]]  # default LoRA target modules
+    lora_targets: tuple[str, ...]  # default LoRA target modules (Wan: per task, a property)
 
     transformer_class: ClassVar[type[ModelMixin]]
     vae_class: ClassVar[type[ModelMixin]]
     pipeline_class: ClassVar[type[DiffusionPipeline]]
+    # the image-to-video pipeline (train.task: i2v), where the family has one
+    i2v_pipeline_class: ClassVar[type[DiffusionPipeline] | None] = None
     scheduler_class: ClassVar[type[SchedulerMixin]] = FlowMatchEulerDiscreteScheduler
     # the scheduler of a base model without one (the tiny default, a checkpoint lacking it)
     default_scheduler: ClassVar[dict[str, Any]]
@@ -123,8 +126,9 @@ class DiffusersSpec(ABC):
     # the family's `PromptEncoder`, built from (text, text_len)
     prompt_encoder_class: ClassVar[Callable[[TextEncoder, int], PromptEncoder]]
 
-    def __init__(self, base: BaseModelFiles) -> None:
+    def __init__(self, base: BaseModelFiles, task: str = "t2v") -> None:
         self.base = base
+        self.task = task  # t2v, or i2v: the clip's first frame conditions (train.task)
 
     # captions
     @staticmethod
@@ -140,15 +144,22 @@ class DiffusersSpec(ABC):
         """The embedded default (transformer, VAE), random init from `model.seed`."""
 
     @classmethod
+    def build_tiny_i2v(cls, model: ModelParams, text_dim: int) -> tuple[ModelMixin, ModelMixin]:
+        """The embedded image-to-video default; params refuse i2v for a family without one."""
+        raise ValueError(f"{cls.name} has no image-to-video model")
+
+    @classmethod
     def write_base_model(
         cls,
         model: ModelParams,
         text_dim: int,
         out: BaseModelFiles,
         pretrained: Path | None = None,
+        task: str = "t2v",
     ) -> None:
         """Save the base model folder (transformer/, vae/, scheduler/) the pipeline loads: the
-        local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny`."""
+        local checkpoint `pretrained`, or the embedded tiny model built from `model.tiny` (its
+        image-to-video layout for `task` i2v)."""
         if pretrained is not None:
             source = BaseModelFiles(pretrained)
             transformer = cls.transformer_class.from_pretrained(
@@ -161,7 +172,8 @@ class DiffusersSpec(ABC):
                 else cls.scheduler_class(**cls.default_scheduler)
             )
         else:
-            transformer, vae = cls.build_tiny(model, text_dim)
+            build = cls.build_tiny_i2v if task == "i2v" else cls.build_tiny
+            transformer, vae = build(model, text_dim)
             scheduler = cls.scheduler_class(**cls.default_scheduler)
         width = transformer.config[cls.text_dim_key]
         if width != text_dim:
@@ -169,25 +181,25 @@ class DiffusersSpec(ABC):
                 f"model.text_encoder gives {text_dim}-d embeddings but the transformer expects "
                 f"{cls.text_dim_key}={width}"
             )
-        cls._check_transformer(transformer)
+        cls._check_transformer(transformer, task)
         transformer.save_pretrained(out.transformer)
         vae.save_pretrained(out.vae)
         scheduler.save_pretrained(out.scheduler)
-        cls._write_more_parts(model, out, pretrained)
+        cls._write_more_parts(model, out, pretrained, task)
         out.record_identity()
 
     @classmethod
     def _write_more_parts(
-        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None
+        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None, task: str
     ) -> None:
         """Write the parts of the base model beyond transformer/, vae/ and scheduler/ (a
-        second expert); by default there are none."""
+        second expert, an image encoder); by default there are none."""
         return None
 
     @classmethod
-    def _check_transformer(cls, transformer: ModelMixin) -> None:
-        """Raise if the family cannot use `transformer` (beyond its text width); by default
-        every one can."""
+    def _check_transformer(cls, transformer: ModelMixin, task: str) -> None:
+        """Raise if the family cannot use `transformer` for `task` (beyond its text width); by
+        default every one can."""
         return None
 
     # the base model's parts, loaded once
@@ -202,8 +214,15 @@ class DiffusersSpec(ABC):
 
     @functools.cached_property
     def identity(self) -> str:
-        """The latent encoder's identity (the VAE's weights), part of every latent cache key."""
-        return folder_sha256(self.base.vae)
+        """The latent encoder's identity (the VAE's weights; for i2v, whose entries hold the
+        first frame's condition too, the task and the image encoder's), part of every latent
+        cache key."""
+        identity = folder_sha256(self.base.vae)
+        if self.task == "i2v":
+            identity += ":i2v"
+            if self.base.image_encoder.is_dir():
+                identity += ":" + folder_sha256(self.base.image_encoder)
+        return identity
 
     # configs only: training reads them without loading the VAE's or the transformer's weights
     @functools.cached_property
@@ -311,9 +330,11 @@ class DiffusersSpec(ABC):
 
     # sampling
     def _pipeline(self, transformer: torch.nn.Module) -> Any:
-        """The family's pipeline around `transformer`, without text encoders, with a fresh
-        scheduler (sampling sets its timesteps; the spec's own stays the training one)."""
-        return self.pipeline_class(
+        """The family's pipeline (the image-to-video one for i2v) around `transformer`, without
+        text encoders, with a fresh scheduler (sampling sets its timesteps; the spec's own
+        stays the training one)."""
+        pipeline_class = self.i2v_pipeline_class if self.task == "i2v" else self.pipeline_class
+        return pipeline_class(
             **dict.fromkeys(self.text_components),
             vae=self.vae,
             scheduler=self.scheduler_class.from_config(self.scheduler.config),

@@ -16,8 +16,8 @@ FAMILIES: dict[str, type[ModelSpec]] = {
 }
 
 
-def family_spec(family: str, base: BaseModelFiles) -> ModelSpec:
-    """The spec of `family` over the base model folder `base`."""
+def family_spec(family: str, base: BaseModelFiles, task: str = "t2v") -> ModelSpec:
+    """The spec of `family` over the base model folder `base`, for `task` (train.task)."""
     if family not in FAMILIES:
         raise ValueError(f"model.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[family](base)
+    return FAMILIES[family](base, task)

@@ -65,8 +65,18 @@ def noisy_latents(
 
 
 def weighted_mse(
-    prediction: torch.Tensor, target: torch.Tensor, sigmas: torch.Tensor, weighting_scheme: str
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    sigmas: torch.Tensor,
+    weighting_scheme: str,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample MSE, weighted as diffusers' SD3 scripts weight it."""
+    """Per-sample MSE, weighted as diffusers' SD3 scripts weight it; with a `mask` (1: scored,
+    broadcast over the prediction), the mean over the scored elements only (a clean first
+    frame is given, not predicted)."""
     weights = compute_loss_weighting_for_sd3(weighting_scheme, sigmas.float())
-    return (prediction.float() - target.float()).pow(2).flatten(1).mean(1) * weights
+    error = (prediction.float() - target.float()).pow(2)
+    if mask is None:
+        return error.flatten(1).mean(1) * weights
+    mask = mask.float().expand_as(error)
+    return (error * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1) * weights

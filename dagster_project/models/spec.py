@@ -10,6 +10,10 @@ pipeline) is written once in models/diffusers_spec.py; callers only ever see thi
 Conditioning travels as a dict whose keys are the family pipeline's own argument names
 (`prompt_embeds`, `prompt_attention_mask`, `pooled_prompt_embeds`), one entry per caption in the
 text cache, stacked for a batch: the cache, the trainer and sampling speak the pipeline's words.
+Image-to-video (`task` i2v) adds what the latent cache keeps of each window's first frame:
+`image` (its pixels, uint8 [H, W, 3], the pipeline's input), `condition` (what the pipeline's
+`prepare_latents` builds from it) and, where the family has an image encoder, `image_embeds`;
+the trainer adds `first_frame_kept` (1 or 0 per sample, `train.first_frame_p`).
 """
 
 from __future__ import annotations
@@ -39,13 +43,18 @@ class ModelSpec(Protocol):
     base: BaseModelFiles
     lora_targets: tuple[str, ...]  # default LoRA target modules
     identity: str  # the VAE's identity, part of every latent cache key
+    task: str  # t2v | i2v (train.task)
 
-    def __init__(self, base: BaseModelFiles) -> None: ...
+    def __init__(self, base: BaseModelFiles, task: str = "t2v") -> None: ...
 
     # loading: the base model folder every later stage reads
     @staticmethod
     def write_base_model(
-        model: ModelParams, text_dim: int, out: BaseModelFiles, pretrained: Path | None
+        model: ModelParams,
+        text_dim: int,
+        out: BaseModelFiles,
+        pretrained: Path | None,
+        task: str = "t2v",
     ) -> None: ...
 
     # text: captions -> conditioning, as the family's pipeline encodes them
@@ -54,7 +63,8 @@ class ModelSpec(Protocol):
     @staticmethod
     def caption_tokens(tokenizer: Any, captions: list[str]) -> list[int]: ...
 
-    # video: frames -> VAE posterior moments (cached) -> normalized latents (each step) and back
+    # video: frames -> VAE posterior moments (cached; for i2v with the first frame's
+    # condition) -> normalized latents (each step) and back
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def latents(

@@ -48,8 +48,8 @@ from dagster_project.models.adapters import (
 )
 from dagster_project.models.wan import WanSpec, comfyui_lora, tiny_transformer, tiny_vae
 
-# Wan2.2-T2V-A14B's model_index.json (the I2V model's is 0.9); a real checkpoint's wins
-BOUNDARY_RATIO = 0.875
+# Wan2.2-T2V-A14B's and -I2V-A14B's model_index.json; a real checkpoint's wins
+BOUNDARY_RATIO = {"t2v": 0.875, "i2v": 0.9}
 TI2V_CHANNELS = 48  # the Wan 2.2 VAE's latent width
 TI2V_SHIFT = 5.0  # Wan2.2-TI2V-5B's flow_shift; a real checkpoint's scheduler/ wins
 # each expert's diffusers component (its full weights' folder) and its LoRA files' name
@@ -88,12 +88,15 @@ class ExpertPair(torch.nn.Module):
         outputs = {}
         for owned, expert in ((high, self.high), (~high, self.low)):
             if owned.any():  # an expert that owns no sample is not run: it gets no gradient
+                per_sample = {
+                    k: v[owned] if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()
+                }
                 outputs[expert] = expert(
                     hidden_states=hidden_states[owned],
                     timestep=timesteps[owned],
                     encoder_hidden_states=encoder_hidden_states[owned],
                     return_dict=False,
-                    **kwargs,
+                    **per_sample,
                 )[0]
         if len(outputs) == 1:
             return (next(iter(outputs.values())),)
@@ -137,10 +140,11 @@ class Wan22Spec(WanSpec):
 
     name = "wan22"
     shape = FAMILY_SHAPES["wan22"]
+    i2v_image_encoder = False  # Wan 2.2 I2V A14B: the 36-channel input, no image embeddings
 
     @classmethod
     def _write_more_parts(
-        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None
+        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None, task: str
     ) -> None:
         """The low-noise expert (transformer_2/) and the boundary (model_index.json): the local
         checkpoint's, or for the embedded default a second expert of the first's architecture
@@ -149,7 +153,7 @@ class Wan22Spec(WanSpec):
         if pretrained is None:
             torch.manual_seed(model.seed + 1)
             low = cls.transformer_class.from_config(config)
-            boundary = BOUNDARY_RATIO
+            boundary = BOUNDARY_RATIO[task]
         else:
             source = BaseModelFiles(pretrained)
             if not source.transformer_2.is_dir():
@@ -177,7 +181,9 @@ class Wan22Spec(WanSpec):
                     f"{low.config[key]}): not a Wan 2.2 A14B pair"
                 )
         low.save_pretrained(out.transformer_2)
-        write_json({"_class_name": "WanPipeline", "boundary_ratio": boundary}, out.pipeline_config)
+        pipeline = cls.i2v_pipeline_class if task == "i2v" else cls.pipeline_class
+        index = {"_class_name": pipeline.__name__, "boundary_ratio": boundary}
+        write_json(index, out.pipeline_config)
 
     @functools.cached_property
     def boundary_ratio(self) -> float:
@@ -305,9 +311,12 @@ class Wan22TI2VSpec(WanSpec):
     shape = FAMILY_SHAPES["wan22_ti2v"]
     default_scheduler = {"shift": TI2V_SHIFT}
     build_tiny = staticmethod(build_tiny_ti2v)
+    build_tiny_i2v = staticmethod(build_tiny_ti2v)  # one model does both
+    i2v_image_encoder = False
+    expand_timesteps = True
 
     @classmethod
-    def _check_transformer(cls, transformer: Any) -> None:
+    def _check_transformer(cls, transformer: Any, task: str) -> None:
         if transformer.config.in_channels != TI2V_CHANNELS:
             raise ValueError(
                 f"model.pretrained: the transformer takes {transformer.config.in_channels} latent "
@@ -315,13 +324,27 @@ class Wan22TI2VSpec(WanSpec):
                 "Wan 2.1 is wan)"
             )
 
-    def _timesteps(self, levels: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """One timestep per token, as the pipeline with `expand_timesteps` gives them (all
-        equal here: text-to-video keeps no frame clean)."""
-        _, patch_h, patch_w = self._transformer_config["patch_size"]
-        frames, height, width = latents.shape[2:]
-        tokens = frames * (height // patch_h) * (width // patch_w)
-        return super()._timesteps(levels, latents)[:, None].expand(-1, tokens)
+    def _model_input(
+        self, noisy: torch.Tensor, conditioning: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Image-to-video: latent frame 0 is the given frame's latents (`condition`), clean,
+        and out of the loss, as the pipeline mixes `(1 - mask) x condition + mask x latents`;
+        a sample whose `first_frame_kept` is 0 trains as text-to-video."""
+        if "condition" not in conditioning:
+            return noisy, None
+        mask = torch.ones_like(noisy[:, :1])
+        kept = conditioning.get("first_frame_kept", torch.ones(len(noisy), device=noisy.device))
+        mask[:, :, 0] = 1 - kept.to(mask.dtype).view(-1, 1, 1, 1)
+        condition = conditioning["condition"].to(noisy.dtype)
+        return (1 - mask) * condition + mask * noisy, mask
 
-    def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:
-        return {"transformer": transformer, "expand_timesteps": True}
+    def _timesteps(
+        self, levels: torch.Tensor, latents: torch.Tensor, scored: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One timestep per token, as the pipeline with `expand_timesteps` gives them: the
+        level's, and 0 for the tokens of a given first frame (the mask at each patch)."""
+        _, patch_h, patch_w = self._transformer_config["patch_size"]
+        timesteps = super()._timesteps(levels, latents, scored)
+        if scored is None:
+            scored = torch.ones_like(latents[:, :1])
+        return (scored[:, 0, :, ::patch_h, ::patch_w] * timesteps.view(-1, 1, 1, 1)).flatten(1)

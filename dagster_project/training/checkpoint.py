@@ -86,6 +86,8 @@ def run_fingerprint(cfg: TrainParams, spec: ModelSpec, table: pl.DataFrame, worl
         "global_batch": cfg.batch_size * cfg.grad_accum * world,
         # which experts train, for a model that has them (one-transformer runs keep their keys)
         **({"experts": cfg.experts} if spec.shape.experts else {}),
+        # image-to-video and how often it drops the first frame (text-to-video keeps its keys)
+        **({"task": cfg.task, "first_frame_p": cfg.first_frame_p} if cfg.task == "i2v" else {}),
     }
 
 

@@ -189,16 +189,22 @@ def draw_inputs(
     step: int,
     positions: list[int],
     span: tuple[float, float] = FULL_SPAN,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(latents, noise, noise levels in `span`) of a micro-batch, drawn per sample."""
-    latents, noise, levels = [], [], []
+    first_frame_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(latents, noise, noise levels in `span`, and with `first_frame_p` whether each sample
+    keeps its first-frame condition, 1 or 0) of a micro-batch, drawn per sample."""
+    latents, noise, levels, kept = [], [], [], []
     for i, position in enumerate(positions):
         generator = sample_generator(seed, step, position, moments["mean"].device)
         latent = spec.latents({k: v[i : i + 1] for k, v in moments.items()}, generator)
         latents.append(latent)
         noise.append(torch.randn(latent.shape, generator=generator, device=latent.device))
         levels.append(spec.sample_noise_levels(1, weighting_scheme, generator, span))
-    return torch.cat(latents), torch.cat(noise), torch.cat(levels)
+        if first_frame_p:  # drawn last: runs without it keep every other draw
+            draw = torch.rand(1, generator=generator, device=latent.device)
+            kept.append((draw >= first_frame_p).float())
+    first_frame = torch.cat(kept) if kept else None
+    return torch.cat(latents), torch.cat(noise), torch.cat(levels), first_frame
 
 
 def train(
@@ -356,9 +362,12 @@ def train(
                 batch = next(batches)
             with accelerator.accumulate(transformer):
                 moments, conditioning = split_batch(batch, accelerator.device)
-                latents, noise, levels = draw_inputs(
-                    spec, moments, cfg.weighting_scheme, cfg.seed, step, positions, span
-                )
+                latents, noise, levels, kept = draw_inputs(
+                    spec, moments, cfg.weighting_scheme, cfg.seed, step, positions, span,
+                    cfg.first_frame_p,
+                )  # fmt: skip
+                if kept is not None:
+                    conditioning["first_frame_kept"] = kept
                 loss = spec.loss(
                     transformer, latents, conditioning, levels, noise, cfg.weighting_scheme
                 ).mean()

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -220,3 +221,35 @@ def test_lora_mode_trains_and_evaluates_an_adapter(
     assert train_metadata["start"] == "starting fresh: no checkpoint yet"  # which, and why
     evaluation = json.loads(p.eval_outputs.metrics.read_text())
     assert math.isfinite(evaluation["val_loss"])
+
+
+def test_image_to_video_trains_and_samples_from_the_first_frames(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    """train.task: i2v (Wan 2.2 TI2V, a share of samples without the condition) through every
+    stage: the latent cache keeps each window's first frame and its condition, training and
+    evaluation run, and each evaluation sample starts from its validation clip's first frame."""
+    from dagster_project.training.data import clip_table
+
+    shutil.copytree(sample_raw, tmp_path / "data" / "raw")
+    params = write_params(
+        tmp_path,
+        model={"family": "wan22_ti2v"},
+        buckets={"sizes": [[17, 64, 64], [17, 64, 96], [17, 96, 64]]},  # TI2V: sides of 32
+        train={"task": "i2v", "first_frame_p": 0.5, "steps": 4, "checkpoint_every": 2},
+        eval={"every": 2, "samples_per_prompt": 2, "max_prompts": 2, "inference_steps": 2},
+    )
+    assert materialize(params).success
+    p = load_params(params)
+    val = clip_table(p.cache_files, "val")
+    entries = [load_file(path) for path in val["latent_file"]]
+    assert all({"image", "condition"} <= set(entry) for entry in entries)
+    evaluation = json.loads(p.eval_outputs.metrics.read_text())
+    assert math.isfinite(evaluation["val_loss"])
+    # the pipeline keeps the given frame: sample latent frame 0 is its clip's condition
+    samples = load_file(p.train_outputs.samples(4))
+    firsts = val.with_row_index("row").unique("sha256", keep="first", maintain_order=True)
+    for prompt, row in enumerate(firsts.head(2)["row"]):
+        for seed in (0, 1):
+            sample = samples[f"prompt{prompt}_seed{seed}"]
+            assert torch.equal(sample[:, :1], entries[row]["condition"])

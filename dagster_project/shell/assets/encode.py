@@ -56,6 +56,7 @@ def text_embeddings(
         params=[
             "buckets.fps",
             "model.family",
+            "train.task",
             "data.frame_extraction",
             "data.max_windows_per_clip",
             "encode",
@@ -95,7 +96,7 @@ def video_latents(
         pl.read_parquet(files.manifest),
         p.path(p.data.raw_dir),
         TensorCache(files.cache_dir, "latents"),
-        family_spec(p.model.family, p.base_model),
+        family_spec(p.model.family, p.base_model, p.train.task),
         p.fps,
         WindowRule.of(p.data),
         progress=Progress("latents", 0, context.log.info, unit="windows"),

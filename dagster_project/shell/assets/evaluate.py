@@ -21,7 +21,7 @@ from dagster_project.shell.resources import TRAINING_POOL, ParamsResource
             EvalOutputs.videos,
             EvalOutputs.samples_csv,
         ),
-        params=["eval", "model.family", "buckets.fps"],
+        params=["eval", "model.family", "train.task", "buckets.fps"],
         metrics=EvalOutputs.dvc(EvalOutputs.metrics),
         plots=EvalOutputs.dvc(
             EvalOutputs.evaluations_csv,
@@ -43,7 +43,7 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     out = p.eval_outputs
     metrics = evaluate(
         p.eval,
-        family_spec(p.model.family, p.base_model),
+        family_spec(p.model.family, p.base_model, p.train.task),
         train=clip_table(p.cache_files, "train"),
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,

@@ -11,7 +11,7 @@ from dagster_project.shell.resources import ParamsResource
 
 @dg.asset(
     group_name="model",
-    metadata=dvc_metadata(outs=["${model.base_dir}"], params=["model"]),
+    metadata=dvc_metadata(outs=["${model.base_dir}"], params=["model", "train.task"]),
 )
 def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.MaterializeResult:
     """Write the base model (transformer/ + vae/) as a diffusers folder."""
@@ -25,9 +25,9 @@ def base_model(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     out_dir = p.base_model.root
     with atomic_dir(out_dir) as tmp:
         FAMILIES[p.model.family].write_base_model(
-            p.model, text_dim, BaseModelFiles(tmp), pretrained
+            p.model, text_dim, BaseModelFiles(tmp), pretrained, p.train.task
         )
-    source = str(pretrained or f"embedded tiny {p.model.family} (random init)")
+    source = str(pretrained or f"embedded tiny {p.model.family} {p.train.task} (random init)")
     context.log.info(f"base model from {source} -> {out_dir}")
     return dg.MaterializeResult(
         metadata={

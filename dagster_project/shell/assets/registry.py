@@ -31,6 +31,7 @@ from dagster_project.shell.resources import TRAINING_POOL, ParamsResource
             "automation.registry_dir",
             "eval.sigmas",
             "eval.seed",
+            "train.task",
         ],
     ),
 )

@@ -23,29 +23,36 @@ from dagster_project.models.adapters import (
 from dagster_project.models.families import FAMILIES, family_spec
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.training.data import MOMENTS
 from dagster_project.video.decode import decode_clip
 
 TEXT_LEN = 16
+I2V = sorted(name for name, shape in FAMILY_SHAPES.items() if "i2v" in shape.tasks)
+# every family's text-to-video, and image-to-video where the family has it
+TASKS = [(family, "t2v") for family in sorted(FAMILIES)] + [(family, "i2v") for family in I2V]
 
 
-def tiny_spec(family: str, folder: Path) -> ModelSpec:
+def tiny_spec(family: str, folder: Path, task: str = "t2v") -> ModelSpec:
     base = BaseModelFiles(folder)
-    FAMILIES[family].write_base_model(ModelParams(), 384, base, None)
-    return family_spec(family, base)
+    FAMILIES[family].write_base_model(ModelParams(), 384, base, None, task)
+    return family_spec(family, base, task)
 
 
 def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
-    """Posterior moments and conditioning of one clip and caption, as the caches hold them."""
+    """Posterior moments and conditioning of one clip and caption, as the caches hold them
+    and the trainer splits them (training.data.split_batch)."""
     shape = spec.shape
     bucket = Bucket(
         shape.frame_multiple * 2 + 1, 2 * shape.spatial_multiple, 2 * shape.spatial_multiple
     )
     frames = decode_clip(clip, *bucket, fps=shape.fps, sample_aspect_ratio="1:1")
-    moments = {k: v.unsqueeze(0) for k, v in spec.encode_video(torch.from_numpy(frames)).items()}
-    text_len = shape.text_len or TEXT_LEN  # where the architecture fixes it, that length
+    entry = {k: v.unsqueeze(0) for k, v in spec.encode_video(torch.from_numpy(frames)).items()}
+    moments = {k: entry.pop(k) for k in MOMENTS}
+    # where the architecture fixes the length, that length
+    text_len = shape.text_len or (shape.i2v_text_len if spec.task == "i2v" else None) or TEXT_LEN
     encoder = spec.prompt_encoder(TextEncoder(None), text_len)
     [conditioning] = encoder.encode(["a colorful test pattern with a moving gradient"])
-    return moments, {k: v.unsqueeze(0) for k, v in conditioning.items()}, bucket
+    return moments, {k: v.unsqueeze(0) for k, v in conditioning.items()} | entry, bucket
 
 
 def train_steps(
@@ -73,9 +80,9 @@ def sample(spec: ModelSpec, transformer: torch.nn.Module, conditioning: dict, bu
     return spec.generate(transformer.eval(), conditioning, bucket, 0, 2, 1.0)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_full_fine_tuning_end_to_end(family: str, clip: Path, tmp_path: Path) -> None:
-    spec = tiny_spec(family, tmp_path / "base")
+@pytest.mark.parametrize(("family", "task"), TASKS)
+def test_full_fine_tuning_end_to_end(family: str, task: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base", task)
     moments, conditioning, bucket = batch(spec, clip)
     transformer = spec.load_transformer()
     losses = train_steps(spec, transformer, moments, conditioning, steps=8)
@@ -94,9 +101,11 @@ def test_full_fine_tuning_end_to_end(family: str, clip: Path, tmp_path: Path) ->
         assert frames.dtype == torch.uint8 and tuple(frames.shape) == shape
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_lora_trains_and_saves_only_the_adapter(family: str, clip: Path, tmp_path: Path) -> None:
-    spec = tiny_spec(family, tmp_path / "base")
+@pytest.mark.parametrize(("family", "task"), TASKS)
+def test_lora_trains_and_saves_only_the_adapter(
+    family: str, task: str, clip: Path, tmp_path: Path
+) -> None:
+    spec = tiny_spec(family, tmp_path / "base", task)
     moments, conditioning, bucket = batch(spec, clip)
     transformer = spec.load_transformer()
     base_weights = {k: v.clone() for k, v in transformer.state_dict().items()}
