@@ -46,15 +46,15 @@ demo: sample-data repro
 	$(BIN)/dvc metrics show
 	@echo "report: data/eval/report.md  (UI: make ui)"
 
-# everything CI runs: the checks, then every test on two workers (pytest-xdist, a file each,
-# slowest first: tests/conftest.py), each with one PyTorch thread so that they share the two
-# cores instead of fighting over them
+# everything CI runs: the checks, then every test on three workers (pytest-xdist, a file each,
+# slowest first: tests/conftest.py), each with one PyTorch thread: the end-to-end tests spend
+# much of their time waiting on their subprocesses, so a third worker keeps the two cores busy
 test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m dagster_project.cli.dvc_yaml --check
-	PATH=$(CURDIR)/$(BIN):$$PATH OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile \
+	PATH=$(CURDIR)/$(BIN):$$PATH OMP_NUM_THREADS=1 $(BIN)/pytest -n 3 --dist loadfile \
 	  --no-loadscope-reorder $(PYTEST_ARGS)
 
 # the unit tests of the core (tests/unit: no Dagster, no pipeline run), while you work

@@ -73,8 +73,8 @@ def test_a_second_training_waits_for_the_first(project: Path, tmp_path: Path) ->
     for name in ("a", "b"):  # two runs, each its own output folder
         params = write_params(
             project.parent,
-            train={"steps": 120, "output_dir": f"data/train_{name}"},
-            eval={"every": 60},  # the waiting is the point here, not the evaluations
+            train={"steps": 40, "output_dir": f"data/train_{name}"},
+            eval={"every": 40},  # the waiting is the point here, not the evaluations
         )
         runs.append(params.rename(params.with_name(f"params_{name}.yaml")))
     launched = time.time()
