@@ -70,7 +70,14 @@ FAMILY_SHAPES = {
             drops_first_frame=True,
         ),
         FamilyShape("hunyuan", frame_multiple=4, spatial_multiple=16, fps=24.0),
-        FamilyShape("ltx", frame_multiple=8, spatial_multiple=32, fps=24.0),
+        FamilyShape(
+            "ltx",
+            frame_multiple=8,
+            spatial_multiple=32,
+            fps=24.0,
+            tasks=("t2v", "i2v"),
+            drops_first_frame=True,
+        ),
         # CogVideoX's transformer has a fixed text length (max_text_seq_length)
         FamilyShape("cogvideox", frame_multiple=4, spatial_multiple=16, fps=8.0, text_len=226),
     )

@@ -7,6 +7,12 @@ later stage loads it with `from_pretrained` exactly as it loads a real LTX-Video
 The LTX transformer works on packed tokens [B, f*h*w, C] (`LTXPipeline._pack_latents`) and is
 told the latent grid (num_frames, height, width) and the RoPE scale; everything outside this
 module sees latents as [B, C, f, h, w], normalized as `LTXPipeline._normalize_latents` does.
+
+Image-to-video (`task` i2v) is `LTXImageToVideoPipeline`'s: latent frame 0 is the given frame's
+latents, clean, its tokens at timestep `t x (1 - mask)` = 0, and only frames >= 1 are denoised,
+so only they enter the loss. The VAE's encoder is causal, so the first frame's latents are the
+clip's first latent frame; like the pipeline (which samples the posterior of the image it is
+given), training takes them from each step's posterior sample of the clip.
 """
 
 from __future__ import annotations
@@ -15,7 +21,13 @@ import functools
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKLLTXVideo, LTXPipeline, LTXVideoTransformer3DModel
+from diffusers import (
+    AutoencoderKLLTXVideo,
+    LTXImageToVideoPipeline,
+    LTXPipeline,
+    LTXVideoTransformer3DModel,
+)
+from PIL import Image
 
 from dagster_project.core.params import ModelParams
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
@@ -110,10 +122,12 @@ class LTXSpec(DiffusersSpec):
     transformer_class = LTXVideoTransformer3DModel
     vae_class = AutoencoderKLLTXVideo
     pipeline_class = LTXPipeline
+    i2v_pipeline_class = LTXImageToVideoPipeline
     default_scheduler = SCHEDULER_CONFIG
     text_dim_key = "caption_channels"
     prompt_encoder_class = LTXPromptEncoder
     build_tiny = staticmethod(build_tiny)
+    build_tiny_i2v = staticmethod(build_tiny)  # one model does both
 
     @functools.cached_property
     def _patch(self) -> tuple[int, int]:
@@ -140,6 +154,15 @@ class LTXSpec(DiffusersSpec):
             latents, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
         )
 
+    # video
+    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The VAE posterior of the frames; for i2v also the first frame (`image`, what
+        sampling gives the pipeline: its latents are the clip's first latent frame)."""
+        entry = super().encode_video(frames)
+        if self.task == "i2v":
+            entry["image"] = frames[0].contiguous()
+        return entry
+
     # training
     def loss(
         self,
@@ -151,14 +174,16 @@ class LTXSpec(DiffusersSpec):
         weighting_scheme: str = "none",
     ) -> torch.Tensor:
         """Per-sample flow-matching loss at noise levels (sigmas) `levels`; the transformer is
-        called on packed tokens exactly as LTXPipeline calls it."""
+        called on packed tokens exactly as LTXPipeline (for i2v LTXImageToVideoPipeline) calls
+        it."""
         noisy, target = flow_matching.noisy_latents(latents, noise, levels)
+        hidden, scored = self._model_input(noisy, latents, conditioning)
         _, _, frames, height, width = latents.shape
         patch, patch_t = self._patch
         prediction = transformer(
-            hidden_states=LTXPipeline._pack_latents(noisy, patch, patch_t),
+            hidden_states=LTXPipeline._pack_latents(hidden, patch, patch_t),
             encoder_hidden_states=conditioning["prompt_embeds"],
-            timestep=levels * self.scheduler.config.num_train_timesteps,
+            timestep=self._timesteps(levels, scored),
             encoder_attention_mask=conditioning["prompt_attention_mask"],
             num_frames=frames,
             height=height,
@@ -167,22 +192,48 @@ class LTXSpec(DiffusersSpec):
             return_dict=False,
         )[0]
         prediction = LTXPipeline._unpack_latents(prediction, frames, height, width, patch, patch_t)
-        return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+        return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme, scored)
+
+    def _model_input(
+        self, noisy: torch.Tensor, latents: torch.Tensor, conditioning: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the transformer's input [B, C, f, h, w], the mask of latents it denoises or None:
+        all). Image-to-video: frame 0 is the clip's own, clean; a sample whose
+        `first_frame_kept` is 0 trains as text-to-video."""
+        if self.task != "i2v":
+            return noisy, None
+        mask = torch.ones_like(noisy[:, :1])
+        kept = conditioning.get("first_frame_kept", torch.ones(len(noisy), device=noisy.device))
+        mask[:, :, 0] = 1 - kept.to(mask.dtype).view(-1, 1, 1, 1)
+        return mask * noisy + (1 - mask) * latents, mask
+
+    def _timesteps(self, levels: torch.Tensor, scored: torch.Tensor | None) -> torch.Tensor:
+        """One per sample; for i2v one per token, 0 for the given frame's (as the pipeline's
+        `t x (1 - conditioning_mask)`)."""
+        timesteps = levels * self.scheduler.config.num_train_timesteps
+        if scored is None:
+            return timesteps
+        patch, patch_t = self._patch
+        tokens = LTXPipeline._pack_latents(scored, patch, patch_t).squeeze(-1)
+        return timesteps[:, None] * tokens
 
     # sampling
     def _pipeline_inputs(
         self, conditioning: dict[str, torch.Tensor], guided: bool
-    ) -> dict[str, torch.Tensor | float | None]:
-        """The cached embeddings and mask; the unconditional branch (guidance > 1) sees zero
-        embeddings and an empty mask."""
+    ) -> dict[str, Any]:
+        """The cached embeddings and mask (and for i2v the first frame); the unconditional
+        branch (guidance > 1) sees zero embeddings and an empty mask."""
         embeds, mask = conditioning["prompt_embeds"], conditioning["prompt_attention_mask"]
-        return {
+        inputs = {
             "prompt_embeds": embeds,
             "prompt_attention_mask": mask,
             "negative_prompt_embeds": torch.zeros_like(embeds) if guided else None,
             "negative_prompt_attention_mask": torch.zeros_like(mask) if guided else None,
             "frame_rate": self.shape.fps,
         }
+        if self.task == "i2v":  # the first frame: the pipeline encodes it itself
+            inputs["image"] = Image.fromarray(conditioning["image"][0].cpu().numpy())
+        return inputs
 
     def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
         """The packed, still normalized tokens [1, f*h*w, C] -> [C, f, h, w]."""

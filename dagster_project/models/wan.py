@@ -338,7 +338,7 @@ class WanSpec(DiffusersSpec):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the transformer's input, the mask of latents scored by the loss or None: all).
         Image-to-video: the condition after the noisy latents, channel-wise (36 channels)."""
-        if "condition" not in conditioning:
+        if self.task != "i2v":
             return noisy, None
         return torch.cat([noisy, conditioning["condition"].to(noisy.dtype)], dim=1), None
 

@@ -330,7 +330,7 @@ class Wan22TI2VSpec(WanSpec):
         """Image-to-video: latent frame 0 is the given frame's latents (`condition`), clean,
         and out of the loss, as the pipeline mixes `(1 - mask) x condition + mask x latents`;
         a sample whose `first_frame_kept` is 0 trains as text-to-video."""
-        if "condition" not in conditioning:
+        if self.task != "i2v":
             return noisy, None
         mask = torch.ones_like(noisy[:, :1])
         kept = conditioning.get("first_frame_kept", torch.ones(len(noisy), device=noisy.device))

@@ -309,26 +309,33 @@ def test_a_wrong_family_names_the_choices() -> None:
         parse_params({"model": {"family": "sdxl"}})
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_a_local_checkpoint_folder_loads_as_the_base(family: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("family", "task"), TASKS)
+def test_a_local_checkpoint_folder_loads_as_the_base(
+    family: str, task: str, tmp_path: Path
+) -> None:
     """`model.pretrained`: a local diffusers folder (here a tiny one) becomes the base model,
-    weights and scheduler (with its shift) unchanged."""
-    checkpoint = tiny_spec(family, tmp_path / "checkpoint")
+    weights and scheduler (with its shift) unchanged; an image-to-video folder with its image
+    encoder where the layout has one (Wan 2.1 I2V)."""
+    checkpoint = tiny_spec(family, tmp_path / "checkpoint", task)
     out = BaseModelFiles(tmp_path / "base")
-    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, out, checkpoint.base.root)
+    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, out, checkpoint.base.root, task)
     two = {"transformer_2", "model_index.json"} if FAMILY_SHAPES[family].experts else set()
+    image = {"image_encoder", "image_processor"} if (family, task) == ("wan", "i2v") else set()
     assert {f.name for f in out.root.iterdir()} == {
         "transformer",
         "vae",
         "scheduler",
         "identity.txt",
         *two,
+        *image,
     }
     rewritten = BaseModelFiles(tmp_path / "again")  # the same inputs give the same identity
-    FAMILIES[family].write_base_model(ModelParams(seed=7), 384, rewritten, checkpoint.base.root)
+    FAMILIES[family].write_base_model(
+        ModelParams(seed=7), 384, rewritten, checkpoint.base.root, task
+    )
     assert rewritten.identity() == out.identity()
     expected = checkpoint.load_transformer().state_dict()
-    for name, tensor in family_spec(family, out).load_transformer().state_dict().items():
+    for name, tensor in family_spec(family, out, task).load_transformer().state_dict().items():
         assert torch.equal(tensor, expected[name]), name
     assert (out.scheduler / "scheduler_config.json").read_text() == (
         checkpoint.base.scheduler / "scheduler_config.json"

@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 import torch
 
-from dagster_project.core.params import ModelParams, parse_params
+from dagster_project.core.params import LoraParams, ModelParams, parse_params
 from dagster_project.core.paths import BaseModelFiles
-from dagster_project.models.families import FAMILIES
+from dagster_project.core.shapes import FAMILY_SHAPES
+from dagster_project.models.adapters import add_lora
+from dagster_project.models.families import FAMILIES, family_spec
+from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.video.decode import decode_clip
-from tests.unit.models.test_families import I2V, batch, tiny_spec
+from tests.unit.models.test_families import I2V, batch, tiny_spec, train_steps
 
 
 def first_call(module: torch.nn.Module) -> tuple[dict[str, Any], torch.utils.hooks.RemovableHandle]:
@@ -44,21 +47,53 @@ def test_the_condition_is_the_pipelines(family: str, clip: Path, tmp_path: Path)
     seen, hook = first_call(first)
     spec.generate(transformer, conditioning, bucket, seed=0, steps=2, guidance_scale=1.0)
     hook.remove()
+    level = seen["timestep"].max() / spec.scheduler.config.num_train_timesteps
+    if family == "ltx":
+        check_ltx_input(spec, seen, conditioning, level)
+        return
     channels = spec.vae.config.z_dim
     noisy = seen["hidden_states"][:, :channels]
     if family == "wan22_ti2v":  # frame 0 is the condition itself: the rest is the noise
         noisy = torch.cat([conditioning["condition"], noisy[:, :, 1:]], dim=2)
     hidden, scored = spec._model_input(noisy, conditioning)
     assert torch.equal(hidden, seen["hidden_states"])
-    level = seen["timestep"].max() / spec.scheduler.config.num_train_timesteps
     timesteps = spec._timesteps(level.view(1), noisy, scored)
     torch.testing.assert_close(timesteps, seen["timestep"].float())
     if family == "wan":
         assert torch.equal(seen["encoder_hidden_states_image"], conditioning["image_embeds"])
 
 
-def test_ti2v_keeps_the_given_frame_out_of_the_loss(clip: Path, tmp_path: Path) -> None:
-    spec = tiny_spec("wan22_ti2v", tmp_path / "base", "i2v")
+def check_ltx_input(spec: Any, seen: dict, conditioning: dict, level: torch.Tensor) -> None:
+    """LTX: frame 0 of the input is the given frame's latents (from the clip's own latents in
+    training), the rest the noisy latents; its tokens at timestep 0, the others at t."""
+    from diffusers import LTXPipeline
+
+    patch, patch_t = spec._patch
+    grid = seen["num_frames"], seen["height"], seen["width"]
+    given = LTXPipeline._unpack_latents(seen["hidden_states"], *grid, patch, patch_t)
+    junk = torch.full_like(given, 7.0)
+    noisy = torch.cat([junk[:, :, :1], given[:, :, 1:]], dim=2)  # frame 0 must not come from here
+    latents = torch.cat([given[:, :, :1], junk[:, :, 1:]], dim=2)  # ... nor the rest from here
+    hidden, scored = spec._model_input(noisy, latents, conditioning)
+    assert torch.equal(hidden, given)
+    torch.testing.assert_close(spec._timesteps(level.view(1), scored), seen["timestep"].float())
+
+
+@pytest.mark.parametrize("family", ["ltx", "wan22_ti2v"])
+def test_a_causal_vae_gives_the_first_frame_the_clips_first_latents(
+    family: str, clip: Path, tmp_path: Path
+) -> None:
+    """What the pipeline encodes (the frame alone) is the clip's first latent frame."""
+    spec = tiny_spec(family, tmp_path / "base", "i2v")
+    moments, _, bucket = batch(spec, clip)
+    frames = decode_clip(clip, *bucket, fps=spec.shape.fps, sample_aspect_ratio="1:1")
+    alone = spec.encode_video(torch.from_numpy(frames[:1]))["mean"]
+    torch.testing.assert_close(alone, moments["mean"][0][:, :1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(f for f in I2V if FAMILY_SHAPES[f].drops_first_frame))
+def test_the_given_frame_is_kept_out_of_the_loss(family: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base", "i2v")
     moments, conditioning, _ = batch(spec, clip)
     transformer = spec.load_transformer().eval()
     latents = spec.latents(moments, None)
@@ -74,10 +109,13 @@ def test_ti2v_keeps_the_given_frame_out_of_the_loss(clip: Path, tmp_path: Path) 
         )
         # a sample whose condition is dropped (train.first_frame_p) trains as text-to-video
         dropped = conditioning | {"first_frame_kept": torch.zeros(1)}
-        text_only = {"prompt_embeds": conditioning["prompt_embeds"]}
-        assert torch.equal(
+        text_to_video = family_spec(family, spec.base, "t2v")
+        # (per-token timesteps and a masked mean: the same sums, in another order)
+        torch.testing.assert_close(
             spec.loss(transformer, latents, dropped, levels, noise),
-            spec.loss(transformer, latents, text_only, levels, noise),
+            text_to_video.loss(transformer, latents, conditioning, levels, noise),
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 
@@ -102,8 +140,9 @@ TI2V_BUCKETS = {"buckets": {"sizes": [[17, 64, 64]]}}  # sides of 32
     ("params", "message"),
     [
         (
-            {"model": {"family": "ltx"}, "train": {"task": "i2v"}},
-            r"train.task: ltx does not train i2v \(model.family wan, wan22, wan22_ti2v do\)",
+            {"model": {"family": "hunyuan"}, "train": {"task": "i2v"}},
+            r"train.task: hunyuan does not train i2v \(model.family ltx, wan, wan22, "
+            r"wan22_ti2v do\)",
         ),
         (
             {"model": {"family": "wan22_ti2v"}, "train": {"first_frame_p": 0.3}, **TI2V_BUCKETS},
@@ -111,7 +150,7 @@ TI2V_BUCKETS = {"buckets": {"sizes": [[17, 64, 64]]}}  # sides of 32
         ),
         (
             {"model": {"family": "wan22"}, "train": {"task": "i2v", "first_frame_p": 0.3}},
-            r"train.first_frame_p: .*\(model.family wan22_ti2v with task i2v can\)",
+            r"train.first_frame_p: .*\(model.family ltx, wan22_ti2v with task i2v can\)",
         ),
         (
             {"model": {"family": "wan", "text_len": 32}, "train": {"task": "i2v"}},
@@ -135,3 +174,45 @@ def test_params_accept_each_i2v_family() -> None:
             **TI2V_BUCKETS,
         }
     )
+
+
+def test_an_ltx_i2v_adapter_samples_through_ltx_condition_pipeline(
+    clip: Path, tmp_path: Path
+) -> None:
+    """The other LTX image-to-video pipeline loads the exported adapter and samples from the
+    same first frame; its own schedule needs a scheduler without dynamic shifting."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline
+    from PIL import Image
+
+    spec = tiny_spec("ltx", tmp_path / "base", "i2v")
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    train_steps(spec, transformer, moments, conditioning, steps=3)
+    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+
+    def sample(with_adapter: bool) -> torch.Tensor:
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            spec.scheduler.config, use_dynamic_shifting=False
+        )
+        text = TextEncoder(None)  # its encode_prompt reads the encoder's dtype even with embeds
+        pipe = LTXConditionPipeline(
+            scheduler=scheduler, vae=spec.vae, text_encoder=text.model, tokenizer=text.tokenizer,
+            transformer=spec.load_transformer(),
+        )  # fmt: skip
+        if with_adapter:
+            pipe.load_lora_weights(tmp_path / "adapter")
+        pipe.set_progress_bar_config(disable=True)
+        return pipe(
+            image=Image.fromarray(conditioning["image"][0].numpy()),
+            prompt_embeds=conditioning["prompt_embeds"],
+            prompt_attention_mask=conditioning["prompt_attention_mask"],
+            height=bucket.height, width=bucket.width, num_frames=bucket.frames,
+            num_inference_steps=2, guidance_scale=1.0, frame_rate=spec.shape.fps,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(0),
+        ).frames  # fmt: skip
+
+    trained = sample(with_adapter=True)
+    assert torch.isfinite(trained).all()
+    assert not torch.equal(trained, sample(with_adapter=False))
