@@ -267,9 +267,9 @@ def lora_model(spec: ModelSpec, memory: MemoryParams) -> torch.nn.Module:
     return transformer.train()
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_memory_switches(family: str, clip: Path, tmp_path: Path) -> None:
-    spec = tiny_spec(family, tmp_path / "base")
+@pytest.mark.parametrize(("family", "task"), TASKS)
+def test_memory_switches(family: str, task: str, clip: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(family, tmp_path / "base", task)
     moments, conditioning, _ = batch(spec, clip)
     loss, reference = grads(spec, lora_model(spec, MemoryParams()), moments, conditioning)
     assert reference
