@@ -94,8 +94,8 @@ class RunMonitor:
         self.compared = slice(1, None) if spec.task == "i2v" else slice(None)
         references = [x[:, self.compared] for x in train_latents + self.val_latents]
         self.center = torch.stack([pooled(x) for x in references]).mean(dim=0)
-        self.train_features = self._features(train_latents)
-        self.val_features = self._features(self.val_latents)
+        self.train_features = self.features(train_latents)
+        self.val_features = self.features(self.val_latents)
         # one prompt per clip (a long clip's windows share its caption)
         prompts = (
             val.with_row_index("row")
@@ -170,13 +170,13 @@ class RunMonitor:
         row |= {sigma_column("train_fixed_loss", s): v for s, v in train.items()}
         return row
 
-    def _features(self, latents: list[torch.Tensor]) -> torch.Tensor:
+    def features(self, latents: list[torch.Tensor]) -> torch.Tensor:
         """The compared frames of each latent [C, f, h, w] as unit features [N, D]."""
         return torch.stack([clip_features(x[:, self.compared], self.center) for x in latents])
 
     def _samples(self, samples: dict[tuple[int, int], torch.Tensor]) -> dict:
         keys = list(samples)
-        features = self._features([samples[k] for k in keys])
+        features = self.features([samples[k] for k in keys])
         to_train = features @ self.train_features.T
         to_val = features @ self.val_features.T
         rows = []

@@ -229,6 +229,8 @@ def test_image_to_video_trains_and_samples_from_the_first_frames(
     """train.task: i2v (Wan 2.2 TI2V, a share of samples without the condition) through every
     stage: the latent cache keeps each window's first frame and its condition, training and
     evaluation run, and each evaluation sample starts from its validation clip's first frame."""
+    from dagster_project.evaluation.monitor import RunMonitor
+    from dagster_project.models.families import family_spec
     from dagster_project.training.data import clip_table
 
     shutil.copytree(sample_raw, tmp_path / "data" / "raw")
@@ -246,6 +248,16 @@ def test_image_to_video_trains_and_samples_from_the_first_frames(
     assert all({"image", "condition"} <= set(entry) for entry in entries)
     evaluation = json.loads(p.eval_outputs.metrics.read_text())
     assert math.isfinite(evaluation["val_loss"])
+    # memorization compares the frames after the given one
+    spec = family_spec(p.model.family, p.base_model, p.train.task)
+    monitor = RunMonitor(p.eval, spec, clip_table(p.cache_files, "train"), val, p.train_outputs)
+    latent = monitor.val_latents[0]
+    other_first = latent.clone()
+    other_first[:, 0] += 5.0
+    assert torch.equal(monitor.features([latent]), monitor.features([other_first]))
+    other_second = latent.clone()
+    other_second[:, 1] += 5.0
+    assert not torch.equal(monitor.features([latent]), monitor.features([other_second]))
     # the pipeline keeps the given frame: sample latent frame 0 is its clip's condition
     samples = load_file(p.train_outputs.samples(4))
     firsts = val.with_row_index("row").unique("sha256", keep="first", maintain_order=True)
