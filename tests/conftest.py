@@ -64,18 +64,18 @@ def project(tmp_path: Path, sample_raw: Path) -> Path:
 # The slowest files first (their measured order, docs/benchmarks.md), so that `make test`'s
 # workers (pytest-xdist, one file at a time, `--no-loadscope-reorder`) end together; test_dvc
 # first: it builds the end-to-end tests' shared demo project while the others run the slow
-# tests that do not need it.
+# tests that do not need it, then those that do (they wait for it on its lock).
 SLOWEST_FIRST = [
     "e2e/test_dvc.py",
     "e2e/test_resume.py",
-    "e2e/test_concurrency.py",
     "e2e/test_pipeline.py",
+    "e2e/test_overfitting.py",
+    "e2e/test_registry.py",
+    "e2e/test_dvc_sync.py",
+    "e2e/test_concurrency.py",
     "e2e/test_ui.py",
     "e2e/test_daemon.py",
-    "e2e/test_dvc_sync.py",
-    "e2e/test_overfitting.py",
     "e2e/test_crash_safety.py",
-    "e2e/test_registry.py",
     "e2e/test_encode_workers.py",
     "e2e/test_cache.py",
     "e2e/test_cli.py",
