@@ -36,6 +36,7 @@ from diffusers import (
 )
 from diffusers.configuration_utils import FrozenDict
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from PIL import Image
 
 from dagster_project.core.hashing import folder_sha256
 from dagster_project.core.params import LoraParams, ModelParams
@@ -97,6 +98,12 @@ class PipelinePromptEncoder:
         """`encode_prompt`'s outputs for a batch -> one entry per caption."""
         embeds = outputs[0]  # the rest are the (here unrequested) negative prompt's
         return [{"prompt_embeds": e.contiguous()} for e in embeds]
+
+
+def first_frame(conditioning: dict[str, torch.Tensor]) -> Image.Image:
+    """The cached first frame of a batch of one (`image`, uint8 [1, H, W, 3]) as the image an
+    image-to-video pipeline takes."""
+    return Image.fromarray(conditioning["image"][0].cpu().numpy())
 
 
 class DiffusersSpec(ABC):

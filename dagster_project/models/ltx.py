@@ -27,12 +27,15 @@ from diffusers import (
     LTXPipeline,
     LTXVideoTransformer3DModel,
 )
-from PIL import Image
 
 from dagster_project.core.params import ModelParams
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
-from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
+from dagster_project.models.diffusers_spec import (
+    DiffusersSpec,
+    PipelinePromptEncoder,
+    first_frame,
+)
 
 # LTX-Video's own scheduler config (diffusers' conversion script): the pipeline shifts sigmas by
 # the video's token count (mu from base_shift to max_shift), then stretches them to end at 0.1;
@@ -232,7 +235,7 @@ class LTXSpec(DiffusersSpec):
             "frame_rate": self.shape.fps,
         }
         if self.task == "i2v":  # the first frame: the pipeline encodes it itself
-            inputs["image"] = Image.fromarray(conditioning["image"][0].cpu().numpy())
+            inputs["image"] = first_frame(conditioning)
         return inputs
 
     def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:

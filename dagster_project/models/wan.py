@@ -33,7 +33,11 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
-from dagster_project.models.diffusers_spec import DiffusersSpec, PipelinePromptEncoder
+from dagster_project.models.diffusers_spec import (
+    DiffusersSpec,
+    PipelinePromptEncoder,
+    first_frame,
+)
 
 # Wan2.1's own sampling shift for 480p (5.0 for 720p); a real checkpoint's scheduler/ wins
 DEFAULT_SHIFT = 3.0
@@ -360,7 +364,7 @@ class WanSpec(DiffusersSpec):
         its condition (and image embeddings) itself."""
         inputs: dict[str, Any] = super()._pipeline_inputs(conditioning, guided)
         if self.task == "i2v":
-            inputs["image"] = Image.fromarray(conditioning["image"][0].cpu().numpy())
+            inputs["image"] = first_frame(conditioning)
         return inputs
 
     # saving
