@@ -106,6 +106,15 @@ def first_frame(conditioning: dict[str, torch.Tensor]) -> Image.Image:
     return Image.fromarray(conditioning["image"][0].cpu().numpy())
 
 
+def denoised_mask(noisy: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, 1, f, h, w]: 1 where the transformer denoises, 0 on a given first frame (latent
+    frame 0, unless the sample's `first_frame_kept` is 0: it then trains as text-to-video)."""
+    mask = torch.ones_like(noisy[:, :1])
+    kept = conditioning.get("first_frame_kept", torch.ones(len(noisy), device=noisy.device))
+    mask[:, :, 0] = 1 - kept.to(mask.dtype).view(-1, 1, 1, 1)
+    return mask
+
+
 class DiffusersSpec(ABC):
     """A family over one base model folder: the shared half of the `ModelSpec` protocol.
 

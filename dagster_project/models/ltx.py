@@ -34,6 +34,7 @@ from dagster_project.models import flow_matching
 from dagster_project.models.diffusers_spec import (
     DiffusersSpec,
     PipelinePromptEncoder,
+    denoised_mask,
     first_frame,
 )
 
@@ -205,9 +206,7 @@ class LTXSpec(DiffusersSpec):
         `first_frame_kept` is 0 trains as text-to-video."""
         if self.task != "i2v":
             return noisy, None
-        mask = torch.ones_like(noisy[:, :1])
-        kept = conditioning.get("first_frame_kept", torch.ones(len(noisy), device=noisy.device))
-        mask[:, :, 0] = 1 - kept.to(mask.dtype).view(-1, 1, 1, 1)
+        mask = denoised_mask(noisy, conditioning)
         return mask * noisy + (1 - mask) * latents, mask
 
     def _timesteps(self, levels: torch.Tensor, scored: torch.Tensor | None) -> torch.Tensor:

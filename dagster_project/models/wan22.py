@@ -46,6 +46,7 @@ from dagster_project.models.adapters import (
     load_lora_state,
     lora_state,
 )
+from dagster_project.models.diffusers_spec import denoised_mask
 from dagster_project.models.wan import WanSpec, comfyui_lora, tiny_transformer, tiny_vae
 
 # Wan2.2-T2V-A14B's and -I2V-A14B's model_index.json; a real checkpoint's wins
@@ -332,9 +333,7 @@ class Wan22TI2VSpec(WanSpec):
         a sample whose `first_frame_kept` is 0 trains as text-to-video."""
         if self.task != "i2v":
             return noisy, None
-        mask = torch.ones_like(noisy[:, :1])
-        kept = conditioning.get("first_frame_kept", torch.ones(len(noisy), device=noisy.device))
-        mask[:, :, 0] = 1 - kept.to(mask.dtype).view(-1, 1, 1, 1)
+        mask = denoised_mask(noisy, conditioning)
         condition = conditioning["condition"].to(noisy.dtype)
         return (1 - mask) * condition + mask * noisy, mask
 
