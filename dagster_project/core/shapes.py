@@ -70,6 +70,8 @@ FAMILY_SHAPES = {
             drops_first_frame=True,
         ),
         FamilyShape("hunyuan", frame_multiple=4, spatial_multiple=16, fps=24.0),
+        # HunyuanVideo 1.5: its VAE's 16x (patch size 1), 121 frames at 24 fps
+        FamilyShape("hunyuan15", frame_multiple=4, spatial_multiple=16, fps=24.0),
         FamilyShape(
             "ltx",
             frame_multiple=8,

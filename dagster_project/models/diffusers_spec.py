@@ -381,11 +381,15 @@ class DiffusersSpec(ABC):
             width=bucket.width,
             num_frames=bucket.frames,
             num_inference_steps=steps,
-            guidance_scale=guidance_scale,
+            **self._guidance(pipe, guidance_scale),
             generator=torch.Generator().manual_seed(seed),
             output_type="latent",
         )
         return self._output_latent(output.frames, bucket)
+
+    def _guidance(self, pipe: Any, guidance_scale: float) -> dict[str, Any]:
+        """The pipeline call's guidance argument(s): by default its `guidance_scale`."""
+        return {"guidance_scale": guidance_scale}
 
     def _pipeline_inputs(
         self, conditioning: dict[str, torch.Tensor], guided: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.models.cogvideox import CogVideoXSpec
 from dagster_project.models.hunyuan import HunyuanSpec
+from dagster_project.models.hunyuan15 import HunyuanVideo15Spec
 from dagster_project.models.ltx import LTXSpec
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.wan import WanSpec
@@ -12,7 +13,15 @@ from dagster_project.models.wan22 import Wan22Spec, Wan22TI2VSpec
 
 FAMILIES: dict[str, type[ModelSpec]] = {
     spec.name: spec
-    for spec in (WanSpec, Wan22Spec, Wan22TI2VSpec, LTXSpec, HunyuanSpec, CogVideoXSpec)
+    for spec in (
+        WanSpec,
+        Wan22Spec,
+        Wan22TI2VSpec,
+        LTXSpec,
+        HunyuanSpec,
+        HunyuanVideo15Spec,
+        CogVideoXSpec,
+    )
 }
 
 

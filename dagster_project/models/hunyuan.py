@@ -146,14 +146,19 @@ class HunyuanPromptEncoder:
         self.text = text
         self.text_len = text_len
         self.template = prompt_template(text.tokenizer)
-        if text.pooled is None:
+        if text.model_2 is None:
             self.clip, self.clip_tokenizer = tiny_clip(text.tokenizer), text.tokenizer
             clip_identity = (
                 f"+tiny-clip(width={TINY_CLIP_WIDTH},seed={TINY_CLIP_SEED},"
                 f"transformers=={version('transformers')})"
             )
+        elif not isinstance(text.model_2, CLIPTextModel):
+            raise ValueError(
+                f"model.text_encoder_2: HunyuanVideo takes a CLIP text model, not "
+                f"{text.model_2.config.model_type!r}"
+            )
         else:  # the CLIP is already in text.identity
-            self.clip, self.clip_tokenizer = text.pooled, text.pooled_tokenizer
+            self.clip, self.clip_tokenizer = text.model_2, text.tokenizer_2
             clip_identity = ""
         self.identity = f"hunyuan:{text.identity}{clip_identity}:text_len={text_len}"
 

