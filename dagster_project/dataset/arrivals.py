@@ -28,13 +28,14 @@ def observe(raw_dir: Path) -> Listing:
     if not raw_dir.is_dir():
         return listing
     for folder, _, files in os.walk(raw_dir):
+        # names as strings (no Path per file): the folder may hold thousands of clips
+        prefix = os.path.relpath(folder, raw_dir) + os.sep if folder != str(raw_dir) else ""
         for name in files:
-            path = Path(folder) / name
             try:
-                stat = path.stat()
+                stat = os.stat(os.path.join(folder, name))
             except FileNotFoundError:  # gone between listing and stat
                 continue
-            listing[str(path.relative_to(raw_dir))] = [stat.st_size, stat.st_mtime_ns]
+            listing[prefix + name] = [stat.st_size, stat.st_mtime_ns]
     return listing
 
 

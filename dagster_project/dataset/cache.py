@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -56,18 +57,34 @@ def checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _header(path: Path) -> dict | None:
+HEADER_READ = 4096  # one read holds an entry's length field and (nearly always) its header
+
+
+def _header(path: Path | str) -> dict | None:
     """The safetensors header of `path` when the file is whole (its length is what the header
-    says), else None."""
+    says), else None. One open, read and fstat: encoding checks every entry of the project on
+    every run."""
     try:
-        with path.open("rb") as handle:
-            (size,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(size))
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, HEADER_READ)
+        (size,) = struct.unpack_from("<Q", head)
+        while len(head) < 8 + size:  # a header longer than the first read
+            more = os.read(fd, 8 + size - len(head))
+            if not more:
+                return None
+            head += more
+        header = json.loads(head[8 : 8 + size])
         tensors = [v for k, v in header.items() if k != "__metadata__"]
         end = max((tensor["data_offsets"][1] for tensor in tensors), default=0)
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        length = os.fstat(fd).st_size
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
         return None
-    return header if path.stat().st_size == 8 + size + end else None
+    finally:
+        os.close(fd)
+    return header if length == 8 + size + end else None
 
 
 def check_entry(path: Path) -> str | None:
@@ -110,6 +127,7 @@ class TensorCache:
     def __init__(self, root: Path, kind: str) -> None:
         self.base = root
         self.root = root / kind
+        self._root = str(self.root)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
@@ -117,7 +135,7 @@ class TensorCache:
     def __contains__(self, key: str) -> bool:
         """Whether the entry exists whole, with a checksum (its header and length checked; the
         checksum itself is checked by `verify` and when training reads it)."""
-        header = _header(self.path(key))
+        header = _header(os.path.join(self._root, key[:2], f"{key}.safetensors"))
         return header is not None and CHECKSUM in (header.get("__metadata__") or {})
 
     def write(self, key: str, tensors: dict[str, torch.Tensor]) -> None:

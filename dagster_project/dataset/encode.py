@@ -189,13 +189,17 @@ def read_errors(files: list[Path], jobs: list[LatentJob]) -> dict[LatentJob, str
 
 
 def latent_index(
-    jobs: list[LatentJob], cache: TensorCache, errors: dict[LatentJob, str]
+    jobs: list[LatentJob],
+    cache: TensorCache,
+    errors: dict[LatentJob, str],
+    cached: frozenset[LatentJob] = frozenset(),
 ) -> pl.DataFrame:
-    """One row per window: its entry's key, or why it has none."""
+    """One row per window: its entry's key, or why it has none (`cached`: jobs whose entries
+    were found whole before encoding, not checked again)."""
     rows = []
     for job in jobs:
         error = errors.get(job)
-        if error is None and job.key not in cache:
+        if error is None and job not in cached and job.key not in cache:
             error = f"{job.path}: window at frame {job.start} was not encoded"
         key = None if error else job.key
         rows.append((job.sha256, job.start, key, job.bucket.name, error))
@@ -217,10 +221,11 @@ def cache_latents(
     failed job failed). A window ffmpeg cannot decode does not stop the others: its index row
     has no key and says why (training leaves it out)."""
     jobs = latent_jobs(manifest, raw_dir, encoder.identity, fps, windows or WindowRule())
-    missing = sum(job.key not in cache for job in jobs)
+    cached = frozenset(job for job in jobs if job.key in cache)  # each entry checked once
+    missing = len(jobs) - len(cached)
     if workers is None:
-        errors = encode_latents(jobs, cache, encoder, fps, progress)
+        errors = encode_latents([j for j in jobs if j not in cached], cache, encoder, fps, progress)
     else:
         errors = workers(jobs)
-    index = latent_index(jobs, cache, errors)
-    return index, CacheStats(encoded=missing - len(errors), cached=len(jobs) - missing)
+    index = latent_index(jobs, cache, errors, cached)
+    return index, CacheStats(encoded=missing - len(errors), cached=len(cached))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -99,9 +100,33 @@ def read_text(path: Path) -> str:
     return path.read_bytes().decode("utf-8-sig")
 
 
+def resolve_below(data_dir: Path, path: Path) -> Path:
+    """`path` resolved (symlinks followed), as `Path.resolve` gives it, for a resolved
+    `data_dir`.
+
+    A path below `data_dir` with no `..` and no link among its components below it is its own
+    resolution: that takes one `lstat` per component below the folder, where `resolve` checks
+    every component from the root (the cost of a run that lists thousands of clips).
+    """
+    try:
+        relative = path.relative_to(data_dir)
+    except ValueError:
+        return path.resolve()
+    current = str(data_dir)
+    for part in relative.parts:
+        current = os.path.join(current, part)
+        try:
+            link = part == ".." or stat.S_ISLNK(os.lstat(current).st_mode)
+        except OSError:  # missing, unreadable: `resolve` says what it makes of it
+            link = True
+        if link:
+            return path.resolve()
+    return path
+
+
 def confine(data_dir: Path, path: Path) -> Path | None:
-    """`path` resolved (symlinks followed); None when it leaves the data folder."""
-    resolved = path.resolve()
+    """`path` resolved (symlinks followed); None when it leaves the (resolved) data folder."""
+    resolved = resolve_below(data_dir, path)
     return resolved if resolved.is_relative_to(data_dir) else None
 
 
@@ -121,7 +146,7 @@ def _check_file(
     """
     relative = _relative(data_dir, path)
     try:
-        resolved = path.resolve()
+        resolved = resolve_below(data_dir, path)
     except (OSError, ValueError) as error:  # a loop of links, a NUL in a metadata name
         return Candidate(relative, caption, source, "unreadable", f"{relative}: {error}")
     if not resolved.is_relative_to(data_dir):
@@ -142,6 +167,13 @@ def _check_file(
         )  # fmt: skip
     split = folder_split(split_root, path)
     return Candidate(resolved.relative_to(data_dir).as_posix(), caption, source, split=split)
+
+
+def _resolved_or_none(data_dir: Path, path: Path) -> Path | None:
+    try:
+        return resolve_below(data_dir, path)
+    except (OSError, ValueError):  # a loop of links, a NUL in a metadata name: not a file
+        return None
 
 
 def _relative(data_dir: Path, path: Path) -> str:
@@ -190,13 +222,13 @@ def _metadata(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidat
     listed = set()
     for row in rows:
         video = folder / str(row["file_name"])
-        listed.add(video.resolve())
+        listed.add(_resolved_or_none(data_dir, video))
         caption = row["caption"] if isinstance(row["caption"], str) else None
         yield _check_file(data_dir, video, normalize_caption(caption), source, scan.split_root)
     for video in sorted(folder.rglob("*")):
         if any(video.is_relative_to(s) for s in skip):
             continue
-        if is_video(video) and video.resolve() not in listed and video.is_file():
+        if is_video(video) and resolve_below(data_dir, video) not in listed and video.is_file():
             yield _check_file(data_dir, video, None, f"{source} (not listed)", scan.split_root)
 
 

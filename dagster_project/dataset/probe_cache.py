@@ -63,6 +63,8 @@ def probe_with_cache(
     fresh = dict(zip(todo, probe_many([paths[i] for i in todo], done=progress), strict=True))
     results = [fresh[i] if i in fresh else _decode(known[s]) for i, s in enumerate(stamps)]
     if cache_file is not None:
-        rows = [(*s, _encode(r)) for s, r in zip(stamps, results, strict=True) if s[1] >= 0]
+        # known results keep their stored text (not encoded again)
+        texts = [_encode(fresh[i]) if i in fresh else known[s] for i, s in enumerate(stamps)]
+        rows = [(*s, text) for s, text in zip(stamps, texts, strict=True) if s[1] >= 0]
         write_parquet(pl.DataFrame(rows, schema=SCHEMA, orient="row"), cache_file)
     return results, len(todo)

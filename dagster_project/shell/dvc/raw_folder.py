@@ -10,6 +10,7 @@ guarded (the README says so).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from dagster_project.core.params import Params
@@ -17,16 +18,27 @@ from dagster_project.core.params import Params
 DVC_CACHE = Path(".dvc") / "cache"  # DVC's own links (cache.type symlink) point here
 
 
+def _entries(folder: Path | str) -> Iterator[os.DirEntry]:
+    """Every entry under `folder`, recursively, without following directory links; a folder
+    that cannot be listed is passed over (as `os.walk` does)."""
+    try:
+        listing = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in listing:
+        yield entry
+        if entry.is_dir(follow_symlinks=False):
+            yield from _entries(entry.path)
+
+
 def links_outside(raw_dir: Path, allowed: list[Path] = ()) -> list[str]:
     """Paths under `raw_dir` (relative) that are links resolving outside it (and outside the
     `allowed` folders, such as the DVC cache), or dangling."""
     root = raw_dir.resolve()
     bad = []
-    for folder, dirs, files in os.walk(raw_dir):  # does not follow directory links
-        for name in dirs + files:
-            path = Path(folder) / name
-            if not path.is_symlink():
-                continue
+    for entry in _entries(raw_dir):
+        if entry.is_symlink():  # from the listing: no system call per file
+            path = Path(entry.path)
             target = path.resolve()
             inside = any(target.is_relative_to(folder) for folder in [root, *allowed])
             if not target.exists() or not inside:
