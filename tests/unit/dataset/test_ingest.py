@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from dagster_project.core.shapes import Bucket
-from dagster_project.dataset.ingest import discover_videos
+from dagster_project.dataset.ingest import confine, discover_videos, resolve_below
 from dagster_project.dataset.manifest import ManifestRules, build_manifest
 from dagster_project.dataset.schema import ManifestSchema, RejectsSchema, contract_errors
 
@@ -271,3 +271,28 @@ def test_captions_with_control_characters_are_rejected_with_a_reason(tmp_path: P
     assert reasons == {"escape.mp4": "bad_caption", "nul.mp4": "bad_caption", "tab.mp4": None}
     [message] = found.filter(pl.col("path") == "nul.mp4")["message"]
     assert "control characters (U+0000" in message
+
+
+def test_paths_resolve_as_path_resolve_does(tmp_path: Path) -> None:
+    """The cheap resolution (one lstat per component below the data folder) gives what
+    `Path.resolve` gives, links, `..` and missing files included."""
+    data = tmp_path / "data"
+    (data / "a" / "b").mkdir(parents=True)
+    (data / "a" / "b" / "clip.mp4").write_bytes(b"x")
+    (tmp_path / "outside.mp4").write_bytes(b"x")
+    (data / "a" / "inside_link.mp4").symlink_to(data / "a" / "b" / "clip.mp4")
+    (data / "a" / "outside_link.mp4").symlink_to(tmp_path / "outside.mp4")
+    (data / "linked_dir").symlink_to(data / "a" / "b", target_is_directory=True)
+    paths = [
+        data / "a" / "b" / "clip.mp4",
+        data / "a" / "inside_link.mp4",
+        data / "a" / "outside_link.mp4",
+        data / "linked_dir" / "clip.mp4",
+        data / "a" / ".." / ".." / "outside.mp4",
+        data / "a" / "missing.mp4",
+        tmp_path / "outside.mp4",
+    ]
+    for path in paths:
+        assert resolve_below(data, path) == path.resolve(), path
+    assert confine(data, data / "a" / "outside_link.mp4") is None
+    assert confine(data, data / "linked_dir" / "clip.mp4") == data / "a" / "b" / "clip.mp4"
