@@ -138,14 +138,6 @@ class CogVideoXSpec(DiffusersSpec):
             )
         return super().prompt_encoder(text, text_len)
 
-    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
-        """Scaled latents: the sample times the VAE's `scaling_factor`, as the pipeline's
-        latents are (it divides by it before decoding); read from the config alone."""
-        return sample * self._vae_config.scaling_factor
-
-    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents / self._vae_config.scaling_factor
-
     # training
     def evaluation_point(self, level: float) -> str:
         """v-prediction has no sigma: a fixed evaluation level is the timestep level x N."""

@@ -8,7 +8,8 @@ key that holds the text width). A family subclass adds only what is its own:
 
 - `build_tiny`: the embedded tiny default (a staticmethod, also importable from the module),
   and `build_tiny_i2v` where the family trains image-to-video;
-- `_normalize`: the scale latents are trained and sampled in;
+- `_normalize`, where the scale latents are trained and sampled in is not the VAE's
+  `scaling_factor` alone;
 - `loss` (the `ModelSpec` protocol's, see models/spec.py);
 - where needed, the pipeline's sampling arguments and output layout (`_pipeline_inputs`,
   `_output_latent`), a different prompt encoder, noise-level sampling, base model checks or
@@ -120,7 +121,7 @@ class DiffusersSpec(ABC):
 
     Defaults are flow matching's (Wan, LTX-Video, HunyuanVideo); CogVideoX overrides the
     scheduler class and `sample_noise_levels`. Subclasses set the class attributes below and
-    implement `build_tiny`, `_normalize` and `loss`.
+    implement `build_tiny` and `loss`.
     """
 
     name: ClassVar[str]
@@ -274,13 +275,15 @@ class DiffusersSpec(ABC):
         sample = posterior.mean if generator is None else posterior.sample(generator)
         return self._normalize(sample)
 
-    @abstractmethod
     def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
-        """A VAE latent sample -> the scale the family's pipeline samples in."""
+        """A VAE latent sample -> the scale the family's pipeline samples in: by default the
+        sample times the VAE's `scaling_factor` (the pipeline divides by it before decoding;
+        read from the config alone, without the VAE's weights)."""
+        return sample * self._vae_config.scaling_factor
 
-    @abstractmethod
     def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
         """The inverse of `_normalize`: what the VAE decodes."""
+        return latents / self._vae_config.scaling_factor
 
     @torch.no_grad()
     def decode_video(self, latent: torch.Tensor) -> torch.Tensor:

@@ -212,14 +212,6 @@ class HunyuanSpec(DiffusersSpec):
         texts = [template["template"].format(c) for c in captions]
         return [len(ids) - template["crop_start"] for ids in tokenizer(texts)["input_ids"]]
 
-    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
-        """The sample times the VAE's scaling factor, the scale the pipeline samples in (it
-        divides by it before decoding)."""
-        return sample * self.vae.config.scaling_factor
-
-    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents / self.vae.config.scaling_factor
-
     # training
     def loss(
         self,

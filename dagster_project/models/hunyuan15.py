@@ -291,13 +291,6 @@ class HunyuanVideo15Spec(DiffusersSpec):
         crop = crop_start(tokenizer)
         return [len(template_ids(tokenizer, c)) - crop for c in captions]
 
-    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
-        """The sample times the VAE's scaling factor (the pipeline divides by it to decode)."""
-        return sample * self.vae.config.scaling_factor
-
-    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents / self.vae.config.scaling_factor
-
     # training
     def loss(
         self,
