@@ -133,6 +133,8 @@ class DiffusersSpec(ABC):
     pipeline_class: ClassVar[type[DiffusionPipeline]]
     # the image-to-video pipeline (train.task: i2v), where the family has one
     i2v_pipeline_class: ClassVar[type[DiffusionPipeline] | None] = None
+    # the class whose `save_lora_weights` writes adapters, where the pipeline has none
+    lora_saver_class: ClassVar[type[DiffusionPipeline] | None] = None
     scheduler_class: ClassVar[type[SchedulerMixin]] = FlowMatchEulerDiscreteScheduler
     # the scheduler of a base model without one (the tiny default, a checkpoint lacking it)
     default_scheduler: ClassVar[dict[str, Any]]
@@ -426,7 +428,7 @@ class DiffusersSpec(ABC):
         if not has_lora(transformer):
             raise ValueError("save_trained(lora=True): the transformer has no adapter")
         weights, config = lora_state(transformer)
-        self.pipeline_class.save_lora_weights(
+        (self.lora_saver_class or self.pipeline_class).save_lora_weights(
             folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
         )
         return weights, config

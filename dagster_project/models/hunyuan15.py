@@ -45,7 +45,7 @@ from transformers import (
 from dagster_project.core.params import ModelParams
 from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, LORA_FILE, has_lora, lora_state
+from dagster_project.models.adapters import ADAPTER, LORA_FILE
 from dagster_project.models.diffusers_spec import DiffusersSpec
 from dagster_project.models.hunyuan import rope_axes
 from dagster_project.models.text_encoder import TextEncoder
@@ -221,6 +221,7 @@ class HunyuanVideo15PromptEncoder:
             )
         self.text_len = text_len
         self.tokenizer = chat_template(text.tokenizer)
+        self.crop = crop_start(self.tokenizer)
         identity = text.identity
         if text.embedded:
             self.model: Any = tiny_qwen(text.tokenizer, text.dim)
@@ -253,7 +254,7 @@ class HunyuanVideo15PromptEncoder:
             captions,
             cpu,
             tokenizer_max_length=self.text_len,
-            crop_start=crop_start(self.tokenizer),
+            crop_start=self.crop,
         )
         embeds_2, mask_2 = HunyuanVideo15Pipeline._get_byt5_prompt_embeds(
             self.tokenizer_2, self.model_2, captions, cpu
@@ -278,6 +279,8 @@ class HunyuanVideo15Spec(DiffusersSpec):
     transformer_class = HunyuanVideo15Transformer3DModel
     vae_class = AutoencoderKLHunyuanVideo15
     pipeline_class = HunyuanVideo15Pipeline
+    # 1.5's pipelines have no LoRA loader: HunyuanVideo's mixin writes diffusers' format
+    lora_saver_class = HunyuanVideoPipeline
     default_scheduler = {"shift": DEFAULT_SHIFT}
     text_dim_key = "text_embed_dim"
     text_components = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
@@ -340,7 +343,7 @@ class HunyuanVideo15Spec(DiffusersSpec):
             inputs[f"negative_{name}"] = fill(conditioning[name]) if guided else None
         return inputs
 
-    # loading and saving an adapter: the pipeline has no LoRA loader of its own
+    # loading an adapter: the pipeline has no LoRA loader of its own
     def load_trained(self, folder: Path) -> Any:
         """Full weights, or the base with the adapter in `folder` loaded by the transformer's
         own `load_lora_adapter` (`prefix="transformer"`), as a user of these pipelines does."""
@@ -351,16 +354,3 @@ class HunyuanVideo15Spec(DiffusersSpec):
             folder, weight_name=LORA_FILE, prefix="transformer", adapter_name=ADAPTER
         )
         return transformer
-
-    def _save_adapter(
-        self, transformer: torch.nn.Module, folder: Path
-    ) -> tuple[dict[str, torch.Tensor], dict]:
-        """The adapter in diffusers' format (`transformer.`-prefixed keys, its peft config as
-        metadata), written by HunyuanVideo's LoRA loader mixin, which 1.5's pipelines lack."""
-        if not has_lora(transformer):
-            raise ValueError("save_trained(lora=True): the transformer has no adapter")
-        weights, config = lora_state(transformer)
-        HunyuanVideoPipeline.save_lora_weights(
-            folder, transformer_lora_layers=weights, transformer_lora_adapter_metadata=config
-        )
-        return weights, config
