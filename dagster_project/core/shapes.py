@@ -70,8 +70,12 @@ FAMILY_SHAPES = {
             drops_first_frame=True,
         ),
         FamilyShape("hunyuan", frame_multiple=4, spatial_multiple=16, fps=24.0),
-        # HunyuanVideo 1.5: its VAE's 16x (patch size 1), 121 frames at 24 fps
-        FamilyShape("hunyuan15", frame_multiple=4, spatial_multiple=16, fps=24.0),
+        # HunyuanVideo 1.5: its VAE's 16x (patch size 1), 121 frames at 24 fps; its I2V
+        # transformer tells the tasks apart by all-zero image embeddings over the whole batch,
+        # so a batch cannot mix samples with and without the first frame
+        FamilyShape(
+            "hunyuan15", frame_multiple=4, spatial_multiple=16, fps=24.0, tasks=("t2v", "i2v")
+        ),
         FamilyShape(
             "ltx",
             frame_multiple=8,

@@ -382,15 +382,17 @@ class DiffusersSpec(ABC):
         pipe.set_progress_bar_config(disable=True)
         output = pipe(
             **self._pipeline_inputs(conditioning, guided=guidance_scale > 1),
-            height=bucket.height,
-            width=bucket.width,
-            num_frames=bucket.frames,
+            **self._size_inputs(pipe, bucket),
             num_inference_steps=steps,
             **self._guidance(pipe, guidance_scale),
             generator=torch.Generator().manual_seed(seed),
             output_type="latent",
         )
         return self._output_latent(output.frames, bucket)
+
+    def _size_inputs(self, pipe: Any, bucket: Bucket) -> dict[str, int]:
+        """The pipeline call's video size arguments: `bucket`'s frames and sides."""
+        return {"height": bucket.height, "width": bucket.width, "num_frames": bucket.frames}
 
     def _guidance(self, pipe: Any, guidance_scale: float) -> dict[str, Any]:
         """The pipeline call's guidance argument(s): by default its `guidance_scale`."""

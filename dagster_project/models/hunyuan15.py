@@ -6,6 +6,14 @@ A base model is a diffusers folder with `transformer/`, `vae/` and `scheduler/`
 4x in time; the transformer's input is `[noisy latents | condition latents | mask]`, which for
 text-to-video is the latents followed by zeros (the pipeline's `prepare_cond_latents_and_mask`).
 
+Image-to-video (`task` i2v) is `HunyuanVideo15ImageToVideoPipeline`'s layout over the same
+transformer shape: the condition holds the first frame's latents at latent frame 0 with a mask
+of 1 there, and the transformer attends to the frame's SigLIP embeddings (`image_encoder/`,
+`image_processor/` in the base; a diffusers checkpoint names the latter `feature_extractor/`).
+The pipeline leaves frame 0 to the transformer as well (its noise is denoised like the rest), so
+the loss covers every frame. The pipeline picks its own output size from the image and its
+`target_size`; evaluation samples at the bucket's size instead (`BucketSizeProcessor`).
+
 Prompts go through the pipeline's own `encode_prompt`: Qwen2.5-VL's chat template with the
 pipeline's system message, the hidden states 2 layers before the last, the template's tokens
 cropped (the crop counted with the tokenizer in use: the pipeline's 108 holds only for Qwen's),
@@ -20,6 +28,7 @@ The pipelines have no `load_lora_weights`: an adapter is saved in diffusers' for
 
 from __future__ import annotations
 
+import functools
 import inspect
 from importlib.metadata import version
 from pathlib import Path
@@ -28,25 +37,32 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKLHunyuanVideo15,
+    HunyuanVideo15ImageToVideoPipeline,
     HunyuanVideo15Pipeline,
     HunyuanVideo15Transformer3DModel,
     HunyuanVideoPipeline,
 )
 from diffusers.guiders import ClassifierFreeGuidance
+from diffusers.pipelines.hunyuan_video1_5.image_processor import HunyuanVideo15ImageProcessor
+from PIL import Image
 from transformers import (
     ByT5Tokenizer,
     PreTrainedTokenizerBase,
     Qwen2_5_VLTextConfig,
     Qwen2_5_VLTextModel,
+    SiglipImageProcessorPil,
+    SiglipVisionConfig,
+    SiglipVisionModel,
     T5Config,
     T5EncoderModel,
 )
 
 from dagster_project.core.params import ModelParams
-from dagster_project.core.shapes import FAMILY_SHAPES
+from dagster_project.core.paths import BaseModelFiles
+from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
 from dagster_project.models.adapters import ADAPTER, LORA_FILE
-from dagster_project.models.diffusers_spec import DiffusersSpec
+from dagster_project.models.diffusers_spec import DiffusersSpec, first_frame
 from dagster_project.models.hunyuan import rope_axes
 from dagster_project.models.text_encoder import TextEncoder
 
@@ -76,13 +92,52 @@ TINY_TEXT_SEED = 0
 # t2v: the image tokens are all zeros and masked out of attention (the transformer tests
 # `image_embeds == 0`); one such token gives the same prediction as the pipeline's 729
 T2V_IMAGE_TOKENS = 1
+# the embedded image encoder's input side and patch (16 tokens; the real SigLIP: 384, 729)
+TINY_IMAGE_SIDE = 32
+TINY_IMAGE_PATCH = 8
+
+
+def tiny_image_encoder(model: ModelParams) -> tuple[SiglipVisionModel, SiglipImageProcessorPil]:
+    """A small SigLIP vision model as wide as the tiny transformer's image embeddings, and its
+    preprocessing (HunyuanVideo 1.5 I2V's image encoder)."""
+    tiny = model.tiny
+    torch.manual_seed(model.seed + 2)
+    config = SiglipVisionConfig(
+        hidden_size=tiny.num_attention_heads * tiny.attention_head_dim,
+        intermediate_size=tiny.ffn_dim,
+        num_hidden_layers=1,  # the pipeline reads the last layer's states
+        num_attention_heads=tiny.num_attention_heads,
+        image_size=TINY_IMAGE_SIDE,
+        patch_size=TINY_IMAGE_PATCH,
+    )
+    processor = SiglipImageProcessorPil(size={"height": TINY_IMAGE_SIDE, "width": TINY_IMAGE_SIDE})
+    return SiglipVisionModel(config).eval(), processor
+
+
+class BucketSizeProcessor(HunyuanVideo15ImageProcessor):
+    """The image-to-video pipeline's image processor, with the output size fixed.
+
+    The pipeline sizes its video by the aspect-ratio bucket of its `target_size` nearest the
+    image's, and that list rounds ratios: 480x832 is not among the sizes it picks for a 480x832
+    image. Evaluation samples at the training bucket's size (its memorization check compares
+    with the clips), so the size is set here; everything else is the pipeline's.
+    """
+
+    def __init__(self, vae_scale_factor: int, size: tuple[int, int]) -> None:
+        super().__init__(vae_scale_factor=vae_scale_factor)
+        self.size = size
+
+    def calculate_default_height_width(
+        self, height: int, width: int, target_size: int
+    ) -> tuple[int, int]:
+        return self.size
 
 
 def build_tiny(
-    model: ModelParams, text_dim: int
+    model: ModelParams, text_dim: int, task: str = "t2v"
 ) -> tuple[HunyuanVideo15Transformer3DModel, AutoencoderKLHunyuanVideo15]:
     """The embedded default: a small HunyuanVideo 1.5 transformer and VAE, random init from
-    `model.seed`, sized by `model.tiny`."""
+    `model.seed`, sized by `model.tiny` (the same layout for both tasks)."""
     tiny = model.tiny
     channels = 16  # latent channels (the real VAE: 32)
     torch.manual_seed(model.seed)
@@ -96,9 +151,9 @@ def build_tiny(
         mlp_ratio=tiny.ffn_dim / (tiny.num_attention_heads * tiny.attention_head_dim),
         text_embed_dim=text_dim,
         text_embed_2_dim=TINY_BYT5_WIDTH,
-        image_embed_dim=tiny.num_attention_heads * tiny.attention_head_dim,
+        image_embed_dim=tiny.num_attention_heads * tiny.attention_head_dim,  # the tiny SigLIP's
         rope_axes_dim=rope_axes(tiny.attention_head_dim),
-        task_type="t2v",
+        task_type=task,  # recorded only: the transformer reads the task from its image input
     )
     # seeded again: the VAE (and so every cached latent) must not depend on the transformer's size
     torch.manual_seed(model.seed)
@@ -279,6 +334,7 @@ class HunyuanVideo15Spec(DiffusersSpec):
     transformer_class = HunyuanVideo15Transformer3DModel
     vae_class = AutoencoderKLHunyuanVideo15
     pipeline_class = HunyuanVideo15Pipeline
+    i2v_pipeline_class = HunyuanVideo15ImageToVideoPipeline
     # 1.5's pipelines have no LoRA loader: HunyuanVideo's mixin writes diffusers' format
     lora_saver_class = HunyuanVideoPipeline
     default_scheduler = {"shift": DEFAULT_SHIFT}
@@ -286,6 +342,50 @@ class HunyuanVideo15Spec(DiffusersSpec):
     text_components = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
     prompt_encoder_class = HunyuanVideo15PromptEncoder
     build_tiny = staticmethod(build_tiny)
+
+    @classmethod
+    def build_tiny_i2v(cls, model: ModelParams, text_dim: int) -> tuple[Any, Any]:
+        return build_tiny(model, text_dim, "i2v")
+
+    @classmethod
+    def _check_transformer(cls, transformer: Any, task: str) -> None:
+        """Both tasks' checkpoints have one layout; their configs record which they are."""
+        recorded = transformer.config.get("task_type")
+        if recorded not in (None, task):
+            raise ValueError(
+                f"model.pretrained: the transformer is a {recorded} checkpoint (its config's "
+                f"task_type), train.task {task} needs a checkpoint of that task: set "
+                "train.task to the checkpoint's task"
+            )
+
+    @classmethod
+    def _write_more_parts(
+        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None, task: str
+    ) -> None:
+        """For i2v: the checkpoint's SigLIP (`image_encoder/`, `feature_extractor/`), or the
+        embedded tiny one; its width must be the transformer's `image_embed_dim`."""
+        if task != "i2v":
+            return
+        if pretrained is None:
+            encoder, processor = tiny_image_encoder(model)
+        else:
+            folders = pretrained / "image_encoder", pretrained / "feature_extractor"
+            for folder in folders:
+                if not folder.is_dir():
+                    raise ValueError(
+                        f"model.pretrained: {pretrained} has no {folder.name}/: HunyuanVideo 1.5 "
+                        "I2V encodes the first frame with SigLIP (its diffusers folder has both)"
+                    )
+            encoder = SiglipVisionModel.from_pretrained(folders[0], use_safetensors=True)
+            processor = SiglipImageProcessorPil.from_pretrained(folders[1])
+        wanted = HunyuanVideo15Transformer3DModel.load_config(out.transformer)["image_embed_dim"]
+        if encoder.config.hidden_size != wanted:
+            raise ValueError(
+                f"model.pretrained: the image encoder gives {encoder.config.hidden_size}-d "
+                f"embeddings but the transformer expects image_embed_dim={wanted}"
+            )
+        encoder.save_pretrained(out.image_encoder)
+        processor.save_pretrained(out.image_processor)
 
     @staticmethod
     def caption_tokens(tokenizer: PreTrainedTokenizerBase, captions: list[str]) -> list[int]:
@@ -307,25 +407,90 @@ class HunyuanVideo15Spec(DiffusersSpec):
         """Per-sample flow-matching loss at noise levels (sigmas) `levels`, the transformer's
         input laid out as the pipeline's: noisy latents, then zero condition latents and mask."""
         noisy, target = flow_matching.noisy_latents(latents, noise, levels)
-        batch, channels, frames, height, width = noisy.shape
-        condition = noisy.new_zeros(batch, channels + 1, frames, height, width)
-        image_dim = transformer.config.image_embed_dim
         prediction = transformer(
-            hidden_states=torch.cat([noisy, condition], dim=1),
+            hidden_states=self._model_input(noisy, conditioning),
             timestep=levels * self.scheduler.config.num_train_timesteps,
             encoder_hidden_states=conditioning["prompt_embeds"],
             encoder_attention_mask=conditioning["prompt_embeds_mask"],
             encoder_hidden_states_2=conditioning["prompt_embeds_2"],
             encoder_attention_mask_2=conditioning["prompt_embeds_mask_2"],
-            image_embeds=noisy.new_zeros(batch, T2V_IMAGE_TOKENS, image_dim),
+            image_embeds=self._image_embeds(transformer, noisy, conditioning),
             return_dict=False,
         )[0]
         return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
 
+    def _model_input(
+        self, noisy: torch.Tensor, conditioning: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """`[noisy | condition | mask]` as the pipelines lay it out: zeros for text-to-video;
+        for i2v the first frame's latents at latent frame 0, and the mask 1 there."""
+        batch, channels, frames, height, width = noisy.shape
+        condition = noisy.new_zeros(batch, channels + 1, frames, height, width)
+        if self.task == "i2v":
+            condition[:, :channels, :1] = conditioning["condition"].to(noisy.dtype)
+            condition[:, channels, 0] = 1.0
+        return torch.cat([noisy, condition], dim=1)
+
+    def _image_embeds(
+        self,
+        transformer: torch.nn.Module,
+        noisy: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """The first frame's SigLIP embeddings for i2v; zeros (text-to-video) otherwise."""
+        if self.task == "i2v":
+            return conditioning["image_embeds"].to(noisy.dtype)
+        return noisy.new_zeros(len(noisy), T2V_IMAGE_TOKENS, transformer.config.image_embed_dim)
+
+    # image-to-video: the first frame, as the pipeline makes its inputs of it
+    @functools.cached_property
+    def _image_parts(self) -> dict[str, Any]:
+        """The image-to-video pipeline's image encoder and its preprocessing."""
+        encoder = SiglipVisionModel.from_pretrained(self.base.image_encoder, use_safetensors=True)
+        processor = SiglipImageProcessorPil.from_pretrained(self.base.image_processor)
+        return {"image_encoder": encoder.eval(), "feature_extractor": processor}
+
+    @torch.no_grad()
+    def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The VAE posterior of the frames; for i2v also the first frame (`image`) and what the
+        image-to-video pipeline makes of it with its own static steps: `condition`, the frame's
+        latents [C, 1, h, w] (`_get_image_latents`), and `image_embeds` (`_get_image_embeds`)."""
+        entry = super().encode_video(frames)
+        if self.task != "i2v":
+            return entry
+        height, width = frames.shape[1:3]
+        image = Image.fromarray(frames[0].numpy())
+        cpu = torch.device("cpu")
+        pipeline = HunyuanVideo15ImageToVideoPipeline
+        processor = HunyuanVideo15ImageProcessor(
+            vae_scale_factor=self.vae.spatial_compression_ratio
+        )
+        condition = pipeline._get_image_latents(self.vae, processor, image, height, width, cpu)
+        parts = self._image_parts
+        embeds = pipeline._get_image_embeds(
+            parts["image_encoder"], parts["feature_extractor"], image, cpu
+        )
+        return entry | {
+            "image": frames[0].contiguous(),
+            "condition": condition[0].contiguous(),
+            "image_embeds": embeds[0].contiguous(),
+        }
+
     # sampling
     def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:
         # the guidance scale is the guider's (set per call: `_guidance`)
-        return {"transformer": transformer, "guider": ClassifierFreeGuidance()}
+        parts = {"transformer": transformer, "guider": ClassifierFreeGuidance()}
+        return parts | (self._image_parts if self.task == "i2v" else {})
+
+    def _size_inputs(self, pipe: Any, bucket: Bucket) -> dict[str, int]:
+        """The image-to-video pipeline takes no height and width: its processor gives the
+        bucket's (`BucketSizeProcessor`)."""
+        if self.task != "i2v":
+            return super()._size_inputs(pipe, bucket)
+        pipe.video_processor = BucketSizeProcessor(
+            pipe.vae_scale_factor_spatial, (bucket.height, bucket.width)
+        )
+        return {"num_frames": bucket.frames}
 
     def _guidance(self, pipe: Any, guidance_scale: float) -> dict[str, Any]:
         pipe.guider.guidance_scale = guidance_scale
@@ -333,14 +498,17 @@ class HunyuanVideo15Spec(DiffusersSpec):
 
     def _pipeline_inputs(
         self, conditioning: dict[str, torch.Tensor], guided: bool
-    ) -> dict[str, torch.Tensor | None]:
+    ) -> dict[str, Any]:
         """The cached embeddings and masks; with guidance, zeros as the negative prompt's (its
-        Qwen tokens attended, as an empty prompt's are; no glyph text, as the pipeline gives)."""
+        Qwen tokens attended, as an empty prompt's are; no glyph text, as the pipeline gives);
+        for i2v the first frame, from which the pipeline makes its condition itself."""
         names = ("prompt_embeds", "prompt_embeds_mask", "prompt_embeds_2", "prompt_embeds_mask_2")
-        inputs: dict[str, torch.Tensor | None] = {name: conditioning[name] for name in names}
+        inputs: dict[str, Any] = {name: conditioning[name] for name in names}
         for name in names:
             fill = torch.ones_like if name == "prompt_embeds_mask" else torch.zeros_like
             inputs[f"negative_{name}"] = fill(conditioning[name]) if guided else None
+        if self.task == "i2v":
+            inputs["image"] = first_frame(conditioning)
         return inputs
 
     # loading an adapter: the pipeline has no LoRA loader of its own

@@ -315,12 +315,15 @@ def test_a_local_checkpoint_folder_loads_as_the_base(
 ) -> None:
     """`model.pretrained`: a local diffusers folder (here a tiny one) becomes the base model,
     weights and scheduler (with its shift) unchanged; an image-to-video folder with its image
-    encoder where the layout has one (Wan 2.1 I2V)."""
+    encoder where the layout has one (Wan 2.1 I2V, HunyuanVideo 1.5 I2V)."""
     checkpoint = tiny_spec(family, tmp_path / "checkpoint", task)
+    if (family, task) == ("hunyuan15", "i2v"):  # its diffusers folder's name for SigLIP's
+        checkpoint.base.image_processor.rename(checkpoint.base.root / "feature_extractor")
     out = BaseModelFiles(tmp_path / "base")
     FAMILIES[family].write_base_model(ModelParams(seed=7), 384, out, checkpoint.base.root, task)
     two = {"transformer_2", "model_index.json"} if FAMILY_SHAPES[family].experts else set()
-    image = {"image_encoder", "image_processor"} if (family, task) == ("wan", "i2v") else set()
+    with_image = (family, task) in {("wan", "i2v"), ("hunyuan15", "i2v")}
+    image = {"image_encoder", "image_processor"} if with_image else set()
     assert {f.name for f in out.root.iterdir()} == {
         "transformer",
         "vae",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from dagster_project.models.hunyuan15 import chat_template, crop_start, template_ids
@@ -62,3 +63,32 @@ def test_the_trainers_input_is_the_pipelines(clip: Path, tmp_path: Path) -> None
         loss = spec.loss(transformer, torch.zeros_like(noisy), conditioning, level, noisy / level)
     expected = (seen["output"] - noisy / level).pow(2).mean()
     torch.testing.assert_close(loss[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_i2v_checkpoint_needs_its_siglip_as_wide_as_the_transformer(tmp_path: Path) -> None:
+    """`model.pretrained` for i2v: an I2V transformer (its config's `task_type`), the diffusers
+    folder's `image_encoder/` and `feature_extractor/`, named when missing; an encoder of
+    another width is refused."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    from dagster_project.core.params import ModelParams
+    from dagster_project.core.paths import BaseModelFiles
+    from dagster_project.models.families import FAMILIES
+
+    checkpoint = tiny_spec("hunyuan15", tmp_path / "checkpoint", "i2v").base
+    write = FAMILIES["hunyuan15"].write_base_model
+    text_to_video = tiny_spec("hunyuan15", tmp_path / "t2v").base
+    with pytest.raises(
+        ValueError, match="is a t2v checkpoint .* train.task i2v needs a checkpoint of that"
+    ):
+        write(ModelParams(), 384, BaseModelFiles(tmp_path / "c"), text_to_video.root, "i2v")
+    with pytest.raises(ValueError, match="has no feature_extractor/: HunyuanVideo 1.5 I2V"):
+        write(ModelParams(), 384, BaseModelFiles(tmp_path / "a"), checkpoint.root, "i2v")
+    checkpoint.image_processor.rename(checkpoint.root / "feature_extractor")
+    narrow = SiglipVisionConfig(
+        hidden_size=24, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8,
+    )  # fmt: skip
+    SiglipVisionModel(narrow).save_pretrained(checkpoint.image_encoder)
+    with pytest.raises(ValueError, match="gives 24-d embeddings but the transformer expects"):
+        write(ModelParams(), 384, BaseModelFiles(tmp_path / "b"), checkpoint.root, "i2v")

@@ -38,7 +38,8 @@ def test_the_condition_is_the_pipelines(family: str, clip: Path, tmp_path: Path)
     moments, conditioning, bucket = batch(spec, clip)
     frames = decode_clip(clip, *bucket, fps=spec.shape.fps, sample_aspect_ratio="1:1")
     assert torch.equal(conditioning["image"][0], torch.from_numpy(frames[0]))
-    assert ("image_embeds" in conditioning) == (family == "wan")  # Wan 2.1 I2V's CLIP
+    # Wan 2.1 I2V's CLIP, HunyuanVideo 1.5's SigLIP
+    assert ("image_embeds" in conditioning) == (family in {"wan", "hunyuan15"})
 
     # sampling from the cached first frame: the pipeline's first transformer call gets the
     # input and timestep the trainer builds from its own latents and level
@@ -50,6 +51,15 @@ def test_the_condition_is_the_pipelines(family: str, clip: Path, tmp_path: Path)
     level = seen["timestep"].max() / spec.scheduler.config.num_train_timesteps
     if family == "ltx":
         check_ltx_input(spec, seen, conditioning, level)
+        return
+    if family == "hunyuan15":  # [noisy | first frame's latents at frame 0 | mask 1 there]
+        noisy = seen["hidden_states"][:, : spec.vae.config.latent_channels]
+        assert torch.equal(spec._model_input(noisy, conditioning), seen["hidden_states"])
+        assert torch.equal(seen["image_embeds"], conditioning["image_embeds"])
+        assert seen["hidden_states"].shape[-2:] == (
+            bucket.height // spec.shape.spatial_multiple,
+            bucket.width // spec.shape.spatial_multiple,
+        )  # sampled at the bucket's size, not at a size of the pipeline's choosing
         return
     channels = spec.vae.config.z_dim
     noisy = seen["hidden_states"][:, :channels]
@@ -141,8 +151,8 @@ TI2V_BUCKETS = {"buckets": {"sizes": [[17, 64, 64]]}}  # sides of 32
     [
         (
             {"model": {"family": "hunyuan"}, "train": {"task": "i2v"}},
-            r"train.task: hunyuan does not train i2v \(model.family ltx, wan, wan22, "
-            r"wan22_ti2v do\)",
+            r"train.task: hunyuan does not train i2v \(model.family hunyuan15, ltx, wan, "
+            r"wan22, wan22_ti2v do\)",
         ),
         (
             {"model": {"family": "wan22_ti2v"}, "train": {"first_frame_p": 0.3}, **TI2V_BUCKETS},
