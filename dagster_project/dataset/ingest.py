@@ -31,7 +31,7 @@ import os
 import stat
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -71,12 +71,17 @@ class Scan:
     split_root: Path
 
 
+def _below(folder: str, path: str) -> str | None:
+    """`path` relative to `folder` when it lies below it (both normalized, absolute); string
+    work, where `Path.relative_to` costs a parse per call (thousands of clips a run)."""
+    prefix = folder.rstrip(os.sep) + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) else None
+
+
 def folder_split(split_root: Path, path: Path) -> str | None:
     """The split fixed by the split folder `path` lies in (as listed, links not followed)."""
-    try:
-        parts = Path(os.path.normpath(path)).relative_to(split_root).parts
-    except ValueError:
-        return None
+    below = _below(str(split_root), os.path.normpath(path))
+    parts = below.split(os.sep) if below is not None else []
     return SPLIT_FOLDERS.get(parts[0]) if len(parts) > 1 else None
 
 
@@ -91,13 +96,16 @@ def normalize_caption(text: str | None) -> str | None:
 def control_characters(caption: str) -> str:
     """The control characters in a caption (a NUL byte, an escape), named; '' when none. A tab
     counts as a space."""
+    if caption.isprintable():  # the common case, at C speed: no control character at all
+        return ""
     found = sorted({c for c in caption if unicodedata.category(c) == "Cc" and c != "\t"})
     return ", ".join(f"U+{ord(c):04X}" for c in found)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
     """UTF-8 text with or without BOM (UnicodeDecodeError when not UTF-8)."""
-    return path.read_bytes().decode("utf-8-sig")
+    with open(path, "rb") as handle:
+        return handle.read().decode("utf-8-sig")
 
 
 def resolve_below(data_dir: Path, path: Path) -> Path:
@@ -108,12 +116,11 @@ def resolve_below(data_dir: Path, path: Path) -> Path:
     resolution: that takes one `lstat` per component below the folder, where `resolve` checks
     every component from the root (the cost of a run that lists thousands of clips).
     """
-    try:
-        relative = path.relative_to(data_dir)
-    except ValueError:
+    relative = _below(str(data_dir), str(path))
+    if relative is None:
         return path.resolve()
     current = str(data_dir)
-    for part in relative.parts:
+    for part in relative.split(os.sep):
         current = os.path.join(current, part)
         try:
             link = part == ".." or stat.S_ISLNK(os.lstat(current).st_mode)
@@ -127,12 +134,28 @@ def resolve_below(data_dir: Path, path: Path) -> Path:
 def confine(data_dir: Path, path: Path) -> Path | None:
     """`path` resolved (symlinks followed); None when it leaves the (resolved) data folder."""
     resolved = resolve_below(data_dir, path)
-    return resolved if resolved.is_relative_to(data_dir) else None
+    inside = resolved == data_dir or _below(str(data_dir), str(resolved)) is not None
+    return resolved if inside else None
 
 
 def is_video(name: str | Path) -> bool:
     """A video file, by its suffix (what ingestion picks up)."""
-    return Path(name).suffix.lower() in VIDEO_SUFFIXES
+    return os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES
+
+
+def _files_below(folder: Path, skip: list[Path]) -> list[str]:
+    """The files under `folder` (links to files included; links to folders neither listed
+    nor followed, as `Path.rglob` does), the folders in `skip` left out, in `sorted(rglob)`
+    order. One `scandir` per folder and string paths: the listing of thousands of clips."""
+    pruned = {str(s) for s in skip}
+    found: list[tuple[list[str], str]] = []
+    for top, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if os.path.join(top, f) not in pruned]
+        below = os.path.relpath(top, folder)
+        parts = [] if below == "." else below.split(os.sep)
+        found += ((parts + [name], os.path.join(top, name)) for name in files)
+    found.sort(key=lambda item: item[0])  # by components, as Paths sort
+    return [path for _, path in found]
 
 
 def _check_file(
@@ -149,7 +172,7 @@ def _check_file(
         resolved = resolve_below(data_dir, path)
     except (OSError, ValueError) as error:  # a loop of links, a NUL in a metadata name
         return Candidate(relative, caption, source, "unreadable", f"{relative}: {error}")
-    if not resolved.is_relative_to(data_dir):
+    if resolved != data_dir and _below(str(data_dir), str(resolved)) is None:
         return Candidate(
             relative, caption, source, "outside_data_folder",
             f"{relative}: resolves to {resolved}, outside the data folder {data_dir}",
@@ -166,7 +189,8 @@ def _check_file(
             f"{relative}: the caption holds control characters ({control}; {source})",
         )  # fmt: skip
     split = folder_split(split_root, path)
-    return Candidate(resolved.relative_to(data_dir).as_posix(), caption, source, split=split)
+    inside = _below(str(data_dir), str(resolved))  # a file, so strictly below the folder
+    return Candidate(inside.replace(os.sep, "/"), caption, source, split=split)
 
 
 def _resolved_or_none(data_dir: Path, path: Path) -> Path | None:
@@ -178,20 +202,24 @@ def _resolved_or_none(data_dir: Path, path: Path) -> Path | None:
 
 def _relative(data_dir: Path, path: Path) -> str:
     """The path normalized (`a/../b` -> `b`, symlinks kept), relative to the data folder."""
-    return Path(os.path.relpath(os.path.normpath(data_dir / path), data_dir)).as_posix()
+    normal = os.path.normpath(os.path.join(data_dir, path))
+    below = _below(str(data_dir), normal)
+    below = below if below is not None else os.path.relpath(normal, data_dir)
+    return below.replace(os.sep, "/")
 
 
 def _sidecar(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidate]:
-    for video in sorted(scan.folder.rglob("*")):
-        if not is_video(video) or video.is_dir() or any(video.is_relative_to(s) for s in skip):
+    for name in _files_below(scan.folder, skip):
+        if not is_video(name):
             continue
-        sidecar = video.with_suffix(".txt")
+        video = Path(name)
+        sidecar = os.path.splitext(name)[0] + ".txt"
         try:
-            caption = normalize_caption(read_text(sidecar)) if sidecar.is_file() else None
+            caption = normalize_caption(read_text(sidecar)) if os.path.isfile(sidecar) else None
         except (OSError, UnicodeDecodeError) as error:
             relative = _relative(data_dir, video)
             why = "is not UTF-8" if isinstance(error, UnicodeDecodeError) else "cannot be read"
-            message = f"{relative}: caption file {sidecar.name} {why}"
+            message = f"{relative}: caption file {os.path.basename(sidecar)} {why}"
             yield Candidate(relative, None, "sidecar", "unreadable", message)
             continue
         yield _check_file(data_dir, video, caption, "sidecar", scan.split_root)
@@ -225,10 +253,12 @@ def _metadata(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidat
         listed.add(_resolved_or_none(data_dir, video))
         caption = row["caption"] if isinstance(row["caption"], str) else None
         yield _check_file(data_dir, video, normalize_caption(caption), source, scan.split_root)
-    for video in sorted(folder.rglob("*")):
-        if any(video.is_relative_to(s) for s in skip):
-            continue
-        if is_video(video) and resolve_below(data_dir, video) not in listed and video.is_file():
+    for video in map(Path, _files_below(folder, skip)):
+        if (
+            is_video(video.name)
+            and resolve_below(data_dir, video) not in listed
+            and video.is_file()
+        ):
             yield _check_file(data_dir, video, None, f"{source} (not listed)", scan.split_root)
 
 
@@ -309,5 +339,5 @@ def discover_videos(data_dir: Path, folders: list[tuple[str, str]]) -> pl.DataFr
             c = Candidate(c.path, c.caption, c.source, "duplicate", message, c.split)
         elif c.reason is None:
             accepted.add(c.path)
-        rows.append(asdict(c))
+        rows.append(vars(c))  # its fields, all strings (asdict deep-copies each)
     return pl.DataFrame(rows, schema=VIDEOS_SCHEMA)

@@ -7,9 +7,10 @@ train/validation split and a resolution bucket.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -205,7 +206,7 @@ def build_manifest(
             explicit.add(sha)
         accepted.append(
             {
-                **asdict(info),
+                **vars(info),  # scalars only (asdict deep-copies them, per clip)
                 "path": path,
                 "sha256": sha,
                 "caption": row["caption"],
@@ -213,7 +214,7 @@ def build_manifest(
                 "split": split_of(sha, path, val_fraction, explicit_val, row["split"]),
                 "bucket": bucket.name,
                 "windows": len(rules.windows.starts(available, bucket.frames)),
-                "size_bytes": (data_dir / path).stat().st_size,
+                "size_bytes": os.stat(os.path.join(data_dir, path)).st_size,
             }
         )
 

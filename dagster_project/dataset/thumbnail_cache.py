@@ -94,12 +94,17 @@ class ThumbnailStore:
         """Each clip's sketch (None: no frame could be decoded), the clips searched by an earlier
         run, and how many clips were decoded now (in parallel)."""
         known = self._sketches()
-        progress = Progress("thumbnails", len(clips), say)
+        # one listing, not a stat per clip: a known sketch counts while its thumbnails exist
+        files = set(os.listdir(self.folder)) if self.folder is not None else None
+        ready = {
+            sha: known[sha][0]
+            for sha, *_ in clips
+            if sha in known and (files is None or _name(sha) in files)
+        }
+        progress = Progress("thumbnails", len(clips) - len(ready), say)
 
         def one(clip: Clip) -> tuple[Sketch | None, bool]:
             sha, path, frame_count, sample_aspect_ratio = clip
-            if sha in known and (self.folder is None or (self.folder / _name(sha)).is_file()):
-                return known[sha][0], False
             frames, made = self._load(sha), False
             if frames is None:
                 try:
@@ -115,15 +120,17 @@ class ThumbnailStore:
             progress()
             return result
 
+        todo = [clip for clip in clips if clip[0] not in ready]
         with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
-            done = list(pool.map(counted, clips))
-        if self.folder is not None:
+            done = dict(zip([sha for sha, *_ in todo], pool.map(counted, todo), strict=True))
+        if files is not None:
             keep = {_name(sha) for sha, *_ in clips}
-            for stale in self.folder.glob("*.npy"):
-                if stale.name not in keep:
-                    stale.unlink(missing_ok=True)
+            for stale in files:
+                if stale.endswith(".npy") and stale not in keep:
+                    (self.folder / stale).unlink(missing_ok=True)
         searched = {sha for sha, (_, was) in known.items() if was}
-        return [s for s, _ in done], searched, sum(made for _, made in done)
+        sketches = [ready[sha] if sha in ready else done[sha][0] for sha, *_ in clips]
+        return sketches, searched, sum(made for _, made in done.values())
 
     def save_sketches(self, shas: list[str], sketches: list[Sketch | None]) -> None:
         """Keep the current clips' sketches, every one searched now."""
