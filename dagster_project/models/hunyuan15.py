@@ -117,10 +117,11 @@ def tiny_image_encoder(model: ModelParams) -> tuple[SiglipVisionModel, SiglipIma
 class BucketSizeProcessor(HunyuanVideo15ImageProcessor):
     """The image-to-video pipeline's image processor, with the output size fixed.
 
-    The pipeline sizes its video by the aspect-ratio bucket of its `target_size` nearest the
-    image's, and that list rounds ratios: 480x832 is not among the sizes it picks for a 480x832
-    image. Evaluation samples at the training bucket's size (its memorization check compares
-    with the clips), so the size is set here; everything else is the pipeline's.
+    The pipeline sizes its video from a list of sizes of about `target_size` squared in area,
+    the one whose aspect ratio is nearest the image's: at the transformer's default 640, a 480x832
+    image is sampled at 480x816 (and a 512x512 one at 640x640). Evaluation samples at the
+    training bucket's size (its memorization check compares with the clips), so the size is
+    set here; everything else is the pipeline's.
     """
 
     def __init__(self, vae_scale_factor: int, size: tuple[int, int]) -> None:
