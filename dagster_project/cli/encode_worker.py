@@ -8,6 +8,11 @@ to the Dagster run.
 
 from __future__ import annotations
 
+from dagster_project.core import startup
+
+if __name__ == "__main__":  # imports below without the collector (core/startup.py)
+    startup.collect_later()
+
 import os
 import sys
 from contextlib import ExitStack
@@ -26,6 +31,7 @@ from dagster_project.models.families import family_spec
 
 
 def main(argv: list[str]) -> int:
+    startup.imports_done()
     params = load_params(argv[1] if len(argv) > 1 else "params.yaml")
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))

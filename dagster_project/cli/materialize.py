@@ -15,6 +15,11 @@ a step waits for a slot, it says every 30 s who holds it.
 
 from __future__ import annotations
 
+from dagster_project.core import startup
+
+if __name__ == "__main__":  # imports below without the collector (core/startup.py)
+    startup.collect_later()
+
 import argparse
 import os
 import re
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from dagster_project.definitions import build_definitions
 
     defs = build_definitions(args.params)
+    startup.imports_done()  # the definitions' imports are done too
     job = defs.resolve_implicit_global_asset_job_def()
     keys = [dg.AssetKey(key.strip()) for key in args.keys.split(",")]
     unknown = [k.to_user_string() for k in keys if k not in job.asset_layer.executable_asset_keys]

@@ -11,6 +11,11 @@ the materialization's metadata. The same command runs on a cluster: in a Kuberne
 
 from __future__ import annotations
 
+from dagster_project.core import startup
+
+if __name__ == "__main__":  # imports below without the collector (core/startup.py)
+    startup.collect_later()
+
 import os
 import sys
 import traceback
@@ -31,6 +36,7 @@ from dagster_project.training.trainer import NonFiniteLoss, WarmStart, train
 
 
 def main(argv: list[str]) -> int:
+    startup.imports_done()
     params = load_params(argv[1] if len(argv) > 1 else "params.yaml")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     out = params.train_outputs
