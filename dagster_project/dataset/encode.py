@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -25,6 +26,7 @@ from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache
 from dagster_project.dataset.windows import WindowRule
 from dagster_project.models.spec import PromptEncoder
+from dagster_project.video.audio import decode_audio
 from dagster_project.video.decode import (
     DECODER_VERSION,
     DecodeError,
@@ -34,11 +36,22 @@ from dagster_project.video.decode import (
 
 
 class VideoEncoder(Protocol):
-    """What the latent cache needs of a model family: its VAE's identity and encoding."""
+    """What the latent cache needs of a model family: its VAE's identity and encoding, and
+    for a family that trains on sound (LTX-2) the audio it takes and its encoding."""
 
     identity: str
 
+    @property
+    def audio_format(self) -> tuple[int, int] | None: ...  # (sample rate, channels)
+
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def encode_audio(self, waveform: np.ndarray | None, frames: int) -> dict[str, torch.Tensor]: ...
+
+
+# decoded frames [F, H, W, 3], and the window's audio where the family takes audio and the clip
+# has it, or why the window could not be decoded
+Decoded = tuple[torch.Tensor, np.ndarray | None] | DecodeError
 
 
 TEXT_INDEX_SCHEMA = {"sha256": pl.String, "text_key": pl.String}
@@ -84,6 +97,7 @@ class LatentJob:
     start: int
     sample_aspect_ratio: str
     key: str
+    has_audio: bool = False  # the clip has an audio stream (probed)
 
 
 def latent_jobs(
@@ -115,6 +129,7 @@ def latent_jobs(
                     start,
                     row["sample_aspect_ratio"],
                     key,
+                    row["has_audio"],
                 )  # fmt: skip
             )
     return jobs
@@ -125,24 +140,29 @@ def shard(jobs: list[LatentJob], rank: int, world: int) -> list[LatentJob]:
     return [job for job in jobs if int(job.sha256[:16], 16) % world == rank]
 
 
-def _decode(job: LatentJob, fps: float) -> torch.Tensor | DecodeError:
+def _decode(job: LatentJob, fps: float, audio: tuple[int, int] | None) -> Decoded:
+    """The window's frames, and its audio at `audio` (sample rate, channels) where wanted and
+    the clip has some: the time span of the frames."""
     try:
         frames = decode_clip(job.path, *job.bucket, fps, job.sample_aspect_ratio, start=job.start)
+        waveform = None
+        if audio is not None and job.has_audio:
+            waveform = decode_audio(job.path, job.start / fps, job.bucket.frames / fps, *audio)
     except DecodeError as failure:
         return failure
-    return torch.from_numpy(frames)
+    return torch.from_numpy(frames), waveform
 
 
 def prefetched(
-    jobs: Iterable[LatentJob], fps: float, depth: int
-) -> Iterator[tuple[LatentJob, torch.Tensor | DecodeError]]:
-    """Each job with its decoded frames (or why not), `depth` decoded ahead in threads while
+    jobs: Iterable[LatentJob], fps: float, depth: int, audio: tuple[int, int] | None = None
+) -> Iterator[tuple[LatentJob, Decoded]]:
+    """Each job with its decoded window (or why not), `depth` decoded ahead in threads while
     the caller encodes (ffmpeg works in its own process; the threads wait on its pipe)."""
     pending: deque[tuple[LatentJob, Future]] = deque()
     todo = iter(jobs)
     with ThreadPoolExecutor(max_workers=depth) as pool:
         for job in todo:
-            pending.append((job, pool.submit(_decode, job, fps)))
+            pending.append((job, pool.submit(_decode, job, fps, audio)))
             if len(pending) > depth:
                 done, future = pending.popleft()
                 yield done, future.result()
@@ -169,11 +189,17 @@ def encode_latents(
     """Encode the jobs not cached yet, decoding ahead; returns why each failed job failed."""
     todo = [job for job in jobs if job.key not in cache]
     errors: dict[LatentJob, str] = {}
-    for done, (job, frames) in enumerate(prefetched(todo, fps, prefetch_depth(todo)), 1):
-        if isinstance(frames, DecodeError):
-            errors[job] = str(frames)
+    audio = encoder.audio_format
+    windows = prefetched(todo, fps, prefetch_depth(todo), audio)
+    for done, (job, decoded) in enumerate(windows, 1):
+        if isinstance(decoded, DecodeError):
+            errors[job] = str(decoded)
         else:
-            cache.write(job.key, encoder.encode_video(frames))
+            frames, waveform = decoded
+            entry = encoder.encode_video(frames)
+            if audio is not None:
+                entry |= encoder.encode_audio(waveform, len(frames))
+            cache.write(job.key, entry)
         progress(done, len(todo))
     return errors
 

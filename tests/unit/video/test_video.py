@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dagster_project.core.hashing import sha256_file
+from dagster_project.video.audio import decode_audio
 from dagster_project.video.decode import DecodeError, decode_clip, frames_at_fps
 from dagster_project.video.probe import ProbeError, probe_video
 
@@ -124,6 +125,31 @@ def test_probe_with_audio(tmp_path: Path) -> None:
     )  # fmt: skip
     info = probe_video(clip)
     assert info.has_audio and info.frame_count == 24
+
+
+def test_decode_audio_takes_the_window_s_time_span(tmp_path: Path) -> None:
+    """A window's audio at the requested rate and channels, exactly its samples: a 1 kHz tone
+        whose soundtrack (0.5 s) ends inside the second window, padded with silence there, and none
+    after it; a file
+        named like an option or protocol is read as a file; no audio stream is a DecodeError."""
+    clip = tmp_path / "-concat:tone.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=32x32:rate=24", "-f", "lavfi", "-i",
+        "sine=frequency=1000:duration=0.5", "-t", "1", "-c:v", "libx264",
+        "-c:a", "flac", "file:" + str(clip),
+    )  # fmt: skip
+    first = decode_audio(clip, 0.0, 17 / 24, 16000, 2)
+    assert first.shape == (2, round(17 / 24 * 16000)) and first.dtype == np.float32
+    assert np.allclose(first[0], first[1])  # a mono tone on both channels
+    spectrum = np.abs(np.fft.rfft(first[0, :8000]))
+    assert round(np.argmax(spectrum) * 16000 / 8000) == 1000
+    later = decode_audio(clip, 8 / 24, 17 / 24, 16000, 1)
+    tone_end = round((0.5 - 8 / 24) * 16000)
+    assert np.abs(later[0, : tone_end - 200]).max() > 0.1  # the tone, then silence
+    assert not later[0, tone_end + 200 :].any()
+    assert decode_audio(clip, 0.75, 0.2, 16000) is None  # after the soundtrack: none, not zeros
+    with pytest.raises(DecodeError, match="no audio decoded"):
+        decode_audio(make_clip(tmp_path / "mute.mp4", frames=12), 0.0, 0.5, 16000)
 
 
 def test_hostile_file_name_is_just_a_file(tmp_path: Path) -> None:
