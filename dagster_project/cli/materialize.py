@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from dagster_project.core import startup
 
-if __name__ == "__main__":  # imports below without the collector (core/startup.py)
-    startup.collect_later()
+startup.collect_later(__name__)  # imports below without the collector (core/startup.py)
 
 import argparse
 import os

@@ -36,7 +36,9 @@ def test_an_entry_point_imports_without_the_collector_only_as_the_program() -> N
 
 def test_start_up_ends_with_the_imports_frozen_and_the_collector_on() -> None:
     frozen = gc.get_freeze_count()
-    startup.collect_later()
+    startup.collect_later(__name__)  # a module imported, not run: the collector stays on
+    assert gc.isenabled()
+    startup.collect_later("__main__")
     assert not gc.isenabled()
     startup.imports_done()
     try:
