@@ -28,7 +28,9 @@ default builds a small Gemma 3 text model over MiniLM's vocabulary, from config 
 seed: nothing is downloaded.
 
 LoRA adapters are saved and loaded with the pipeline's own `save_lora_weights` /
-`load_lora_weights` (diffusers' format).
+`load_lora_weights` (diffusers' format), and written in ComfyUI's key names as well
+(`COMFYUI_FILE`: the original checkpoint's module names under `diffusion_model.`, which
+`LTX2Pipeline.load_lora_weights` also reads, converting them back).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from diffusers import (
 )
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+from safetensors.torch import save_file
 from transformers import Gemma3TextConfig, Gemma3TextModel, PreTrainedTokenizerBase
 from transformers.audio_utils import mel_filter_bank
 
@@ -74,6 +77,8 @@ MEL_N_FFT = 1024
 MEL_LOG_FLOOR = 1e-5
 # the audio loss's weight beside the video's
 AUDIO_LOSS_WEIGHT = 1.0
+# the adapter in ComfyUI's key names, beside diffusers' file
+COMFYUI_FILE = "comfyui_lora.safetensors"
 # the embedded text encoder: a small Gemma 3 text model (the pipeline stacks every layer's states)
 TINY_GEMMA_LAYERS = 2
 TINY_GEMMA_HEAD_DIM = 64
@@ -559,3 +564,33 @@ class LTX2Spec(DiffusersSpec):
     def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
         """The pipeline's latent output is unpacked and de-normalized: normalized again."""
         return self._normalize(output)[0]
+
+    # saving
+    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
+        """Full weights with `save_pretrained`; an adapter in diffusers' format (for
+        `LTX2Pipeline.load_lora_weights`) and in ComfyUI's (`COMFYUI_FILE`)."""
+        if not lora:
+            super().save_trained(transformer, folder, lora)
+            return
+        weights, config = self._save_adapter(transformer, folder)
+        comfy = comfyui_lora(weights, config["lora_alpha"] / config["r"])
+        save_file(comfy, str(folder / COMFYUI_FILE))
+
+
+def comfyui_lora(weights: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """peft LoRA weights of an LTX-2 transformer -> ComfyUI's keys.
+
+    Inside its blocks the original checkpoint names the adapted Linears as diffusers does
+    (`transformer_blocks.0.attn1.to_q`, `audio_ff.net.2`, ...), so a key only gains the
+    `diffusion_model.` prefix; alpha / rank is folded into `lora_B`, as a file without `.alpha`
+    keys is read at scale 1 by ComfyUI and by diffusers alike. Modules outside the blocks are
+    named otherwise there (`patchify_proj` for `proj_in`, ...) and are refused.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        module, _, leaf = key.partition(".lora_")
+        if not module.startswith("transformer_blocks.") or leaf not in ("A.weight", "B.weight"):
+            raise ValueError(f"{key}: no ComfyUI name for this LoRA weight (train.lora.targets)")
+        value = tensor.detach().float() * (scale if leaf == "B.weight" else 1.0)
+        out[f"diffusion_model.{module}.lora_{leaf}"] = value.to(tensor.dtype).contiguous()
+    return out

@@ -14,6 +14,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from safetensors.torch import load_file
 from transformers import (
     AutoTokenizer,
     Gemma3Config,
@@ -23,17 +24,18 @@ from transformers import (
 )
 from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
 
-from dagster_project.core.params import ModelParams
+from dagster_project.core.params import LoraParams, ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache, load_entry
 from dagster_project.dataset.encode import cache_latents
+from dagster_project.models.adapters import add_lora
 from dagster_project.models.families import FAMILIES, family_spec
-from dagster_project.models.ltx2 import MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
+from dagster_project.models.ltx2 import COMFYUI_FILE, MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.video.probe import probe_video
 
-from .test_families import TEXT_LEN, batch, tiny_spec
+from .test_families import TEXT_LEN, batch, sample, tiny_spec, train_steps
 
 CAPTION = "a colorful test pattern with a moving gradient"
 
@@ -120,8 +122,8 @@ def test_a_clip_without_audio_trains_its_video_alone(spec: LTX2Spec, clip: Path)
         assert torch.equal(spec.loss(transformer, latents, other, levels, noise)[1], losses[1])
     assert losses[0] > losses[1]  # the audio's loss added
 
-    for sample, trains_audio in ((0, True), (1, False)):
-        one = {k: v[sample : sample + 1] for k, v in two.items()}
+    for row, trains_audio in ((0, True), (1, False)):
+        one = {k: v[row : row + 1] for k, v in two.items()}
         spec.loss(transformer, latents[:1], one, levels[:1], noise[:1]).sum().backward()
         assert transformer.proj_out.weight.grad.abs().sum() > 0
         audio_grad = transformer.audio_proj_out.weight.grad
@@ -234,3 +236,28 @@ def test_the_bucket_rules_are_the_video_vae_s(spec: LTX2Spec) -> None:
     assert spec.shape.check_bucket(17, 64, 96) is None
     assert spec.shape.check_bucket(13, 64, 96) == "frames 13 is not 8k+1"
     assert Bucket(17, 64, 96).name == "17x64x96"
+
+
+def test_a_lora_round_trips_through_the_comfyui_format(
+    spec: LTX2Spec, clip: Path, tmp_path: Path
+) -> None:
+    """The adapter in ComfyUI's names (`diffusion_model.transformer_blocks...`, alpha / rank
+    folded in) loads through `LTX2Pipeline.load_lora_weights`, which converts the original
+    names back: the trained model's samples, not the base's."""
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    train_steps(spec, transformer, moments, conditioning, steps=3)
+    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+
+    comfy = load_file(tmp_path / "adapter" / COMFYUI_FILE)
+    assert all(k.startswith("diffusion_model.transformer_blocks.") for k in comfy)
+    assert "diffusion_model.transformer_blocks.0.audio_to_video_attn.to_q.lora_A.weight" in comfy
+    assert "diffusion_model.transformer_blocks.1.audio_ff.net.2.lora_B.weight" in comfy
+    pipe = spec._pipeline(spec.load_transformer())
+    pipe.load_lora_weights(str(tmp_path / "adapter" / COMFYUI_FILE), adapter_name="comfy")
+    from_comfy = sample(spec, pipe.transformer, conditioning, bucket)
+    assert torch.allclose(from_comfy, sample(spec, transformer, conditioning, bucket), atol=1e-5)
+    assert not torch.allclose(
+        from_comfy, sample(spec, spec.load_transformer(), conditioning, bucket)
+    )
