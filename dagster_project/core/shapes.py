@@ -85,7 +85,14 @@ FAMILY_SHAPES = {
             drops_first_frame=True,
         ),
         # LTX-2: its video VAE's 32x and 8x (patch size 1), as LTX-Video's; made at 24 fps
-        FamilyShape("ltx2", frame_multiple=8, spatial_multiple=32, fps=24.0),
+        FamilyShape(
+            "ltx2",
+            frame_multiple=8,
+            spatial_multiple=32,
+            fps=24.0,
+            tasks=("t2v", "i2v"),
+            drops_first_frame=True,
+        ),
         # CogVideoX's transformer has a fixed text length (max_text_seq_length)
         FamilyShape("cogvideox", frame_multiple=4, spatial_multiple=16, fps=8.0, text_len=226),
     )

@@ -46,6 +46,7 @@ import torch
 from diffusers import (
     AutoencoderKLLTX2Audio,
     AutoencoderKLLTX2Video,
+    LTX2ImageToVideoPipeline,
     LTX2Pipeline,
     LTX2VideoTransformer3DModel,
 )
@@ -60,8 +61,8 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
-from dagster_project.models.diffusers_spec import DiffusersSpec, text_pipeline
-from dagster_project.models.ltx import SCHEDULER_CONFIG
+from dagster_project.models.diffusers_spec import first_frame, text_pipeline
+from dagster_project.models.ltx import SCHEDULER_CONFIG, LTXSpec
 from dagster_project.models.text_encoder import TextEncoder
 
 # the real video VAE's latent width: the tiny default keeps it, so the transformer's input is real
@@ -323,11 +324,14 @@ class CachedConnectors(torch.nn.Module):
         return embeds[..., : self.video_width], embeds[..., self.video_width :], mask
 
 
-class LTX2Spec(DiffusersSpec):
+class LTX2Spec(LTXSpec):
     """The LTX-2 family over one base model folder (the `ModelSpec` protocol).
 
-    Noise levels for training come from the scheduler's training schedule (the base class's):
-    like LTX-Video, LTX-2 shifts by the token count only when sampling."""
+    What LTX-2's video stream shares with LTX-Video comes from `LTXSpec`: packed tokens, the
+    VAE's normalization, noise levels (the scheduler's training schedule: LTX-2 too shifts by
+    the token count only when sampling) and image-to-video's layout (`_model_input`,
+    `_timesteps`: latent frame 0 given, clean, its tokens at timestep 0, out of the loss), which
+    `LTX2ImageToVideoPipeline` shares; the audio stream, the text and sampling are its own."""
 
     name = "ltx2"
     shape = FAMILY_SHAPES["ltx2"]
@@ -335,9 +339,11 @@ class LTX2Spec(DiffusersSpec):
     transformer_class = LTX2VideoTransformer3DModel
     vae_class = AutoencoderKLLTX2Video
     pipeline_class = LTX2Pipeline
+    i2v_pipeline_class = LTX2ImageToVideoPipeline
     default_scheduler = SCHEDULER_CONFIG
     text_dim_key = "caption_channels"
     build_tiny = staticmethod(build_tiny)
+    build_tiny_i2v = staticmethod(build_tiny)  # one model does both
 
     @classmethod
     def _write_more_parts(
@@ -372,25 +378,6 @@ class LTX2Spec(DiffusersSpec):
             self.base.root / "audio_vae", use_safetensors=True
         )
         return audio_vae.eval().requires_grad_(False)
-
-    @functools.cached_property
-    def _patch(self) -> tuple[int, int]:
-        # (spatial, temporal) token patch of the base transformer, read from its config: the
-        # model passed to `loss` may be wrapped (accelerate) and so hide its own config
-        config = self._transformer_config
-        return config.get("patch_size", 1), config.get("patch_size_t", 1)
-
-    def _normalize(self, sample: torch.Tensor) -> torch.Tensor:
-        """As `LTX2Pipeline._normalize_latents`: with the VAE's latents_mean, latents_std and
-        scaling_factor."""
-        return LTX2Pipeline._normalize_latents(
-            sample, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
-        )
-
-    def _denormalize(self, latents: torch.Tensor) -> torch.Tensor:
-        return LTX2Pipeline._denormalize_latents(
-            latents, self.vae.latents_mean, self.vae.latents_std, self.vae.config.scaling_factor
-        )
 
     # audio: a window's soundtrack -> its audio latents' posterior, cached beside the video's
     @functools.cached_property
@@ -458,10 +445,13 @@ class LTX2Spec(DiffusersSpec):
             self.audio_vae.latents_mean,
             self.audio_vae.latents_std,
         ) * kept.view(-1, 1, 1)
+        # seeded by the noise of latent frames after the first: a given first frame's
+        # (image-to-video) is not used, and changing it must change nothing
+        after_first = noise[:, :, 1:] if noise.shape[2] > 1 else noise
         audio_noise = torch.stack(
             [
                 torch.randn(clean.shape[1:], generator=_seeded_by(sample_noise)).to(clean.device)
-                for sample_noise in noise
+                for sample_noise in after_first
             ]
         )
         audio_levels = kept * levels + (1 - kept)
@@ -482,16 +472,17 @@ class LTX2Spec(DiffusersSpec):
         `AUDIO_LOSS_WEIGHT` times the audio's (0 for a clip without audio), the transformer
         called on packed tokens as `LTX2Pipeline` calls it."""
         noisy, target = flow_matching.noisy_latents(latents, noise, levels)
+        hidden, scored = self._model_input(noisy, latents, conditioning)
         _, _, frames, height, width = latents.shape
         patch, patch_t = self._patch
         audio, audio_levels, audio_target = self._audio_input(conditioning, levels, noise)
         steps = self.scheduler.config.num_train_timesteps
         prediction, audio_prediction = transformer(
-            hidden_states=LTX2Pipeline._pack_latents(noisy, patch, patch_t),
+            hidden_states=LTX2Pipeline._pack_latents(hidden, patch, patch_t),
             audio_hidden_states=audio.to(noisy.dtype),
             encoder_hidden_states=conditioning["prompt_embeds"],
             audio_encoder_hidden_states=conditioning["audio_prompt_embeds"],
-            timestep=levels * steps,
+            timestep=self._timesteps(levels, scored),
             audio_timestep=audio_levels * steps,
             sigma=levels * steps,  # read by LTX-2.3's transformers, as the pipeline passes it
             audio_sigma=audio_levels * steps,
@@ -508,7 +499,9 @@ class LTX2Spec(DiffusersSpec):
             return_dict=False,
         )
         prediction = LTX2Pipeline._unpack_latents(prediction, frames, height, width, patch, patch_t)
-        video_loss = flow_matching.weighted_mse(prediction, target, levels, weighting_scheme)
+        video_loss = flow_matching.weighted_mse(
+            prediction, target, levels, weighting_scheme, scored
+        )
         audio_loss = flow_matching.weighted_mse(
             audio_prediction, audio_target, levels, weighting_scheme
         )
@@ -559,7 +552,15 @@ class LTX2Spec(DiffusersSpec):
             "negative_prompt_embeds": torch.zeros_like(embeds) if guided else None,
             "negative_prompt_attention_mask": torch.zeros_like(mask) if guided else None,
             "frame_rate": self.shape.fps,
-        }
+        } | (self._image_inputs(conditioning) if self.task == "i2v" else {})
+
+    @staticmethod
+    def _image_inputs(conditioning: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Image-to-video: the cached first frame, not re-compressed (`image_crf=0`; the
+        pipeline would pass it through H.264 at CRF 33, as LTX-2 saw its conditions in
+        training): it already is a frame of an encoded clip, and the condition training gives
+        is that frame's own latents."""
+        return {"image": first_frame(conditioning), "image_crf": 0}
 
     def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
         """The pipeline's latent output is unpacked and de-normalized: normalized again."""
