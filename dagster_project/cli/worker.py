@@ -61,7 +61,12 @@ def main(argv: list[str]) -> int:
 
 def run(params: Params, log: Callable[[str], None]) -> dict:
     """Train as params.yaml says, from the base or the promoted version (`train.init`)."""
-    spec = family_spec(params.model.family, params.base_model, params.train.task)
+    spec = family_spec(
+        params.model.family,
+        params.base_model,
+        params.train.task,
+        params.train.audio_loss_weight,
+    )
     train_clips = clip_table(params.cache_files, "train")
     out = params.train_outputs
     monitor = RunMonitor(params.eval, spec, train_clips, clip_table(params.cache_files, "val"), out)

@@ -257,6 +257,8 @@ class TrainParams(_Section):
     # i2v: the share of samples trained without the first frame (as text-to-video), where the
     # family does both from one model (shapes.py: drops_first_frame)
     first_frame_p: Fraction = 0.0
+    # a family that trains on sound (ltx2): the audio loss's weight beside the video's
+    audio_loss_weight: NonNegativeFloat = 1.0
     output_dir: str = "data/train"
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ from dagster_project.evaluation.diversity import (
 )
 from dagster_project.evaluation.validation import (
     fixed_sigma_loss,
+    fixed_sigma_losses,
     load_clip_conditioning,
     load_clip_latents,
 )
@@ -119,7 +120,7 @@ class RunMonitor:
         """Score `transformer` (in eval mode; the caller restores its mode and the RNG), record
         the evaluation and save its samples; returns a log line."""
         cfg, spec = self.cfg, self.spec
-        val = fixed_sigma_loss(
+        val = fixed_sigma_losses(
             spec, transformer, self.val_latents, self.val_text, cfg.sigmas, cfg.seed
         )
         train = fixed_sigma_loss(
@@ -159,7 +160,10 @@ class RunMonitor:
         self.history = list(state["history"])
 
     # scoring
-    def _losses(self, val: dict[float, float], train: dict[float, float]) -> dict[str, float]:
+    def _losses(
+        self, by_modality: dict[str, dict[float, float]], train: dict[float, float]
+    ) -> dict[str, float]:
+        val = by_modality["loss"]
         row = {
             "val_loss": sum(val.values()) / len(val),
             "train_fixed_loss": sum(train.values()) / len(train),
@@ -168,6 +172,11 @@ class RunMonitor:
         # per noise level too: overfitting shows first where the clip's detail is decided
         row |= {sigma_column("val_loss", s): v for s, v in val.items()}
         row |= {sigma_column("train_fixed_loss", s): v for s, v in train.items()}
+        # each modality's apart (LTX-2: video, audio): a stream that stops learning shows
+        for name, losses in by_modality.items():
+            if name != "loss":
+                row[f"val_loss_{name}"] = sum(losses.values()) / len(losses)
+                row |= {sigma_column(f"val_loss_{name}", s): v for s, v in losses.items()}
         return row
 
     def features(self, latents: list[torch.Tensor]) -> torch.Tensor:

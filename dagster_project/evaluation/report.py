@@ -22,6 +22,21 @@ from dagster_project.evaluation.verdict import (  # noqa: E402
 ZONES = (10, 50, 100)
 
 
+def modality_section(history: list[dict]) -> list[str]:
+    """The validation loss of each modality apart (`val_loss_video`, `val_loss_audio`), for a
+    family with several (LTX-2); nothing for the others."""
+    names = [k.removeprefix("val_loss_") for k in history[0] if k.startswith("val_loss_")]
+    names = [n for n in names if "@" not in n]
+    if not names:
+        return []
+    rows = [
+        [str(r["step"]), *(f"{r[f'val_loss_{n}']:.4f}" if f"val_loss_{n}" in r else "-"
+                           for n in names)]
+        for r in history
+    ]  # fmt: skip
+    return ["## Validation loss per modality", "", *_table(["step", *names], rows), ""]
+
+
 def sigma_levels(history: list[dict]) -> list[str]:
     """The noise levels of the per-level validation columns (`val_loss@0.3` -> `0.3`)."""
     return [k.split("@")[1] for k in history[0] if k.startswith("val_loss@")]
@@ -180,6 +195,7 @@ def markdown_report(
             [[str(r["step"]), *(f"{r[f'val_loss@{s}']:.4f}" for s in levels)] for r in history],
         ),
         "",
+        *modality_section(history),
         "## Samples",
         "",
         *_table(

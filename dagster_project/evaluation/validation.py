@@ -8,6 +8,7 @@ import polars as pl
 import torch
 
 from dagster_project.dataset.cache import load_entry
+from dagster_project.models import flow_matching
 from dagster_project.models.spec import ModelSpec
 from dagster_project.training.data import MOMENTS
 
@@ -36,6 +37,44 @@ def load_clip_conditioning(table: pl.DataFrame) -> list[dict[str, torch.Tensor]]
 
 
 @torch.no_grad()
+def fixed_sigma_losses(
+    spec: ModelSpec,
+    transformer: torch.nn.Module,
+    latents: list[torch.Tensor],
+    conditioning: list[dict[str, torch.Tensor]],
+    sigmas: list[float],
+    seed: int,
+) -> dict[str, dict[float, float]]:
+    """Mean loss per noise level over the clips: `"loss"` as training weighs it, and where the
+    family has several modalities (LTX-2: video, audio) each one's over the clips that have it
+    (none recorded where no clip has it). Noise is fixed by (seed, clip index).
+
+    Uses the posterior mean (no sampling), so two checkpoints see exactly the same inputs.
+    """
+    transformer.eval()
+    levels = torch.tensor(sigmas)
+    total = torch.zeros(len(sigmas))
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, torch.Tensor] = {}
+    for index, (latent, cond) in enumerate(zip(latents, conditioning, strict=True)):
+        generator = torch.Generator().manual_seed(seed * 100_003 + index)
+        noise = torch.randn((len(sigmas), *latent.shape), generator=generator)
+        batch = latent.unsqueeze(0).expand(len(sigmas), *latent.shape)
+        cond_batch = {k: v.expand(len(sigmas), *v.shape[1:]) for k, v in cond.items()}
+        parts = spec.modality_losses(transformer, batch, cond_batch, levels, noise)
+        total += flow_matching.weighted_total(parts, spec.modality_weights)
+        for name, part in parts.items():
+            sums[name] = sums.get(name, 0) + part.nan_to_num(0.0)
+            counts[name] = counts.get(name, 0) + (~part.isnan()).float()
+    per_level = {"loss": total / max(1, len(latents))}
+    if len(sums) > 1:
+        per_level |= {name: sums[name] / counts[name] for name in sums if counts[name].all()}
+    return {
+        name: {s: float(v) for s, v in zip(sigmas, values, strict=True)}
+        for name, values in per_level.items()
+    }
+
+
 def fixed_sigma_loss(
     spec: ModelSpec,
     transformer: torch.nn.Module,
@@ -44,17 +83,5 @@ def fixed_sigma_loss(
     sigmas: list[float],
     seed: int,
 ) -> dict[float, float]:
-    """Mean loss per noise level over the clips; noise is fixed by (seed, clip index).
-
-    Uses the posterior mean (no sampling), so two checkpoints see exactly the same inputs.
-    """
-    transformer.eval()
-    totals = torch.zeros(len(sigmas))
-    levels = torch.tensor(sigmas)
-    for index, (latent, cond) in enumerate(zip(latents, conditioning, strict=True)):
-        generator = torch.Generator().manual_seed(seed * 100_003 + index)
-        noise = torch.randn((len(sigmas), *latent.shape), generator=generator)
-        batch = latent.unsqueeze(0).expand(len(sigmas), *latent.shape)
-        cond_batch = {k: v.expand(len(sigmas), *v.shape[1:]) for k, v in cond.items()}
-        totals += spec.loss(transformer, batch, cond_batch, levels, noise)
-    return {s: float(v) for s, v in zip(sigmas, totals / max(1, len(latents)), strict=True)}
+    """The mean loss per noise level as training weighs it (`fixed_sigma_losses`' "loss")."""
+    return fixed_sigma_losses(spec, transformer, latents, conditioning, sigmas, seed)["loss"]

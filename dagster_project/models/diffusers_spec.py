@@ -145,9 +145,13 @@ class DiffusersSpec(ABC):
     # the family's `PromptEncoder`, built from (text, text_len)
     prompt_encoder_class: ClassVar[Callable[[TextEncoder, int], PromptEncoder]]
 
-    def __init__(self, base: BaseModelFiles, task: str = "t2v") -> None:
+    def __init__(
+        self, base: BaseModelFiles, task: str = "t2v", audio_loss_weight: float = 1.0
+    ) -> None:
         self.base = base
         self.task = task  # t2v, or i2v: the clip's first frame conditions (train.task)
+        # the families without sound have one modality
+        self.modality_weights = {"video": 1.0}
 
     # captions
     @staticmethod
@@ -344,6 +348,21 @@ class DiffusersSpec(ABC):
     ) -> tuple[float, float]:
         """The levels one optimizer step draws from: all of them for one transformer."""
         return flow_matching.FULL_SPAN
+
+    def modality_losses(
+        self,
+        transformer: torch.nn.Module,
+        latents: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
+        noise: torch.Tensor,
+        weighting_scheme: str = "none",
+    ) -> dict[str, torch.Tensor]:
+        """The per-sample losses by modality: the video's alone (`loss`) but for a family
+        with sound."""
+        return {
+            "video": self.loss(transformer, latents, conditioning, levels, noise, weighting_scheme)
+        }
 
     def evaluation_point(self, level: float) -> str:
         """What a fixed evaluation level is: here a flow-matching sigma (x = (1 - s) x0 + s e)."""

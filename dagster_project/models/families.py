@@ -27,8 +27,11 @@ FAMILIES: dict[str, type[ModelSpec]] = {
 }
 
 
-def family_spec(family: str, base: BaseModelFiles, task: str = "t2v") -> ModelSpec:
-    """The spec of `family` over the base model folder `base`, for `task` (train.task)."""
+def family_spec(
+    family: str, base: BaseModelFiles, task: str = "t2v", audio_loss_weight: float = 1.0
+) -> ModelSpec:
+    """The spec of `family` over the base model folder `base`, for `task` (train.task), its
+    audio loss weighed `audio_loss_weight` where it trains on sound (train.audio_loss_weight)."""
     if family not in FAMILIES:
         raise ValueError(f"model.family: {family!r} is not one of {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[family](base, task)
+    return FAMILIES[family](base, task, audio_loss_weight)

@@ -80,3 +80,9 @@ def weighted_mse(
         return error.flatten(1).mean(1) * weights
     mask = mask.float().expand_as(error)
     return (error * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1) * weights
+
+
+def weighted_total(parts: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The per-sample loss from per-modality ones: their weighted sum, a modality a sample
+    lacks (NaN: a clip without audio) counting 0."""
+    return sum(weights[name] * part.nan_to_num(0.0) for name, part in parts.items())

@@ -14,9 +14,10 @@ which makes the log-mel spectrogram LTX-2's audio VAE was trained on (`log_mel`:
 MelSpectrogram as LTX-2's own audio processor sets it, n_fft 1024, Slaney mel, magnitude, log
 clamped at 1e-5; written with torch.stft, as torchaudio is not a dependency) and caches the
 posterior of its audio latents beside the video's, cropped to the pipeline's `audio_num_frames`.
-The loss is the video's plus `AUDIO_LOSS_WEIGHT` times the audio's. A clip without audio trains
-video only: its audio tokens are those of the pure-noise level (level 1) and its audio loss is
-masked out (`audio_kept` 0), so silence is never learned as its sound.
+The loss is the video's plus `train.audio_loss_weight` times the audio's (`modality_losses`
+keeps them apart for evaluation). A clip without audio trains video only: its audio tokens are
+those of the pure-noise level (level 1) and its audio loss is masked out (`audio_kept` 0), so
+silence is never learned as its sound.
 
 Prompts go through the pipeline's own `encode_prompt` (Gemma 3's hidden states of every layer,
 stacked, left padding) and then the base model's frozen text connectors, whose outputs are what
@@ -76,8 +77,6 @@ TINY_MEL_BINS = 8
 # floor of the log
 MEL_N_FFT = 1024
 MEL_LOG_FLOOR = 1e-5
-# the audio loss's weight beside the video's
-AUDIO_LOSS_WEIGHT = 1.0
 # the adapter in ComfyUI's key names, beside diffusers' file
 COMFYUI_FILE = "comfyui_lora.safetensors"
 # the embedded text encoder: a small Gemma 3 text model (the pipeline stacks every layer's states)
@@ -345,6 +344,12 @@ class LTX2Spec(LTXSpec):
     build_tiny = staticmethod(build_tiny)
     build_tiny_i2v = staticmethod(build_tiny)  # one model does both
 
+    def __init__(
+        self, base: BaseModelFiles, task: str = "t2v", audio_loss_weight: float = 1.0
+    ) -> None:
+        super().__init__(base, task)
+        self.modality_weights = {"video": 1.0, "audio": audio_loss_weight}
+
     @classmethod
     def _write_more_parts(
         cls, model: ModelParams, out: BaseModelFiles, pretrained: Path | None, task: str
@@ -469,8 +474,23 @@ class LTX2Spec(LTXSpec):
         weighting_scheme: str = "none",
     ) -> torch.Tensor:
         """Per-sample flow-matching loss at noise levels (sigmas) `levels`: the video's plus
-        `AUDIO_LOSS_WEIGHT` times the audio's (0 for a clip without audio), the transformer
-        called on packed tokens as `LTX2Pipeline` calls it."""
+        `train.audio_loss_weight` times the audio's (none for a clip without audio)."""
+        parts = self.modality_losses(
+            transformer, latents, conditioning, levels, noise, weighting_scheme
+        )
+        return flow_matching.weighted_total(parts, self.modality_weights)
+
+    def modality_losses(
+        self,
+        transformer: torch.nn.Module,
+        latents: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
+        noise: torch.Tensor,
+        weighting_scheme: str = "none",
+    ) -> dict[str, torch.Tensor]:
+        """The video's and the audio's per-sample losses (the audio's NaN for a clip without
+        audio), the transformer called on packed tokens as `LTX2Pipeline` calls it."""
         noisy, target = flow_matching.noisy_latents(latents, noise, levels)
         hidden, scored = self._model_input(noisy, latents, conditioning)
         _, _, frames, height, width = latents.shape
@@ -505,8 +525,8 @@ class LTX2Spec(LTXSpec):
         audio_loss = flow_matching.weighted_mse(
             audio_prediction, audio_target, levels, weighting_scheme
         )
-        kept = conditioning["audio_kept"].view(-1)
-        return video_loss + AUDIO_LOSS_WEIGHT * kept * audio_loss
+        kept = conditioning["audio_kept"].view(-1) > 0
+        return {"video": video_loss, "audio": torch.where(kept, audio_loss, torch.nan)}
 
     # sampling
     def _pipeline_parts(self, transformer: torch.nn.Module) -> dict[str, Any]:

@@ -45,7 +45,12 @@ class ModelSpec(Protocol):
     identity: str  # the VAE's identity, part of every latent cache key
     task: str  # t2v | i2v (train.task)
 
-    def __init__(self, base: BaseModelFiles, task: str = "t2v") -> None: ...
+    # what each modality's loss weighs in `loss` (the video's 1.0; LTX-2's audio too)
+    modality_weights: dict[str, float]
+
+    def __init__(
+        self, base: BaseModelFiles, task: str = "t2v", audio_loss_weight: float = 1.0
+    ) -> None: ...
 
     # loading: the base model folder every later stage reads
     @staticmethod
@@ -119,6 +124,18 @@ class ModelSpec(Protocol):
         noise: torch.Tensor,
         weighting_scheme: str = "none",
     ) -> torch.Tensor: ...
+
+    # the same per-sample losses by modality (NaN where a sample has none, as a clip without
+    # audio); `loss` is their weighted sum (flow_matching.weighted_total)
+    def modality_losses(
+        self,
+        transformer: torch.nn.Module,
+        latents: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        levels: torch.Tensor,
+        noise: torch.Tensor,
+        weighting_scheme: str = "none",
+    ) -> dict[str, torch.Tensor]: ...
 
     # sampling through the family's pipeline, from cached conditioning
     def generate(

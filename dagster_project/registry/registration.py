@@ -56,7 +56,7 @@ def register_run(p: Params, origin: RunOrigin, log: Callable[[str], None] = prin
         run_id=origin.run_id,
     )
     decision = judge_new_model(
-        family_spec(p.model.family, p.base_model, p.train.task),
+        family_spec(p.model.family, p.base_model, p.train.task, p.train.audio_loss_weight),
         trained.model,
         lineage,
         registry,

@@ -43,7 +43,7 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     out = p.eval_outputs
     metrics = evaluate(
         p.eval,
-        family_spec(p.model.family, p.base_model, p.train.task),
+        family_spec(p.model.family, p.base_model, p.train.task, p.train.audio_loss_weight),
         train=clip_table(p.cache_files, "train"),
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,

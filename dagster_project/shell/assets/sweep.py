@@ -35,7 +35,7 @@ def exposure_sweep(
         p.train,
         p.eval,
         p.guard,
-        family_spec(p.model.family, p.base_model, p.train.task),
+        family_spec(p.model.family, p.base_model, p.train.task, p.train.audio_loss_weight),
         clip_table(p.cache_files, "train"),
         clip_table(p.cache_files, "val"),
         out,

@@ -29,6 +29,8 @@ from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache, load_entry
 from dagster_project.dataset.encode import cache_latents
+from dagster_project.evaluation.report import modality_section
+from dagster_project.evaluation.validation import fixed_sigma_losses
 from dagster_project.models.adapters import add_lora
 from dagster_project.models.families import FAMILIES, family_spec
 from dagster_project.models.ltx2 import COMFYUI_FILE, MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
@@ -261,3 +263,31 @@ def test_a_lora_round_trips_through_the_comfyui_format(
     assert not torch.allclose(
         from_comfy, sample(spec, spec.load_transformer(), conditioning, bucket)
     )
+
+
+def test_validation_keeps_each_modality_apart(spec: LTX2Spec, clip: Path) -> None:
+    """The fixed-level validation loss of the clip with its soundtrack and without: the total
+    as training weighs it, the video's over both clips, the audio's over the one with audio; a
+    weight of 0 leaves the video's alone; the report shows each apart."""
+    moments, conditioning, _ = batch(spec, clip)
+    latents = spec.latents(moments, None)
+    silent = conditioning | {k: v.unsqueeze(0) for k, v in spec.encode_audio(None, 17).items()}
+    transformer = spec.load_transformer()
+    sigmas = [0.3, 0.7]
+    both = fixed_sigma_losses(
+        spec, transformer, [latents[0]] * 2, [conditioning, silent], sigmas, 0
+    )
+    alone = fixed_sigma_losses(spec, transformer, [latents[0]], [conditioning], sigmas, 0)
+    assert set(both) == {"loss", "video", "audio"}
+    for s in sigmas:
+        # clip 1 gets other noise than clip 0 (seed, index): the audio's is clip 0's alone
+        assert both["audio"][s] == pytest.approx(alone["audio"][s])
+        assert alone["loss"][s] == pytest.approx(alone["video"][s] + alone["audio"][s])
+    muted = family_spec("ltx2", spec.base, "t2v", audio_loss_weight=0.0)
+    quiet = fixed_sigma_losses(muted, transformer, [latents[0]], [conditioning], sigmas, 0)
+    assert quiet["loss"] == pytest.approx(quiet["video"]) and quiet["audio"] == alone["audio"]
+
+    history = [{"step": 0, "val_loss_video": 1.5, "val_loss_audio": 2.25, "val_loss@0.3": 1.0}]
+    section = "\n".join(modality_section(history))
+    assert "| step | video | audio |" in section and "| 0 | 1.5000 | 2.2500 |" in section
+    assert modality_section([{"step": 0, "val_loss@0.3": 1.0}]) == []
