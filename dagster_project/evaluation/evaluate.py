@@ -18,7 +18,7 @@ from dagster_project.core.atomic import atomic_path, write_json, write_text
 from dagster_project.core.params import EvalParams, TrainParams
 from dagster_project.core.paths import EvalOutputs, TrainOutputs
 from dagster_project.dataset.exposure import trained_exposures
-from dagster_project.evaluation.monitor import sample_key
+from dagster_project.evaluation.monitor import output_key, sample_key
 from dagster_project.evaluation.pixels import clip_pixels, pixel_diversity, ssim_to_each
 from dagster_project.evaluation.preview import write_preview
 from dagster_project.evaluation.report import (
@@ -78,7 +78,11 @@ def evaluate(
             key = sample_key(s["prompt"], s["seed"])
             frames = spec.decode_video(latents[key])
             video = out.videos / f"step-{step:06d}" / f"{key}.mp4"
-            write_mp4(frames.numpy(), video, fps)
+            sound = {}  # the sample's soundtrack, where the family generates one (LTX-2)
+            if output_key(key, "audio") in latents:
+                waveform, rate = spec.decode_audio(latents[output_key(key, "audio")])
+                sound = {"audio": waveform.numpy(), "sample_rate": rate}
+            write_mp4(frames.numpy(), video, fps, **sound)
             row.append(frames.numpy())
             pixels = clip_pixels(frames)
             clips.setdefault(s["prompt"], []).append(pixels)

@@ -66,6 +66,17 @@ def sample_key(prompt: int, seed: int) -> str:
     return f"prompt{prompt}_seed{seed}"
 
 
+def output_key(key: str, output: str) -> str:
+    """The name of one of a sample's latents in a samples file (`ModelSpec.generate`'s outputs):
+    the video's is the sample's key, another's (LTX-2's "audio") the key and its name."""
+    return key if output == "video" else f"{key}/{output}"
+
+
+def sample_latents(key: str, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A sample's latents (`ModelSpec.generate`'s) under their names in a samples file."""
+    return {output_key(key, name): latent for name, latent in outputs.items()}
+
+
 class RunMonitor:
     """The trainer's in-loop evaluator (training.trainer.StepEvaluator) over a run's clips."""
 
@@ -138,8 +149,15 @@ class RunMonitor:
         path = self.out.samples(step)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            save_file({sample_key(*k): v.contiguous() for k, v in samples.items()}, str(tmp))
-        record = {"step": step, **self._losses(val, train), **self._samples(samples)}
+            # the video's latent under the sample's key, its audio's (LTX-2) beside it
+            latents = {
+                name: latent.contiguous()
+                for k, outputs in samples.items()
+                for name, latent in sample_latents(sample_key(*k), outputs).items()
+            }
+            save_file(latents, str(tmp))
+        videos = {k: outputs["video"] for k, outputs in samples.items()}
+        record = {"step": step, **self._losses(val, train), **self._samples(videos)}
         self.history = [r for r in self.history if r["step"] < step] + [record]
         return (
             f"evaluation at step {step}: validation loss {record['val_loss']:.4f} "

@@ -301,6 +301,10 @@ class DiffusersSpec(ABC):
         """A window's audio -> its cache entry's audio part (a family with `audio_format`)."""
         raise ValueError(f"{self.name} takes no audio")
 
+    def decode_audio(self, latent: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """A generated audio latent -> its waveform and sample rate (a family with sound)."""
+        raise ValueError(f"{self.name} generates no audio")
+
     @torch.no_grad()
     def decode_video(self, latent: torch.Tensor) -> torch.Tensor:
         """A normalized latent [C, f, h, w] (a sample, a clip's) -> uint8 frames [F, H, W, 3]
@@ -404,9 +408,10 @@ class DiffusersSpec(ABC):
         seed: int,
         steps: int,
         guidance_scale: float,
-    ) -> torch.Tensor:
-        """One latent [C, f, h, w] (the layout of `latents`) through the family's pipeline for a
-        video of `bucket`'s size, from cached conditioning (`output_type="latent"`)."""
+    ) -> dict[str, torch.Tensor]:
+        """One sample through the family's pipeline for a video of `bucket`'s size, from cached
+        conditioning (`output_type="latent"`): its latent [C, f, h, w] ("video", the layout of
+        `latents`), and its audio latent ("audio") for a family with sound."""
         pipe = self._pipeline(transformer)
         pipe.set_progress_bar_config(disable=True)
         output = pipe(
@@ -417,7 +422,11 @@ class DiffusersSpec(ABC):
             generator=torch.Generator().manual_seed(seed),
             output_type="latent",
         )
-        return self._output_latent(output.frames, bucket)
+        return {"video": self._output_latent(output.frames, bucket)} | self._output_audio(output)
+
+    def _output_audio(self, output: Any) -> dict[str, torch.Tensor]:
+        """The pipeline's audio output, for a family with sound: none here."""
+        return {}
 
     def _size_inputs(self, pipe: Any, bucket: Bucket) -> dict[str, int]:
         """The pipeline call's video size arguments: `bucket`'s frames and sides."""

@@ -207,8 +207,10 @@ def build_tiny_parts(model: ModelParams, text_dim: int) -> dict[str, Any]:
         in_channels=audio_vae.config.output_channels * TINY_MEL_BINS,
         hidden_channels=32,
         out_channels=2,
-        upsample_kernel_sizes=[4, 4],
-        upsample_factors=[2, 2],
+        # one mel frame -> a hop of samples (160 at 16 kHz), so its sound lasts as long as the
+        # video (the real one: 240 samples at 24 kHz)
+        upsample_kernel_sizes=[20, 8, 8],
+        upsample_factors=[10, 4, 4],
         resnet_kernel_sizes=[3],
         resnet_dilations=[[1, 3, 5]],
         output_sampling_rate=audio_vae.config.sample_rate,
@@ -533,11 +535,10 @@ class LTX2Spec(LTXSpec):
         """The transformer, the audio path (the pipeline denoises audio with the video) and
         the stand-in connectors over the cached text."""
         video_width = self._transformer_config["caption_channels"]
-        vocoder = LTX2Vocoder.from_pretrained(self.base.root / "vocoder", use_safetensors=True)
         return {
             "transformer": transformer,
             "audio_vae": self.audio_vae,
-            "vocoder": vocoder.eval(),
+            "vocoder": self._vocoder,
             "connectors": CachedConnectors(video_width),
         }
 
@@ -581,6 +582,24 @@ class LTX2Spec(LTXSpec):
         training): it already is a frame of an encoded clip, and the condition training gives
         is that frame's own latents."""
         return {"image": first_frame(conditioning), "image_crf": 0}
+
+    def _output_audio(self, output: Any) -> dict[str, torch.Tensor]:
+        """The audio latent the pipeline denoised with the video [C, L, M] (de-normalized, as
+        its audio VAE decodes it)."""
+        return {"audio": output.audio[0]}
+
+    @functools.cached_property
+    def _vocoder(self) -> LTX2Vocoder:
+        vocoder = LTX2Vocoder.from_pretrained(self.base.root / "vocoder", use_safetensors=True)
+        return vocoder.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def decode_audio(self, latent: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """A generated audio latent [C, L, M] -> (waveform [channels, samples], its rate), as
+        the pipeline decodes it: the audio VAE to a mel spectrogram, the vocoder to sound."""
+        mel = self.audio_vae.decode(latent.unsqueeze(0).float(), return_dict=False)[0]
+        waveform = self._vocoder(mel)[0].clamp(-1, 1)
+        return waveform, self._vocoder.config.output_sampling_rate
 
     def _output_latent(self, output: torch.Tensor, bucket: Bucket) -> torch.Tensor:
         """The pipeline's latent output is unpacked and de-normalized: normalized again."""

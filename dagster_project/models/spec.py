@@ -137,7 +137,8 @@ class ModelSpec(Protocol):
         weighting_scheme: str = "none",
     ) -> dict[str, torch.Tensor]: ...
 
-    # sampling through the family's pipeline, from cached conditioning
+    # sampling through the family's pipeline, from cached conditioning: the video's latent
+    # ("video", the layout of `latents`) and, for a family with sound, the audio's ("audio")
     def generate(
         self,
         transformer: torch.nn.Module,
@@ -146,7 +147,10 @@ class ModelSpec(Protocol):
         seed: int,
         steps: int,
         guidance_scale: float,
-    ) -> torch.Tensor: ...
+    ) -> dict[str, torch.Tensor]: ...
+
+    # a generated audio latent -> (waveform [channels, samples], its sample rate)
+    def decode_audio(self, latent: torch.Tensor) -> tuple[torch.Tensor, int]: ...
 
     # saving: full weights with save_pretrained; adapters in the formats people load
     def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None: ...

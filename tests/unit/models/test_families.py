@@ -82,7 +82,7 @@ def train_steps(
 
 
 def sample(spec: ModelSpec, transformer: torch.nn.Module, conditioning: dict, bucket: Bucket):
-    return spec.generate(transformer.eval(), conditioning, bucket, 0, 2, 1.0)
+    return spec.generate(transformer.eval(), conditioning, bucket, 0, 2, 1.0)["video"]
 
 
 @pytest.mark.parametrize(("family", "task"), TASKS)

@@ -4,6 +4,7 @@ Gemma 3."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from dagster_project.models.families import FAMILIES, family_spec
 from dagster_project.models.ltx2 import COMFYUI_FILE, MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.video.probe import probe_video
+from dagster_project.video.write import write_mp4
 
 from .test_families import TEXT_LEN, batch, sample, tiny_spec, train_steps
 
@@ -60,9 +62,9 @@ def test_sampling_from_the_text_cache_is_the_pipeline_sampling_from_the_prompt(
     spec: LTX2Spec, clip: Path
 ) -> None:
     """The cache keeps the connectors' outputs and sampling hands them to the pipeline through
-    a stand-in for its connectors: the same latents as `LTX2Pipeline` given the caption, its
-    text encoder and its real connectors. Training gives the transformer as many audio tokens
-    as the pipeline makes for the clip's duration."""
+    a stand-in for its connectors: the same latents (video and audio) as `LTX2Pipeline` given
+    the caption, its text encoder and its real connectors. Training gives the transformer as
+    many audio tokens as the pipeline makes for the clip's duration."""
     moments, conditioning, bucket = batch(spec, clip)
     transformer = spec.load_transformer().eval()
     counts = audio_token_counts(transformer)
@@ -92,7 +94,9 @@ def test_sampling_from_the_text_cache_is_the_pipeline_sampling_from_the_prompt(
         generator=torch.Generator().manual_seed(3),
         output_type="latent",
     )
-    assert torch.allclose(ours, spec._normalize(output.frames)[0], atol=1e-5)
+    assert torch.allclose(ours["video"], spec._normalize(output.frames)[0], atol=1e-5)
+    # and the audio denoised with it, as the pipeline gives it
+    assert torch.allclose(ours["audio"], output.audio[0], atol=1e-5)
 
     latents = spec.latents(moments, None)
     with torch.no_grad():
@@ -291,3 +295,28 @@ def test_validation_keeps_each_modality_apart(spec: LTX2Spec, clip: Path) -> Non
     section = "\n".join(modality_section(history))
     assert "| step | video | audio |" in section and "| 0 | 1.5000 | 2.2500 |" in section
     assert modality_section([{"step": 0, "val_loss@0.3": 1.0}]) == []
+
+
+def test_a_sample_is_written_with_its_soundtrack(
+    spec: LTX2Spec, clip: Path, tmp_path: Path
+) -> None:
+    """A generated sample's audio latent decodes (audio VAE, vocoder) to the sample's duration
+    of sound, and the sample's mp4 carries it as an AAC track."""
+    _, conditioning, bucket = batch(spec, clip)
+    outputs = spec.generate(spec.load_transformer().eval(), conditioning, bucket, 0, 2, 1.0)
+    waveform, rate = spec.decode_audio(outputs["audio"])
+    assert waveform.shape[0] == 2 and torch.isfinite(waveform).all()
+    assert abs(waveform.shape[1] / rate - bucket.frames / spec.shape.fps) < 0.1
+    frames = spec.decode_video(outputs["video"]).numpy()
+    write_mp4(frames, tmp_path / "sample.mp4", spec.shape.fps, waveform.numpy(), rate)
+    streams = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name",
+             "-of", "json", str(tmp_path / "sample.mp4")],
+            check=True, capture_output=True,
+        ).stdout
+    )["streams"]  # fmt: skip
+    assert {(s["codec_type"], s["codec_name"]) for s in streams} == {
+        ("video", "h264"),
+        ("audio", "aac"),
+    }
