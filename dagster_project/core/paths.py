@@ -55,7 +55,8 @@ class Outputs(Folder):
 class BaseModelFiles(Outputs):
     """The base model: a diffusers folder with transformer/ and vae/ (and transformer_2/ with
     the pipeline's config where the model has two experts, image_encoder/ and
-    image_processor/ where image-to-video takes CLIP image embeddings)."""
+    image_processor/ where image-to-video takes CLIP image embeddings, LTX-2's audio and text
+    parts)."""
 
     KEY: ClassVar[str] = "model.base_dir"
     transformer = Name("transformer")
@@ -66,6 +67,10 @@ class BaseModelFiles(Outputs):
     # Wan 2.1 image-to-video: the CLIP image encoder and its preprocessing (diffusers' names)
     image_encoder = Name("image_encoder")
     image_processor = Name("image_processor")
+    # LTX-2: its text connectors, audio VAE and vocoder (diffusers' names)
+    connectors = Name("connectors")
+    audio_vae = Name("audio_vae")
+    vocoder = Name("vocoder")
     identity_file = Name("identity.txt")  # the content hash, written once with the folder
 
     def record_identity(self) -> str:

@@ -83,11 +83,11 @@ COMFYUI_FILE = "comfyui_lora.safetensors"
 TINY_GEMMA_LAYERS = 2
 TINY_GEMMA_HEAD_DIM = 64
 TINY_TEXT_SEED = 0
-# the base model's parts beyond transformer/, vae/ and scheduler/ (diffusers' names)
+# the base model's parts beyond transformer/, vae/ and scheduler/, by their folder there
 MORE_PARTS: dict[str, type[Any]] = {
-    "connectors": LTX2TextConnectors,
-    "audio_vae": AutoencoderKLLTX2Audio,
-    "vocoder": LTX2Vocoder,
+    BaseModelFiles.connectors.name: LTX2TextConnectors,
+    BaseModelFiles.audio_vae.name: AutoencoderKLLTX2Audio,
+    BaseModelFiles.vocoder.name: LTX2Vocoder,
 }
 # attention and feed-forward Linears of both streams' blocks, and of the audio-video
 # cross-attention between them
@@ -178,7 +178,8 @@ def build_tiny(
 
 
 def build_tiny_parts(model: ModelParams, text_dim: int) -> dict[str, Any]:
-    """The embedded default's text connectors (for the tiny Gemma 3), audio VAE and vocoder."""
+    """The embedded default's text connectors (for the tiny Gemma 3), audio VAE and vocoder,
+    by their folder in the base model (`MORE_PARTS`)."""
     heads = max(1, text_dim // TINY_GEMMA_HEAD_DIM)
     connector = {
         "num_attention_heads": heads,
@@ -215,7 +216,8 @@ def build_tiny_parts(model: ModelParams, text_dim: int) -> dict[str, Any]:
         resnet_dilations=[[1, 3, 5]],
         output_sampling_rate=audio_vae.config.sample_rate,
     )
-    return {"connectors": connectors, "audio_vae": audio_vae, "vocoder": vocoder}
+    parts = (connectors, audio_vae, vocoder)
+    return dict(zip(MORE_PARTS, parts, strict=True))  # by their folder in the base model
 
 
 def tiny_gemma(tokenizer: PreTrainedTokenizerBase, width: int) -> Gemma3TextModel:
@@ -377,12 +379,12 @@ class LTX2Spec(LTXSpec):
             part.save_pretrained(out.root / name)
 
     def prompt_encoder(self, text: TextEncoder, text_len: int) -> LTX2PromptEncoder:
-        return LTX2PromptEncoder(text, text_len, self.base.root / "connectors")
+        return LTX2PromptEncoder(text, text_len, self.base.connectors)
 
     @functools.cached_property
     def audio_vae(self) -> AutoencoderKLLTX2Audio:
         audio_vae = AutoencoderKLLTX2Audio.from_pretrained(
-            self.base.root / "audio_vae", use_safetensors=True
+            self.base.audio_vae, use_safetensors=True
         )
         return audio_vae.eval().requires_grad_(False)
 
@@ -390,7 +392,7 @@ class LTX2Spec(LTXSpec):
     @functools.cached_property
     def identity(self) -> str:
         """The video VAE's identity and the audio VAE's: both make a window's cache entry."""
-        return super().identity + ":audio=" + folder_sha256(self.base.root / "audio_vae")
+        return super().identity + ":audio=" + folder_sha256(self.base.audio_vae)
 
     @property
     def audio_format(self) -> tuple[int, int]:
@@ -590,7 +592,7 @@ class LTX2Spec(LTXSpec):
 
     @functools.cached_property
     def _vocoder(self) -> LTX2Vocoder:
-        vocoder = LTX2Vocoder.from_pretrained(self.base.root / "vocoder", use_safetensors=True)
+        vocoder = LTX2Vocoder.from_pretrained(self.base.vocoder, use_safetensors=True)
         return vocoder.eval().requires_grad_(False)
 
     @torch.no_grad()

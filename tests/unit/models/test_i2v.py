@@ -151,7 +151,7 @@ TI2V_BUCKETS = {"buckets": {"sizes": [[17, 64, 64]]}}  # sides of 32
     [
         (
             {"model": {"family": "hunyuan"}, "train": {"task": "i2v"}},
-            r"train.task: hunyuan does not train i2v \(model.family hunyuan15, ltx, wan, "
+            r"train.task: hunyuan does not train i2v \(model.family hunyuan15, ltx, ltx2, wan, "
             r"wan22, wan22_ti2v do\)",
         ),
         (
@@ -160,7 +160,7 @@ TI2V_BUCKETS = {"buckets": {"sizes": [[17, 64, 64]]}}  # sides of 32
         ),
         (
             {"model": {"family": "wan22"}, "train": {"task": "i2v", "first_frame_p": 0.3}},
-            r"train.first_frame_p: .*\(model.family ltx, wan22_ti2v with task i2v can\)",
+            r"train.first_frame_p: .*\(model.family ltx, ltx2, wan22_ti2v with task i2v can\)",
         ),
         (
             {"model": {"family": "wan", "text_len": 32}, "train": {"task": "i2v"}},
