@@ -13,6 +13,8 @@ from dagster_project.core.params import LoraParams, MemoryParams
 
 ADAPTER = "default"
 LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name: load_lora_weights finds it
+# the adapter in ComfyUI's key names (`diffusion_model.` + its module names), beside LORA_FILE
+COMFYUI_FILE = "comfyui_lora.safetensors"
 
 
 def add_lora(transformer: torch.nn.Module, lora: LoraParams, default_targets: tuple[str, ...]):

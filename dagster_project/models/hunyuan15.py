@@ -23,7 +23,10 @@ both from config with fixed seeds: nothing is downloaded.
 
 The pipelines have no `load_lora_weights`: an adapter is saved in diffusers' format (keys
 `transformer.*`, `pytorch_lora_weights.safetensors`) and loads with
-`transformer.load_lora_adapter(folder, prefix="transformer")`, as `load_trained` does.
+`transformer.load_lora_adapter(folder, prefix="transformer")`, as `load_trained` does. It is
+written in ComfyUI's key names as well (`COMFYUI_FILE`): ComfyUI builds HunyuanVideo 1.5 from
+Flux's double-stream blocks and HunyuanVideo's token refiner, whose attention has one fused
+`qkv` Linear where diffusers has three (`comfyui_lora`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from diffusers import (
 from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.pipelines.hunyuan_video1_5.image_processor import HunyuanVideo15ImageProcessor
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import (
     ByT5Tokenizer,
     PreTrainedTokenizerBase,
@@ -61,7 +65,7 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, LORA_FILE
+from dagster_project.models.adapters import ADAPTER, COMFYUI_FILE, LORA_FILE
 from dagster_project.models.diffusers_spec import DiffusersSpec, first_frame
 from dagster_project.models.hunyuan import rope_axes
 from dagster_project.models.text_encoder import TextEncoder
@@ -82,6 +86,34 @@ LORA_TARGETS = (
     "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
     "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
 )  # fmt: skip
+# diffusers' Linear -> ComfyUI's module and, where ComfyUI fuses q, k and v into one `qkv`
+# Linear, the third of its output the diffusers Linear is. Inside a double-stream block
+# (`transformer_blocks.N` -> `double_blocks.N`, Flux's DoubleStreamBlock) and a token refiner
+# block (`context_embedder.token_refiner.refiner_blocks.N` ->
+# `txt_in.individual_token_refiner.blocks.N`), as diffusers' conversion script pairs them with
+# the original checkpoint's names and ComfyUI renames those
+COMFYUI_BLOCK_NAMES: dict[str, tuple[str, int | None]] = {
+    "attn.to_q": ("img_attn.qkv", 0), "attn.to_k": ("img_attn.qkv", 1),
+    "attn.to_v": ("img_attn.qkv", 2), "attn.to_out.0": ("img_attn.proj", None),
+    "attn.add_q_proj": ("txt_attn.qkv", 0), "attn.add_k_proj": ("txt_attn.qkv", 1),
+    "attn.add_v_proj": ("txt_attn.qkv", 2), "attn.to_add_out": ("txt_attn.proj", None),
+    "ff.net.0.proj": ("img_mlp.0", None), "ff.net.2": ("img_mlp.2", None),
+    "ff_context.net.0.proj": ("txt_mlp.0", None), "ff_context.net.2": ("txt_mlp.2", None),
+    "norm1.linear": ("img_mod.lin", None), "norm1_context.linear": ("txt_mod.lin", None),
+}  # fmt: skip
+COMFYUI_REFINER_NAMES: dict[str, tuple[str, int | None]] = {
+    "attn.to_q": ("self_attn.qkv", 0), "attn.to_k": ("self_attn.qkv", 1),
+    "attn.to_v": ("self_attn.qkv", 2), "attn.to_out.0": ("self_attn.proj", None),
+    "ff.net.0.proj": ("mlp.0", None), "ff.net.2": ("mlp.2", None),
+    "norm_out.linear": ("adaLN_modulation.1", None),
+}  # fmt: skip
+COMFYUI_BLOCKS = {
+    "transformer_blocks": ("double_blocks", COMFYUI_BLOCK_NAMES),
+    "context_embedder.token_refiner.refiner_blocks": (
+        "txt_in.individual_token_refiner.blocks",
+        COMFYUI_REFINER_NAMES,
+    ),
+}
 # The embedded default's text encoders: a small Qwen2.5-VL text model (3 layers: the pipeline
 # reads the states 2 layers before the last) as wide as `model.text_encoder`'s embeddings, and a
 # small ByT5 (its byte vocabulary needs no file)
@@ -512,7 +544,17 @@ class HunyuanVideo15Spec(DiffusersSpec):
             inputs["image"] = first_frame(conditioning)
         return inputs
 
-    # loading an adapter: the pipeline has no LoRA loader of its own
+    # saving and loading an adapter: the pipeline has no LoRA loader of its own
+    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
+        """Full weights with `save_pretrained`; an adapter in diffusers' format (for
+        `load_lora_adapter`) and in ComfyUI's (`COMFYUI_FILE`)."""
+        if not lora:
+            super().save_trained(transformer, folder, lora)
+            return
+        weights, config = self._save_adapter(transformer, folder)
+        comfy = comfyui_lora(weights, config["lora_alpha"] / config["r"])
+        save_file(comfy, str(folder / COMFYUI_FILE))
+
     def load_trained(self, folder: Path) -> Any:
         """Full weights, or the base with the adapter in `folder` loaded by the transformer's
         own `load_lora_adapter` (`prefix="transformer"`), as a user of these pipelines does."""
@@ -523,3 +565,53 @@ class HunyuanVideo15Spec(DiffusersSpec):
             folder, weight_name=LORA_FILE, prefix="transformer", adapter_name=ADAPTER
         )
         return transformer
+
+
+def comfyui_name(module: str) -> tuple[str, int | None]:
+    """A diffusers Linear of the transformer -> ComfyUI's module and its third of a fused
+    `qkv` (None where ComfyUI's Linear is the same); ValueError for one with no ComfyUI name."""
+    for prefix, (comfy_prefix, names) in COMFYUI_BLOCKS.items():
+        index, _, inner = module.removeprefix(prefix + ".").partition(".")
+        if module.startswith(prefix + ".") and index.isdigit() and inner in names:
+            comfy, third = names[inner]
+            return f"{comfy_prefix}.{index}.{comfy}", third
+    raise ValueError(f"{module}: no ComfyUI name for this LoRA weight (train.lora.targets)")
+
+
+def comfyui_lora(weights: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """peft LoRA weights of a HunyuanVideo 1.5 transformer -> ComfyUI's keys
+    (`diffusion_model.<module>.lora_down/lora_up.weight`).
+
+    Where ComfyUI's `qkv` Linear stands for diffusers' three, their adapters become one: the
+    `lora_down`s stacked (rank 3r) and the `lora_up`s placed block-diagonally, so `up @ down`
+    holds each one's update in its third of the rows (zeros for a third not trained). alpha /
+    rank is folded into `lora_up`: a file without `.alpha` keys is read at scale 1.
+    """
+    fused: dict[str, dict[int | None, tuple[torch.Tensor, torch.Tensor]]] = {}
+    for key, down in weights.items():
+        module, _, leaf = key.partition(".lora_")
+        if leaf == "B.weight":
+            continue
+        if leaf != "A.weight":
+            raise ValueError(f"{key}: no ComfyUI name for this LoRA weight (train.lora.targets)")
+        comfy, third = comfyui_name(module)
+        up = weights[f"{module}.lora_B.weight"]
+        fused.setdefault(comfy, {})[third] = (down.detach().float(), up.detach().float() * scale)
+    out: dict[str, torch.Tensor] = {}
+    dtype = next(iter(weights.values())).dtype
+    for comfy, parts in sorted(fused.items()):
+        if None in parts:
+            down, up = parts[None]
+        else:
+            thirds = sorted(parts)
+            down = torch.cat([parts[t][0] for t in thirds])
+            rows = parts[thirds[0]][1].shape[0]
+            up = down.new_zeros(3 * rows, down.shape[0])
+            rank = 0
+            for t in thirds:
+                block = parts[t][1]
+                up[t * rows : (t + 1) * rows, rank : rank + block.shape[1]] = block
+                rank += block.shape[1]
+        out[f"diffusion_model.{comfy}.lora_down.weight"] = down.to(dtype).contiguous()
+        out[f"diffusion_model.{comfy}.lora_up.weight"] = up.to(dtype).contiguous()
+    return out

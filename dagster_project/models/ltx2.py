@@ -22,8 +22,8 @@ silence is never learned as its sound.
 Prompts go through the pipeline's own `encode_prompt` (Gemma 3's hidden states of every layer,
 stacked, left padding) and then the base model's frozen text connectors, whose outputs are what
 the text cache keeps: for the real Gemma 3 12B the stacked states are 49 x 3840 wide a token,
-the connectors' outputs 4096 + 2048 (as wide as the video and audio streams), so a cached
-caption is about 30 times smaller. Sampling gives the pipeline those outputs through a stand-in
+the connectors' outputs 2 x 3840 (LTX-2.3's: 4096 + 2048), so a cached caption is 24 to 30
+times smaller. Sampling gives the pipeline those outputs through a stand-in
 for its `connectors` (`CachedConnectors`); everything else is the pipeline's. The embedded
 default builds a small Gemma 3 text model over MiniLM's vocabulary, from config with a fixed
 seed: nothing is downloaded.
@@ -62,6 +62,7 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
+from dagster_project.models.adapters import COMFYUI_FILE
 from dagster_project.models.diffusers_spec import first_frame, text_pipeline
 from dagster_project.models.ltx import SCHEDULER_CONFIG, LTXSpec
 from dagster_project.models.text_encoder import TextEncoder
@@ -77,8 +78,6 @@ TINY_MEL_BINS = 8
 # floor of the log
 MEL_N_FFT = 1024
 MEL_LOG_FLOOR = 1e-5
-# the adapter in ComfyUI's key names, beside diffusers' file
-COMFYUI_FILE = "comfyui_lora.safetensors"
 # the embedded text encoder: a small Gemma 3 text model (the pipeline stacks every layer's states)
 TINY_GEMMA_LAYERS = 2
 TINY_GEMMA_HEAD_DIM = 64

@@ -33,6 +33,7 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
+from dagster_project.models.adapters import COMFYUI_FILE
 from dagster_project.models.diffusers_spec import (
     DiffusersSpec,
     PipelinePromptEncoder,
@@ -47,7 +48,6 @@ LORA_TARGETS = (
     "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0",
     "ffn.net.0.proj", "ffn.net.2",
 )  # fmt: skip
-COMFYUI_FILE = "comfyui_lora.safetensors"
 # diffusers module -> the original Wan (and ComfyUI) module, inside blocks.N
 COMFYUI_BLOCK_NAMES = {
     "attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k",

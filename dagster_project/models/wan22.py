@@ -40,6 +40,7 @@ from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
 from dagster_project.models.adapters import (
     ADAPTER,
+    COMFYUI_FILE,
     LORA_FILE,
     add_lora,
     has_lora,
@@ -60,7 +61,8 @@ LORA_NAMES = {"high": "high_noise", "low": "low_noise"}
 
 def comfyui_file(expert: str) -> str:
     """The ComfyUI LoRA file of one expert (ComfyUI loads one per expert's model)."""
-    return f"comfyui_lora_{LORA_NAMES[expert]}.safetensors"
+    stem, suffix = COMFYUI_FILE.rsplit(".", 1)
+    return f"{stem}_{LORA_NAMES[expert]}.{suffix}"
 
 
 class ExpertPair(torch.nn.Module):

@@ -15,6 +15,7 @@ from dagster_project.core.params import LoraParams, MemoryParams, ModelParams, p
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models.adapters import (
+    COMFYUI_FILE,
     LORA_FILE,
     add_lora,
     apply_memory_switches,
@@ -141,8 +142,6 @@ def test_lora_trains_and_saves_only_the_adapter(
 
 def test_wan_lora_round_trips_through_the_comfyui_format(clip: Path, tmp_path: Path) -> None:
     from diffusers import WanPipeline
-
-    from dagster_project.models.wan import COMFYUI_FILE
 
     spec = tiny_spec("wan", tmp_path / "base")
     moments, conditioning, bucket = batch(spec, clip)

@@ -32,9 +32,9 @@ from dagster_project.dataset.cache import TensorCache, load_entry
 from dagster_project.dataset.encode import cache_latents
 from dagster_project.evaluation.report import modality_section
 from dagster_project.evaluation.validation import fixed_sigma_losses
-from dagster_project.models.adapters import add_lora
+from dagster_project.models.adapters import COMFYUI_FILE, add_lora
 from dagster_project.models.families import FAMILIES, family_spec
-from dagster_project.models.ltx2 import COMFYUI_FILE, MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
+from dagster_project.models.ltx2 import MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.video.probe import probe_video
 from dagster_project.video.write import write_mp4
