@@ -38,6 +38,7 @@ from diffusers import (
 from diffusers.configuration_utils import FrozenDict
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from PIL import Image
+from safetensors.torch import save_file
 
 from dagster_project.core.hashing import folder_sha256
 from dagster_project.core.params import LoraParams, ModelParams
@@ -46,6 +47,7 @@ from dagster_project.core.shapes import Bucket, FamilyShape
 from dagster_project.models import flow_matching
 from dagster_project.models.adapters import (
     ADAPTER,
+    COMFYUI_FILE,
     LORA_FILE,
     add_lora,
     has_lora,
@@ -454,11 +456,22 @@ class DiffusersSpec(ABC):
     # saving
     def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
         """Full weights with `save_pretrained`; an adapter in diffusers' format, for the family
-        pipeline's `load_lora_weights`."""
-        if lora:
-            self._save_adapter(transformer, folder)
-        else:
+        pipeline's `load_lora_weights`, and in ComfyUI's (`COMFYUI_FILE`) where the family
+        has ComfyUI's names (`_comfyui_lora`)."""
+        if not lora:
             transformer.save_pretrained(folder)
+            return
+        weights, config = self._save_adapter(transformer, folder)
+        comfy = self._comfyui_lora(weights, config)
+        if comfy is not None:
+            save_file(comfy, str(folder / COMFYUI_FILE))
+
+    def _comfyui_lora(
+        self, weights: dict[str, torch.Tensor], config: dict
+    ) -> dict[str, torch.Tensor] | None:
+        """The adapter (peft weights and config) in ComfyUI's key names; None: the family
+        exports diffusers' format only."""
+        return None
 
     def _save_adapter(
         self, transformer: torch.nn.Module, folder: Path

@@ -48,7 +48,6 @@ from diffusers import (
 from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.pipelines.hunyuan_video1_5.image_processor import HunyuanVideo15ImageProcessor
 from PIL import Image
-from safetensors.torch import save_file
 from transformers import (
     ByT5Tokenizer,
     PreTrainedTokenizerBase,
@@ -65,7 +64,7 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import ADAPTER, COMFYUI_FILE, LORA_FILE
+from dagster_project.models.adapters import ADAPTER, LORA_FILE
 from dagster_project.models.diffusers_spec import DiffusersSpec, first_frame
 from dagster_project.models.hunyuan import rope_axes
 from dagster_project.models.text_encoder import TextEncoder
@@ -545,15 +544,10 @@ class HunyuanVideo15Spec(DiffusersSpec):
         return inputs
 
     # saving and loading an adapter: the pipeline has no LoRA loader of its own
-    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
-        """Full weights with `save_pretrained`; an adapter in diffusers' format (for
-        `load_lora_adapter`) and in ComfyUI's (`COMFYUI_FILE`)."""
-        if not lora:
-            super().save_trained(transformer, folder, lora)
-            return
-        weights, config = self._save_adapter(transformer, folder)
-        comfy = comfyui_lora(weights, config["lora_alpha"] / config["r"])
-        save_file(comfy, str(folder / COMFYUI_FILE))
+    def _comfyui_lora(
+        self, weights: dict[str, torch.Tensor], config: dict
+    ) -> dict[str, torch.Tensor] | None:
+        return comfyui_lora(weights, config["lora_alpha"] / config["r"])
 
     def load_trained(self, folder: Path) -> Any:
         """Full weights, or the base with the adapter in `folder` loaded by the transformer's

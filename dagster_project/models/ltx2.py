@@ -53,7 +53,6 @@ from diffusers import (
 )
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
-from safetensors.torch import save_file
 from transformers import Gemma3TextConfig, Gemma3TextModel, PreTrainedTokenizerBase
 from transformers.audio_utils import mel_filter_bank
 
@@ -62,7 +61,6 @@ from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import COMFYUI_FILE
 from dagster_project.models.diffusers_spec import first_frame, text_pipeline
 from dagster_project.models.ltx import SCHEDULER_CONFIG, LTXSpec
 from dagster_project.models.text_encoder import TextEncoder
@@ -607,15 +605,10 @@ class LTX2Spec(LTXSpec):
         return self._normalize(output)[0]
 
     # saving
-    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
-        """Full weights with `save_pretrained`; an adapter in diffusers' format (for
-        `LTX2Pipeline.load_lora_weights`) and in ComfyUI's (`COMFYUI_FILE`)."""
-        if not lora:
-            super().save_trained(transformer, folder, lora)
-            return
-        weights, config = self._save_adapter(transformer, folder)
-        comfy = comfyui_lora(weights, config["lora_alpha"] / config["r"])
-        save_file(comfy, str(folder / COMFYUI_FILE))
+    def _comfyui_lora(
+        self, weights: dict[str, torch.Tensor], config: dict
+    ) -> dict[str, torch.Tensor] | None:
+        return comfyui_lora(weights, config["lora_alpha"] / config["r"])
 
 
 def comfyui_lora(weights: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:

@@ -26,14 +26,12 @@ from diffusers import (
     WanTransformer3DModel,
 )
 from PIL import Image
-from safetensors.torch import save_file
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
 from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES
 from dagster_project.models import flow_matching
-from dagster_project.models.adapters import COMFYUI_FILE
 from dagster_project.models.diffusers_spec import (
     DiffusersSpec,
     PipelinePromptEncoder,
@@ -368,14 +366,10 @@ class WanSpec(DiffusersSpec):
         return inputs
 
     # saving
-    def save_trained(self, transformer: torch.nn.Module, folder: Path, lora: bool) -> None:
-        """Full weights with `save_pretrained`; an adapter in diffusers' format (for
-        `WanPipeline.load_lora_weights`) and in ComfyUI's (`COMFYUI_FILE`)."""
-        if not lora:
-            super().save_trained(transformer, folder, lora)
-            return
-        weights, config = self._save_adapter(transformer, folder)
-        save_file(comfyui_lora(weights, config["lora_alpha"]), str(folder / COMFYUI_FILE))
+    def _comfyui_lora(
+        self, weights: dict[str, torch.Tensor], config: dict
+    ) -> dict[str, torch.Tensor] | None:
+        return comfyui_lora(weights, config["lora_alpha"])
 
 
 def comfyui_lora(weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
