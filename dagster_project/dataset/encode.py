@@ -41,6 +41,8 @@ class VideoEncoder(Protocol):
 
     identity: str
 
+    def encode_on(self, device: torch.device) -> None: ...
+
     @property
     def audio_format(self) -> tuple[int, int] | None: ...  # (sample rate, channels)
 
@@ -133,6 +135,14 @@ def latent_jobs(
                 )  # fmt: skip
             )
     return jobs
+
+
+def encoding_device(local_rank: int) -> torch.device:
+    """Where an encoding process runs its VAE: the GPU of its local rank where there are GPUs
+    (one process per GPU), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
 
 
 def shard(jobs: list[LatentJob], rank: int, world: int) -> list[LatentJob]:

@@ -154,6 +154,13 @@ class DiffusersSpec(ABC):
         self.task = task  # t2v, or i2v: the clip's first frame conditions (train.task)
         # the families without sound have one modality
         self.modality_weights = {"video": 1.0}
+        # where the VAE (and an image or audio encoder) run: `encode_on`
+        self.device = torch.device("cpu")
+
+    def encode_on(self, device: torch.device) -> None:
+        """Encode on `device` (a GPU of the encoding process) from now on; call it before the
+        first encoding or decoding, which loads the VAE there. Entries come back on the CPU."""
+        self.device = device
 
     # captions
     @staticmethod
@@ -231,7 +238,7 @@ class DiffusersSpec(ABC):
     @functools.cached_property
     def vae(self) -> Any:
         vae = self.vae_class.from_pretrained(self.base.vae, use_safetensors=True)
-        return vae.eval().requires_grad_(False)
+        return vae.to(self.device).eval().requires_grad_(False)
 
     @functools.cached_property
     def scheduler(self) -> Any:
@@ -268,7 +275,7 @@ class DiffusersSpec(ABC):
         """uint8 frames [F, H, W, 3] -> the VAE posterior `mean` and `logvar` [C, f, h, w].
 
         The posterior is kept, not a sample, so each training step draws a fresh latent."""
-        pixels = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
+        pixels = frames.to(self.device).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
         posterior = self.vae.encode(pixels).latent_dist
         return {"mean": posterior.mean[0], "logvar": posterior.logvar[0]}
 
@@ -311,9 +318,10 @@ class DiffusersSpec(ABC):
     def decode_video(self, latent: torch.Tensor) -> torch.Tensor:
         """A normalized latent [C, f, h, w] (a sample, a clip's) -> uint8 frames [F, H, W, 3]
         through the VAE, as the family's pipeline decodes its output."""
-        pixels = self.vae.decode(self._denormalize(latent.unsqueeze(0).float()), return_dict=False)
+        latent = self._denormalize(latent.unsqueeze(0).float()).to(self.device)
+        pixels = self.vae.decode(latent, return_dict=False)
         video = pixels[0][0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-        return video.permute(1, 2, 3, 0).contiguous()
+        return video.permute(1, 2, 3, 0).cpu().contiguous()
 
     # the transformer: base, trained (full weights or base + adapter)
     def load_transformer(self, folder: Path | None = None) -> Any:

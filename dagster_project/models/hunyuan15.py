@@ -480,7 +480,7 @@ class HunyuanVideo15Spec(DiffusersSpec):
         """The image-to-video pipeline's image encoder and its preprocessing."""
         encoder = SiglipVisionModel.from_pretrained(self.base.image_encoder, use_safetensors=True)
         processor = SiglipImageProcessorPil.from_pretrained(self.base.image_processor)
-        return {"image_encoder": encoder.eval(), "feature_extractor": processor}
+        return {"image_encoder": encoder.to(self.device).eval(), "feature_extractor": processor}
 
     @torch.no_grad()
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -492,15 +492,16 @@ class HunyuanVideo15Spec(DiffusersSpec):
             return entry
         height, width = frames.shape[1:3]
         image = Image.fromarray(frames[0].numpy())
-        cpu = torch.device("cpu")
         pipeline = HunyuanVideo15ImageToVideoPipeline
         processor = HunyuanVideo15ImageProcessor(
             vae_scale_factor=self.vae.spatial_compression_ratio
         )
-        condition = pipeline._get_image_latents(self.vae, processor, image, height, width, cpu)
+        condition = pipeline._get_image_latents(
+            self.vae, processor, image, height, width, self.device
+        )
         parts = self._image_parts
         embeds = pipeline._get_image_embeds(
-            parts["image_encoder"], parts["feature_extractor"], image, cpu
+            parts["image_encoder"], parts["feature_extractor"], image, self.device
         )
         return entry | {
             "image": frames[0].contiguous(),

@@ -383,7 +383,7 @@ class LTX2Spec(LTXSpec):
         audio_vae = AutoencoderKLLTX2Audio.from_pretrained(
             self.base.audio_vae, use_safetensors=True
         )
-        return audio_vae.eval().requires_grad_(False)
+        return audio_vae.to(self.device).eval().requires_grad_(False)
 
     # audio: a window's soundtrack -> its audio latents' posterior, cached beside the video's
     @functools.cached_property
@@ -424,7 +424,7 @@ class LTX2Spec(LTXSpec):
         mel = log_mel(
             torch.from_numpy(waveform), config.sample_rate, config.mel_hop_length, config.mel_bins
         )
-        posterior = self.audio_vae.encode(mel.unsqueeze(0)).latent_dist
+        posterior = self.audio_vae.encode(mel.unsqueeze(0).to(self.device)).latent_dist
         if posterior.mean.shape[2] < length:
             raise ValueError(
                 f"the audio VAE gave {posterior.mean.shape[2]} latent frames for {frames} video "
@@ -596,7 +596,8 @@ class LTX2Spec(LTXSpec):
     def decode_audio(self, latent: torch.Tensor) -> tuple[torch.Tensor, int]:
         """A generated audio latent [C, L, M] -> (waveform [channels, samples], its rate), as
         the pipeline decodes it: the audio VAE to a mel spectrogram, the vocoder to sound."""
-        mel = self.audio_vae.decode(latent.unsqueeze(0).float(), return_dict=False)[0]
+        mel = self.audio_vae.decode(latent.unsqueeze(0).float().to(self.device), return_dict=False)
+        mel = mel[0].cpu()
         waveform = self._vocoder(mel)[0].clamp(-1, 1)
         return waveform, self._vocoder.config.output_sampling_rate
 

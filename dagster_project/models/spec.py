@@ -69,7 +69,10 @@ class ModelSpec(Protocol):
     def caption_tokens(tokenizer: Any, captions: list[str]) -> list[int]: ...
 
     # video: frames -> VAE posterior moments (cached; for i2v with the first frame's
-    # condition) -> normalized latents (each step) and back
+    # condition) -> normalized latents (each step) and back; the VAE (and an image or audio
+    # encoder) on the device given to `encode_on` (the CPU until then), entries on any device
+    def encode_on(self, device: torch.device) -> None: ...
+
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def latents(

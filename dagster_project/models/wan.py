@@ -249,7 +249,7 @@ class WanSpec(DiffusersSpec):
             return {}
         encoder = CLIPVisionModel.from_pretrained(self.base.image_encoder, use_safetensors=True)
         processor = CLIPImageProcessorPil.from_pretrained(self.base.image_processor)
-        return {"image_encoder": encoder.eval(), "image_processor": processor}
+        return {"image_encoder": encoder.to(self.device).eval(), "image_processor": processor}
 
     @functools.cached_property
     def _condition_pipeline(self) -> Any:
@@ -283,12 +283,12 @@ class WanSpec(DiffusersSpec):
             width,
             count,
             torch.float32,
-            torch.device("cpu"),
+            self.device,
             torch.Generator().manual_seed(0),  # its noise is not kept
         )[1]
         entry |= {"image": frames[0].contiguous(), "condition": condition[0].contiguous()}
         if pipe.image_encoder is not None:
-            embeds = pipe.encode_image(image, torch.device("cpu"))
+            embeds = pipe.encode_image(image, self.device)
             entry["image_embeds"] = embeds[0].contiguous()
         return entry
 

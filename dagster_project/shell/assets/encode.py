@@ -75,7 +75,12 @@ def video_latents(
     # torch: loaded when the asset runs
     from dagster_project.core.progress import Progress
     from dagster_project.dataset.cache import TensorCache
-    from dagster_project.dataset.encode import LatentJob, cache_latents, read_errors
+    from dagster_project.dataset.encode import (
+        LatentJob,
+        cache_latents,
+        encoding_device,
+        read_errors,
+    )
     from dagster_project.dataset.windows import WindowRule
     from dagster_project.models.families import family_spec
 
@@ -92,11 +97,14 @@ def video_latents(
         pipes_subprocess_client.run(command=command, context=context)
         return read_errors(reports, jobs)
 
+    encoder = family_spec(p.model.family, p.base_model, p.train.task)
+    if world == 1:
+        encoder.encode_on(encoding_device(0))
     index, stats = cache_latents(
         pl.read_parquet(files.manifest),
         p.path(p.data.raw_dir),
         TensorCache(files.cache_dir, "latents"),
-        family_spec(p.model.family, p.base_model, p.train.task),
+        encoder,
         p.fps,
         WindowRule.of(p.data),
         progress=Progress("latents", 0, context.log.info, unit="windows"),

@@ -420,3 +420,23 @@ def test_the_attention_kernel_is_chosen_by_params(clip: Path, tmp_path: Path) ->
         apply_speed_switches(lora_model(spec, MemoryParams()), "flash", compile=False)
     with pytest.raises(ValueError, match="train.attention_backend: .*'native'"):
         parse_params({"train": {"attention_backend": "fastest"}})
+
+
+@pytest.mark.parametrize(("family", "task"), TASKS)
+def test_encoding_runs_on_the_device_given(
+    family: str, task: str, clip: Path, tmp_path: Path
+) -> None:
+    # the meta device stands in for a GPU: what runs there gives meta tensors, and a tensor
+    # left on the CPU beside them would fail the VAE's first operation
+    spec = tiny_spec(family, tmp_path, task)
+    bucket = Bucket(spec.shape.frame_multiple * 2 + 1, *[2 * spec.shape.spatial_multiple] * 2)
+    frames = torch.from_numpy(decode_clip(clip, *bucket, fps=spec.shape.fps))
+    spec.encode_on(torch.device("meta"))
+    entry = spec.encode_video(frames)
+    if spec.audio_format is not None:
+        waveform = decode_audio(clip, 0.0, bucket.frames / spec.shape.fps, *spec.audio_format)
+        entry |= spec.encode_audio(waveform, bucket.frames)
+    encoded = {"mean", "logvar", "condition", "image_embeds", "audio_mean", "audio_logvar"}
+    assert {"mean", "logvar"} <= set(entry)
+    assert all(entry[name].is_meta for name in encoded & set(entry)), family
+    assert next(spec.vae.parameters()).is_meta
