@@ -82,6 +82,19 @@ def train_steps(
     return losses
 
 
+def trained_adapter(
+    spec: ModelSpec, clip: Path, folder: Path
+) -> tuple[torch.nn.Module, dict, Bucket]:
+    """A rank-4 LoRA trained 3 steps on the clip and saved into `folder` (lora mode): the
+    trained transformer, the batch's conditioning and its bucket."""
+    moments, conditioning, bucket = batch(spec, clip)
+    transformer = spec.load_transformer()
+    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
+    train_steps(spec, transformer, moments, conditioning, steps=3)
+    spec.save_trained(transformer, folder, lora=True)
+    return transformer, conditioning, bucket
+
+
 def sample(spec: ModelSpec, transformer: torch.nn.Module, conditioning: dict, bucket: Bucket):
     return spec.generate(transformer.eval(), conditioning, bucket, 0, 2, 1.0)["video"]
 
@@ -144,11 +157,7 @@ def test_wan_lora_round_trips_through_the_comfyui_format(clip: Path, tmp_path: P
     from diffusers import WanPipeline
 
     spec = tiny_spec("wan", tmp_path / "base")
-    moments, conditioning, bucket = batch(spec, clip)
-    transformer = spec.load_transformer()
-    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
-    train_steps(spec, transformer, moments, conditioning, steps=3)
-    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+    transformer, conditioning, bucket = trained_adapter(spec, clip, tmp_path / "adapter")
 
     comfy = load_file(tmp_path / "adapter" / COMFYUI_FILE)
     assert all(k.startswith("diffusion_model.blocks.") for k in comfy)

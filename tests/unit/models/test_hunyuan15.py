@@ -11,8 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dagster_project.core.params import LoraParams
-from dagster_project.models.adapters import COMFYUI_FILE, add_lora
+from dagster_project.models.adapters import COMFYUI_FILE
 from dagster_project.models.hunyuan15 import (
     chat_template,
     comfyui_lora,
@@ -20,7 +19,7 @@ from dagster_project.models.hunyuan15 import (
     template_ids,
 )
 from dagster_project.models.text_encoder import TextEncoder, load_tokenizer
-from tests.unit.models.test_families import batch, sample, tiny_spec, train_steps
+from tests.unit.models.test_families import batch, sample, tiny_spec, trained_adapter
 
 # ComfyUI's HunyuanVideo 1.5 Linears (comfy/ldm/hunyuan_video/model.py: Flux's DoubleStreamBlock,
 # HunyuanVideo's TokenRefinerBlock) and the diffusers Linears each one holds, in order along its
@@ -137,11 +136,7 @@ def test_a_lora_in_comfyui_names_patches_comfyuis_model_into_the_trained_one(
     `weight += lora_up @ lora_down`, no alpha: scale 1) to the base's weights laid out as
     ComfyUI's model holds them (q, k and v fused), gives the trained model's samples."""
     spec = tiny_spec("hunyuan15", tmp_path / "base")
-    moments, conditioning, bucket = batch(spec, clip)
-    transformer = spec.load_transformer()
-    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
-    train_steps(spec, transformer, moments, conditioning, steps=3)
-    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+    transformer, conditioning, bucket = trained_adapter(spec, clip, tmp_path / "adapter")
     comfy = load_file(tmp_path / "adapter" / COMFYUI_FILE)
 
     base = spec.load_transformer()

@@ -25,21 +25,21 @@ from transformers import (
 )
 from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
 
-from dagster_project.core.params import LoraParams, ModelParams
+from dagster_project.core.params import ModelParams
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache, load_entry
 from dagster_project.dataset.encode import cache_latents
 from dagster_project.evaluation.report import modality_section
 from dagster_project.evaluation.validation import fixed_sigma_losses
-from dagster_project.models.adapters import COMFYUI_FILE, add_lora
+from dagster_project.models.adapters import COMFYUI_FILE
 from dagster_project.models.families import FAMILIES, family_spec
 from dagster_project.models.ltx2 import MEL_N_FFT, LTX2Spec, log_mel, tiny_gemma
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.video.probe import probe_video
 from dagster_project.video.write import write_mp4
 
-from .test_families import TEXT_LEN, batch, sample, tiny_spec, train_steps
+from .test_families import TEXT_LEN, batch, sample, tiny_spec, trained_adapter
 
 CAPTION = "a colorful test pattern with a moving gradient"
 
@@ -250,11 +250,7 @@ def test_a_lora_round_trips_through_the_comfyui_format(
     """The adapter in ComfyUI's names (`diffusion_model.transformer_blocks...`, alpha / rank
     folded in) loads through `LTX2Pipeline.load_lora_weights`, which converts the original
     names back: the trained model's samples, not the base's."""
-    moments, conditioning, bucket = batch(spec, clip)
-    transformer = spec.load_transformer()
-    add_lora(transformer, LoraParams(rank=4, alpha=8), spec.lora_targets)
-    train_steps(spec, transformer, moments, conditioning, steps=3)
-    spec.save_trained(transformer, tmp_path / "adapter", lora=True)
+    transformer, conditioning, bucket = trained_adapter(spec, clip, tmp_path / "adapter")
 
     comfy = load_file(tmp_path / "adapter" / COMFYUI_FILE)
     assert all(k.startswith("diffusion_model.transformer_blocks.") for k in comfy)
