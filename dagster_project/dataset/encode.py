@@ -41,8 +41,6 @@ class VideoEncoder(Protocol):
 
     identity: str
 
-    def encode_on(self, device: torch.device) -> None: ...
-
     @property
     def audio_format(self) -> tuple[int, int] | None: ...  # (sample rate, channels)
 

@@ -159,7 +159,8 @@ class DiffusersSpec(ABC):
 
     def encode_on(self, device: torch.device) -> None:
         """Encode on `device` (a GPU of the encoding process) from now on; call it before the
-        first encoding or decoding, which loads the VAE there. Entries come back on the CPU."""
+        first encoding or decoding, which loads the VAE there. The entries it gives are on
+        `device` (the cache writes them from the CPU)."""
         self.device = device
 
     # captions
