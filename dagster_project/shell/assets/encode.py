@@ -98,8 +98,7 @@ def video_latents(
         return read_errors(reports, jobs)
 
     encoder = family_spec(p.model.family, p.base_model, p.train.task)
-    if world == 1:
-        encoder.encode_on(encoding_device(0))
+    encoder.encode_on(encoding_device(0))  # where this process encodes (with world 1)
     index, stats = cache_latents(
         pl.read_parquet(files.manifest),
         p.path(p.data.raw_dir),

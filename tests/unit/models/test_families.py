@@ -40,18 +40,27 @@ def tiny_spec(family: str, folder: Path, task: str = "t2v") -> ModelSpec:
     return family_spec(family, base, task)
 
 
-def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
-    """Posterior moments and conditioning of one clip and caption, as the caches hold them
-    and the trainer splits them (training.data.split_batch)."""
+def encoded_window(spec: ModelSpec, clip: Path) -> tuple[dict[str, torch.Tensor], Bucket]:
+    """The cache entry of the clip's first window in the family's smallest bucket past one
+    latent frame, encoded as the encode stage does (with its soundtrack where the family
+    takes sound), and that bucket."""
     shape = spec.shape
     bucket = Bucket(
         shape.frame_multiple * 2 + 1, 2 * shape.spatial_multiple, 2 * shape.spatial_multiple
     )
     frames = decode_clip(clip, *bucket, fps=shape.fps, sample_aspect_ratio="1:1")
     entry = spec.encode_video(torch.from_numpy(frames))
-    if spec.audio_format is not None:  # the clip's soundtrack (LTX-2), as the encode stage does
+    if spec.audio_format is not None:
         waveform = decode_audio(clip, 0.0, bucket.frames / shape.fps, *spec.audio_format)
         entry |= spec.encode_audio(waveform, bucket.frames)
+    return entry, bucket
+
+
+def batch(spec: ModelSpec, clip: Path) -> tuple[dict, dict, Bucket]:
+    """Posterior moments and conditioning of one clip and caption, as the caches hold them
+    and the trainer splits them (training.data.split_batch)."""
+    shape = spec.shape
+    entry, bucket = encoded_window(spec, clip)
     entry = {k: v.unsqueeze(0) for k, v in entry.items()}
     moments = {k: entry.pop(k) for k in MOMENTS}
     # where the architecture fixes the length, that length
@@ -438,13 +447,8 @@ def test_encoding_runs_on_the_device_given(
     # the meta device stands in for a GPU: what runs there gives meta tensors, and a tensor
     # left on the CPU beside them would fail the VAE's first operation
     spec = tiny_spec(family, tmp_path, task)
-    bucket = Bucket(spec.shape.frame_multiple * 2 + 1, *[2 * spec.shape.spatial_multiple] * 2)
-    frames = torch.from_numpy(decode_clip(clip, *bucket, fps=spec.shape.fps))
     spec.encode_on(torch.device("meta"))
-    entry = spec.encode_video(frames)
-    if spec.audio_format is not None:
-        waveform = decode_audio(clip, 0.0, bucket.frames / spec.shape.fps, *spec.audio_format)
-        entry |= spec.encode_audio(waveform, bucket.frames)
+    entry, _ = encoded_window(spec, clip)
     encoded = {"mean", "logvar", "condition", "image_embeds", "audio_mean", "audio_logvar"}
     assert {"mean", "logvar"} <= set(entry)
     assert all(entry[name].is_meta for name in encoded & set(entry)), family
