@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     base = BaseModelFiles(WORK / "base")
     FAMILIES[params.model.family].write_base_model(params.model, text_embedding_dim(None), base)
     vae = family_spec(params.model.family, base)
-    vae.encode_on(device)
+    vae.place_on(device)
 
     def jobs(tag: str, count: int) -> list[LatentJob]:
         return [

@@ -7,8 +7,9 @@
 #   bash benchmarks/real_size_device.sh lora81 14b      # only the runs named
 #   MODEL=tiny SIZE=17x64x64 SHORT=9x64x64 DEVICE=cpu BACKENDS=_native_math ENCODE_JOBS=2 \
 #     BUDGET=900 bash benchmarks/real_size_device.sh   # the CPU rehearsal
-# Where the machine has no venv (a bare image with PyTorch): PY=python3, the project's other
-# dependencies installed as wheels (pip --target, on PYTHONPATH) and an ffmpeg on PATH.
+# Where the machine has no venv (a bare image with PyTorch): PY=python3 WHEELS=<folder> installs
+# the wheels of the project's other dependencies found there (`pip download --no-deps` of what
+# the image lacks, and an ffmpeg) into /tmp/site, on PYTHONPATH and PATH.
 #
 # Output, in $OUT (or .): real_size_device.log (each run's last lines, its exit status and the
 # clock) and <run>.log (a run's whole output, for what failed). A run that fails or runs out of
@@ -30,6 +31,12 @@ MODEL=${MODEL:-1.3b}
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-81x480x832}
 SHORT=${SHORT:-33x480x832}
+if [ -n "${WHEELS:-}" ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    "$WHEELS"/*.whl || exit 3
+  export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
+  "$PY" -c "import dagster_project.cli.worker, benchmarks.encode_overlap" || exit 4
+fi
 read -r -a KERNELS <<<"${BACKENDS:-_native_flash _native_cudnn}"
 
 # one run: its name, its own time cap (seconds), the command
@@ -42,8 +49,14 @@ run() {
   fi
   [ "$cap" -gt "$left" ] && cap=$left
   echo "== $name (at ${SECONDS} s, at most ${cap} s): $*" | tee -a "$LOG"
+  local started
+  started=$(mktemp)
   timeout "$cap" "$@" >"$OUTDIR/$name.log" 2>&1
   local status=$?
+  # a failed worker's traceback (train.output_dir's failure.txt) goes into the run's log
+  find benchmarks/.data/real_size -name failure.txt -newer "$started" 2>/dev/null |
+    xargs -r tail -n 40 >>"$OUTDIR/$name.log" 2>&1
+  rm -f "$started"
   grep -v Warning "$OUTDIR/$name.log" | tail -n 14 | tee -a "$LOG"
   echo "-- $name: exit $status at ${SECONDS} s" | tee -a "$LOG"
 }

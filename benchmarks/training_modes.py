@@ -79,9 +79,9 @@ def run_child(command: list[str]) -> tuple[str, float]:
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if process.returncode:
-            tail = "\n".join(err.read().decode().strip().splitlines()[-15:])
-            raise RuntimeError(f"{command} failed:\n{tail}")
+        if process.returncode:  # the worker names its failure on stdout, tracebacks on stderr
+            tails = ("\n".join(f.read().decode().strip().splitlines()[-15:]) for f in (out, err))
+            raise RuntimeError(f"{command} failed:\n" + "\n".join(tails))
         return out.read().decode(), usage.ru_maxrss / 1024  # KiB on Linux
 
 

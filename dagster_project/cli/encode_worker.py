@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
             pipes = stack.enter_context(open_dagster_pipes())
         say = pipes.log.info if pipes else print
         spec = family_spec(params.model.family, params.base_model, params.train.task)
-        spec.encode_on(encoding_device(int(os.environ.get("LOCAL_RANK", "0"))))
+        spec.place_on(encoding_device(int(os.environ.get("LOCAL_RANK", "0"))))
         files = params.cache_files
         jobs = latent_jobs(
             pl.read_parquet(files.manifest),

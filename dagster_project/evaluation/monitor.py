@@ -127,20 +127,25 @@ class RunMonitor:
         return step % self.cfg.every == 0 or step == last_step
 
     @torch.no_grad()
-    def evaluate(self, step: int, transformer: torch.nn.Module) -> str:
-        """Score `transformer` (in eval mode; the caller restores its mode and the RNG), record
-        the evaluation and save its samples; returns a log line."""
+    def evaluate(self, step: int, transformer: torch.nn.Module, device: torch.device) -> str:
+        """Score `transformer` (in eval mode; the caller restores its mode and the RNG), which
+        computes on `device` (the VAE and encoders sampling needs move there), record the
+        evaluation and save its samples; returns a log line."""
         cfg, spec = self.cfg, self.spec
+        spec.place_on(device)
         val = fixed_sigma_losses(
-            spec, transformer, self.val_latents, self.val_text, cfg.sigmas, cfg.seed
+            spec, transformer, self.val_latents, self.val_text, cfg.sigmas, cfg.seed, device
         )
         train = fixed_sigma_loss(
-            spec, transformer, self.subset_latents, self.subset_text, cfg.sigmas, cfg.seed
+            spec, transformer, self.subset_latents, self.subset_text, cfg.sigmas, cfg.seed, device
         )
         samples = {
-            (p, seed): spec.generate(
-                transformer, text, bucket, seed, cfg.inference_steps, cfg.guidance_scale
-            )
+            (p, seed): {
+                name: latent.cpu()
+                for name, latent in spec.generate(
+                    transformer, text, bucket, seed, cfg.inference_steps, cfg.guidance_scale
+                ).items()
+            }
             for p, (_, bucket, text) in enumerate(self.prompts)
             for seed in self.seeds
         }

@@ -12,6 +12,8 @@ from dagster_project.models import flow_matching
 from dagster_project.models.spec import ModelSpec
 from dagster_project.training.data import MOMENTS
 
+CPU = torch.device("cpu")
+
 
 def load_clip_latents(table: pl.DataFrame, spec: ModelSpec) -> list[torch.Tensor]:
     """The normalized posterior mean of each clip in a `clip_table` (no sampling)."""
@@ -44,10 +46,12 @@ def fixed_sigma_losses(
     conditioning: list[dict[str, torch.Tensor]],
     sigmas: list[float],
     seed: int,
+    device: torch.device = CPU,
 ) -> dict[str, dict[float, float]]:
     """Mean loss per noise level over the clips: `"loss"` as training weighs it, and where the
     family has several modalities (LTX-2: video, audio) each one's over the clips that have it
-    (none recorded where no clip has it). Noise is fixed by (seed, clip index).
+    (none recorded where no clip has it). Noise is fixed by (seed, clip index), drawn on the
+    CPU; the transformer computes on `device` (where training placed it).
 
     Uses the posterior mean (no sampling), so two checkpoints see exactly the same inputs.
     """
@@ -60,8 +64,11 @@ def fixed_sigma_losses(
         generator = torch.Generator().manual_seed(seed * 100_003 + index)
         noise = torch.randn((len(sigmas), *latent.shape), generator=generator)
         batch = latent.unsqueeze(0).expand(len(sigmas), *latent.shape)
-        cond_batch = {k: v.expand(len(sigmas), *v.shape[1:]) for k, v in cond.items()}
-        parts = spec.modality_losses(transformer, batch, cond_batch, levels, noise)
+        cond_batch = {k: v.expand(len(sigmas), *v.shape[1:]).to(device) for k, v in cond.items()}
+        parts = spec.modality_losses(
+            transformer, batch.to(device), cond_batch, levels.to(device), noise.to(device)
+        )
+        parts = {name: part.float().cpu() for name, part in parts.items()}
         total += flow_matching.weighted_total(parts, spec.modality_weights)
         for name, part in parts.items():
             sums[name] = sums.get(name, 0) + part.nan_to_num(0.0)
@@ -82,6 +89,9 @@ def fixed_sigma_loss(
     conditioning: list[dict[str, torch.Tensor]],
     sigmas: list[float],
     seed: int,
+    device: torch.device = CPU,
 ) -> dict[float, float]:
     """The mean loss per noise level as training weighs it (`fixed_sigma_losses`' "loss")."""
-    return fixed_sigma_losses(spec, transformer, latents, conditioning, sigmas, seed)["loss"]
+    return fixed_sigma_losses(spec, transformer, latents, conditioning, sigmas, seed, device)[
+        "loss"
+    ]

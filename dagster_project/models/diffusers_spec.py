@@ -154,14 +154,22 @@ class DiffusersSpec(ABC):
         self.task = task  # t2v, or i2v: the clip's first frame conditions (train.task)
         # the families without sound have one modality
         self.modality_weights = {"video": 1.0}
-        # where the VAE (and an image or audio encoder) run: `encode_on`
+        # where the VAE (and an image or audio encoder) run: `place_on`
         self.device = torch.device("cpu")
 
-    def encode_on(self, device: torch.device) -> None:
-        """Encode on `device` (a GPU of the encoding process) from now on; call it before the
-        first encoding or decoding, which loads the VAE there. The entries it gives are on
-        `device` (the cache writes them from the CPU)."""
+    def place_on(self, device: torch.device) -> None:
+        """Run the VAE and the family's image or audio encoder on `device` (the encoding
+        process's GPU, the training's for in-loop sampling) from now on: those loaded move
+        there, the others load there. Encoded entries come out on `device` (the cache writes
+        them from the CPU), samples too; the transformer is the caller's to place."""
         self.device = device
+        for module in self._placed_modules():
+            module.to(device)
+
+    def _placed_modules(self) -> list[torch.nn.Module]:
+        """What `place_on` moves of what is loaded (a `cached_property` in `__dict__` once
+        read): the VAE."""
+        return [self.__dict__["vae"]] if "vae" in self.__dict__ else []
 
     # captions
     @staticmethod
@@ -422,18 +430,37 @@ class DiffusersSpec(ABC):
     ) -> dict[str, torch.Tensor]:
         """One sample through the family's pipeline for a video of `bucket`'s size, from cached
         conditioning (`output_type="latent"`): its latent [C, f, h, w] ("video", the layout of
-        `latents`), and its audio latent ("audio") for a family with sound."""
+        `latents`), and its audio latent ("audio") for a family with sound. It runs on the
+        device of `place_on` (the conditioning moves there; the noise is drawn on the CPU, the
+        same on every device), where the transformer must compute."""
+        pipe, arguments = self.sampling_call(
+            transformer, conditioning, bucket, seed, steps, guidance_scale
+        )
+        output = pipe(**arguments)
+        return {"video": self._output_latent(output.frames, bucket)} | self._output_audio(output)
+
+    def sampling_call(
+        self,
+        transformer: torch.nn.Module,
+        conditioning: dict[str, torch.Tensor],
+        bucket: Bucket,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+    ) -> tuple[Any, dict[str, Any]]:
+        """What `generate` calls: the family's pipeline around `transformer` and the call's
+        arguments, the tensors among them on the device of `place_on`."""
         pipe = self._pipeline(transformer)
         pipe.set_progress_bar_config(disable=True)
-        output = pipe(
-            **self._pipeline_inputs(conditioning, guided=guidance_scale > 1),
+        inputs = self._pipeline_inputs(conditioning, guided=guidance_scale > 1)
+        return pipe, {
+            **{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()},
             **self._size_inputs(pipe, bucket),
-            num_inference_steps=steps,
+            "num_inference_steps": steps,
             **self._guidance(pipe, guidance_scale),
-            generator=torch.Generator().manual_seed(seed),
-            output_type="latent",
-        )
-        return {"video": self._output_latent(output.frames, bucket)} | self._output_audio(output)
+            "generator": torch.Generator().manual_seed(seed),
+            "output_type": "latent",
+        }
 
     def _output_audio(self, output: Any) -> dict[str, torch.Tensor]:
         """The pipeline's audio output, for a family with sound: none here."""

@@ -378,6 +378,10 @@ class LTX2Spec(LTXSpec):
     def prompt_encoder(self, text: TextEncoder, text_len: int) -> LTX2PromptEncoder:
         return LTX2PromptEncoder(text, text_len, self.base.connectors)
 
+    def _placed_modules(self) -> list[torch.nn.Module]:
+        audio = [self.__dict__["audio_vae"]] if "audio_vae" in self.__dict__ else []
+        return super()._placed_modules() + audio
+
     @functools.cached_property
     def audio_vae(self) -> AutoencoderKLLTX2Audio:
         audio_vae = AutoencoderKLLTX2Audio.from_pretrained(

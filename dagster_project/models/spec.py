@@ -70,8 +70,9 @@ class ModelSpec(Protocol):
 
     # video: frames -> VAE posterior moments (cached; for i2v with the first frame's
     # condition) -> normalized latents (each step) and back; the VAE (and an image or audio
-    # encoder) on the device given to `encode_on` (the CPU until then), entries on any device
-    def encode_on(self, device: torch.device) -> None: ...
+    # encoder) on the device given to `place_on` (the CPU until then), where encoded entries
+    # and samples come out; moments and latents on any device
+    def place_on(self, device: torch.device) -> None: ...
 
     def encode_video(self, frames: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
@@ -140,8 +141,9 @@ class ModelSpec(Protocol):
         weighting_scheme: str = "none",
     ) -> dict[str, torch.Tensor]: ...
 
-    # sampling through the family's pipeline, from cached conditioning: the video's latent
-    # ("video", the layout of `latents`) and, for a family with sound, the audio's ("audio")
+    # sampling through the family's pipeline, from cached conditioning (on any device): the
+    # video's latent ("video", the layout of `latents`) and, for a family with sound, the
+    # audio's ("audio"), on the device of `place_on`, where the transformer must compute
     def generate(
         self,
         transformer: torch.nn.Module,

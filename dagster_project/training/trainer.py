@@ -92,7 +92,7 @@ class StepEvaluator(Protocol):
 
     def due(self, step: int, last_step: int) -> bool: ...
 
-    def evaluate(self, step: int, transformer: torch.nn.Module) -> str: ...
+    def evaluate(self, step: int, transformer: torch.nn.Module, device: torch.device) -> str: ...
 
     def decision(self) -> StopDecisionLike: ...
 
@@ -323,7 +323,7 @@ def train(
         if main:
             model = accelerator.unwrap_model(transformer)
             with evaluation_mode(model):
-                log(evaluator.evaluate(step, model))
+                log(evaluator.evaluate(step, model, accelerator.device))
             stop_decision = evaluator.decision()
             state.evaluator = evaluator.state_dict()
             stop = [stop_decision.stop]

@@ -129,10 +129,10 @@ def test_a_moderate_run_on_the_same_data_does_not_overfit(blocks: Path) -> None:
 class RandomDrawingMonitor(RunMonitor):
     """An evaluator that also draws from the global RNG, as careless evaluation code would."""
 
-    def evaluate(self, step: int, transformer: torch.nn.Module) -> str:
+    def evaluate(self, step: int, transformer: torch.nn.Module, device: torch.device) -> str:
         torch.randn(1000)
         np.random.rand(10)
-        return super().evaluate(step, transformer)
+        return super().evaluate(step, transformer, device)
 
 
 def _train(
@@ -195,8 +195,9 @@ def test_evaluating_the_same_model_twice_gives_identical_numbers(blocks: Path) -
     spec = family_spec(p.model.family, p.base_model)
     train_clips, val = clip_table(p.cache_files, "train"), clip_table(p.cache_files, "val")
     monitor = RunMonitor(p.eval, spec, train_clips, val, p.train_outputs)
-    monitor.evaluate(0, spec.load_transformer())
-    monitor.evaluate(1, spec.load_transformer())
+    cpu = torch.device("cpu")
+    monitor.evaluate(0, spec.load_transformer(), cpu)
+    monitor.evaluate(1, spec.load_transformer(), cpu)
     first, again = ({k: v for k, v in r.items() if k != "step"} for r in monitor.history)
     assert first == again
     assert first["samples"] == 2 * p.eval.samples_per_prompt and first["diversity"] > 0

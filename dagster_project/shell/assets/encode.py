@@ -98,7 +98,7 @@ def video_latents(
         return read_errors(reports, jobs)
 
     encoder = family_spec(p.model.family, p.base_model, p.train.task)
-    encoder.encode_on(encoding_device(0))  # where this process encodes (with world 1)
+    encoder.place_on(encoding_device(0))  # where this process encodes (with world 1)
     index, stats = cache_latents(
         pl.read_parquet(files.manifest),
         p.path(p.data.raw_dir),

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from dagster_project.core.params import LoraParams, MemoryParams, ModelParams, parse_params
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import FAMILY_SHAPES, Bucket
+from dagster_project.evaluation.validation import fixed_sigma_losses
 from dagster_project.models.adapters import (
     COMFYUI_FILE,
     LORA_FILE,
@@ -440,14 +441,52 @@ def test_the_attention_kernel_is_chosen_by_params(clip: Path, tmp_path: Path) ->
         parse_params({"train": {"attention_backend": "fastest"}})
 
 
+class TransformerCalled(Exception):
+    """Raised by `stop_at_first_call`: the transformer was reached."""
+
+
+def stop_at_first_call(transformer: torch.nn.Module) -> set[torch.device]:
+    """Stop the transformer's first call (an exception before any of its own operations);
+    returns the set the devices of that call's tensor inputs are added to."""
+    devices: set[torch.device] = set()
+
+    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        for value in [*args, *kwargs.values()]:
+            if torch.is_tensor(value):
+                devices.add(value.device)
+        raise TransformerCalled
+
+    for module in transformer.modules():  # a two-expert model calls an expert
+        module.register_forward_pre_hook(hook, with_kwargs=True)
+    return devices
+
+
 @pytest.mark.parametrize(("family", "task"), TASKS)
-def test_encoding_runs_on_the_device_given(
+def test_encoding_sampling_and_validation_run_on_the_device_given(
     family: str, task: str, clip: Path, tmp_path: Path
 ) -> None:
     # the meta device stands in for a GPU: what runs there gives meta tensors, and a tensor
-    # left on the CPU beside them would fail the VAE's first operation
+    # left on the CPU beside them fails the first operation that mixes them. The validation
+    # loss reads values meta tensors do not have, so it is followed up to the transformer's
+    # first call, which sees every input; sampling's pipelines read values before they call
+    # the transformer, so its placement is checked: where the pipeline computes, its inputs
+    meta = torch.device("meta")
     spec = tiny_spec(family, tmp_path, task)
-    spec.encode_on(torch.device("meta"))
+    moments, conditioning, bucket = batch(spec, clip)  # on the CPU, as the caches give them
+    latent = spec.latents(moments, None)[0]
+    spec.place_on(meta)  # what is loaded moves: the VAE (and image encoder) encoded above
+    transformer = spec.load_transformer().eval().to(meta)
+    pipe, arguments = spec.sampling_call(transformer, conditioning, bucket, 0, 2, 1.0)
+    assert pipe._execution_device == meta, family
+    assert {v.device for v in arguments.values() if torch.is_tensor(v)} == {meta}, family
+    devices = stop_at_first_call(transformer)
+    # LTX-2 seeds its audio noise by the video noise's values: with that noise on meta (where
+    # it belongs) the values cannot be read, and it stops there
+    stop = (NotImplementedError, "meta tensor") if family == "ltx2" else (TransformerCalled, None)
+    with pytest.raises(stop[0], match=stop[1]):
+        fixed_sigma_losses(spec, transformer, [latent], [conditioning], [0.5], 0, meta)
+    assert devices == ({meta} if family != "ltx2" else set()), family
+
     entry, _ = encoded_window(spec, clip)
     encoded = {"mean", "logvar", "condition", "image_embeds", "audio_mean", "audio_logvar"}
     assert {"mean", "logvar"} <= set(entry)
