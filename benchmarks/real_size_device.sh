@@ -34,6 +34,7 @@ SHORT=${SHORT:-33x480x832}
 if [ -n "${WHEELS:-}" ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     "$WHEELS"/*.whl || exit 3
+  chmod +x /tmp/site/bin/* # pip --target may drop the executable bit of a wheel's ffmpeg
   export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
   "$PY" -c "import dagster_project.cli.worker, benchmarks.encode_overlap" || exit 4
 fi
@@ -73,7 +74,7 @@ for name in "${names[@]}"; do
       --attention-backend "$name" ;;
     full33) run full33 100 "${real_size[@]}" --model "$MODEL" --size "$SHORT" --rows none --mode full ;;
     # decoding (ffmpeg, every core) overlapped with the VAE on the GPU
-    encode) run encode 90 "$PY" -m benchmarks.encode_overlap --jobs "${ENCODE_JOBS:-40}" ;;
+    encode) run encode 150 "$PY" -m benchmarks.encode_overlap --jobs "${ENCODE_JOBS:-100}" ;;
     compile) run compile 180 "${real_size[@]}" --model "$MODEL" --size "$SIZE" --rows none --compile ;;
     # fp8 storage and checkpointing: a 14B LoRA on one GPU without offload
     14b) run 14b 300 "${real_size[@]}" --model "${MODEL_14B:-14b}" --size "$SHORT" \
