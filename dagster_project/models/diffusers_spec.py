@@ -167,9 +167,11 @@ class DiffusersSpec(ABC):
             module.to(device)
 
     def _placed_modules(self) -> list[torch.nn.Module]:
-        """What `place_on` moves of what is loaded (a `cached_property` in `__dict__` once
-        read): the VAE."""
-        return [self.__dict__["vae"]] if "vae" in self.__dict__ else []
+        """What `place_on` moves of what is loaded (a `cached_property` is in `__dict__` once
+        read): the VAE, and the image encoder of a family's image-to-video (`_image_parts`)."""
+        loaded = self.__dict__
+        image = loaded.get("_image_parts", {}).get("image_encoder")
+        return [module for module in (loaded.get("vae"), image) if module is not None]
 
     # captions
     @staticmethod

@@ -475,10 +475,6 @@ class HunyuanVideo15Spec(DiffusersSpec):
         return noisy.new_zeros(len(noisy), T2V_IMAGE_TOKENS, transformer.config.image_embed_dim)
 
     # image-to-video: the first frame, as the pipeline makes its inputs of it
-    def _placed_modules(self) -> list[torch.nn.Module]:
-        image = self.__dict__.get("_image_parts", {}).get("image_encoder")
-        return super()._placed_modules() + ([image] if image is not None else [])
-
     @functools.cached_property
     def _image_parts(self) -> dict[str, Any]:
         """The image-to-video pipeline's image encoder and its preprocessing."""

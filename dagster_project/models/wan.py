@@ -242,10 +242,6 @@ class WanSpec(DiffusersSpec):
         processor.save_pretrained(out.image_processor)
 
     # image-to-video: the first frame, as the pipeline makes its inputs of it
-    def _placed_modules(self) -> list[torch.nn.Module]:
-        image = self.__dict__.get("_image_parts", {}).get("image_encoder")
-        return super()._placed_modules() + ([image] if image is not None else [])
-
     @functools.cached_property
     def _image_parts(self) -> dict[str, Any]:
         """The image-to-video pipeline's image encoder and processor (None where it has none)."""
