@@ -31,13 +31,9 @@ from dagster_project.core.params import load_params
 from dagster_project.core.paths import BaseModelFiles
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.cache import TensorCache, load_entry
-from dagster_project.dataset.encode import (
-    LatentJob,
-    encode_latents,
-    encoding_device,
-    prefetch_depth,
-)
+from dagster_project.dataset.encode import LatentJob, encode_latents, prefetch_depth
 from dagster_project.models.families import FAMILIES, family_spec
+from dagster_project.models.placement import process_device
 from dagster_project.models.text_encoder import text_embedding_dim
 from dagster_project.video.decode import decode_clip
 
@@ -58,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="where the VAE encodes (default: as the encoder: a GPU "
                         "where there is one)")  # fmt: skip
     args = parser.parse_args(argv)
-    device = torch.device(args.device) if args.device else encoding_device(0)
+    device = torch.device(args.device) if args.device else process_device(0)
     clips = [hd_clip(i) for i in range(10)]
     ensure_clips(clips)
     params = load_params("params.yaml")

@@ -24,9 +24,10 @@ from dagster_project.core.atomic import write_json
 from dagster_project.core.params import load_params
 from dagster_project.core.progress import Progress
 from dagster_project.dataset.cache import TensorCache
-from dagster_project.dataset.encode import encode_latents, encoding_device, latent_jobs, shard
+from dagster_project.dataset.encode import encode_latents, latent_jobs, shard
 from dagster_project.dataset.windows import WindowRule
 from dagster_project.models.families import family_spec
+from dagster_project.models.placement import process_device
 
 
 def main(argv: list[str]) -> int:
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> int:
             pipes = stack.enter_context(open_dagster_pipes())
         say = pipes.log.info if pipes else print
         spec = family_spec(params.model.family, params.base_model, params.train.task)
-        spec.place_on(encoding_device(int(os.environ.get("LOCAL_RANK", "0"))))
+        spec.place_on(process_device(int(os.environ.get("LOCAL_RANK", "0"))))
         files = params.cache_files
         jobs = latent_jobs(
             pl.read_parquet(files.manifest),

@@ -135,14 +135,6 @@ def latent_jobs(
     return jobs
 
 
-def encoding_device(local_rank: int) -> torch.device:
-    """Where an encoding process runs its VAE: the GPU of its local rank where there are GPUs
-    (one process per GPU), else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def shard(jobs: list[LatentJob], rank: int, world: int) -> list[LatentJob]:
     """The jobs of the clips whose content hash falls to `rank` of `world` processes."""
     return [job for job in jobs if int(job.sha256[:16], 16) % world == rank]

@@ -18,6 +18,7 @@ from dagster_project.evaluation.validation import (
     load_clip_latents,
 )
 from dagster_project.evaluation.verdict import LEVELS
+from dagster_project.models.placement import InferencePlacement
 from dagster_project.models.spec import ModelSpec
 from dagster_project.registry.model_registry import ModelRegistry
 from dagster_project.registry.records import Lineage, Promotion
@@ -25,18 +26,27 @@ from dagster_project.registry.records import Lineage, Promotion
 
 @torch.no_grad()
 def rescore(
-    spec: ModelSpec, models: list[Path], val: pl.DataFrame, sigmas: list[float], seed: int
+    spec: ModelSpec,
+    models: list[Path],
+    val: pl.DataFrame,
+    sigmas: list[float],
+    seed: int,
+    placement: InferencePlacement,
 ) -> list[float]:
     """The mean fixed-level validation loss of each trained model folder on the clips of `val`
-    (a `clip_table`), every model seeing exactly the same inputs."""
+    (a `clip_table`), every model seeing exactly the same inputs, each placed (one at a time)
+    as training placed it: on its GPU where there is one."""
     if val.height == 0:
         raise ValueError("no validation clips to re-score the models on: nothing is promoted")
     latents, conditioning = load_clip_latents(val, spec), load_clip_conditioning(val)
     losses = []
     for folder in models:
-        per_level = fixed_sigma_loss(
-            spec, spec.load_trained(folder), latents, conditioning, sigmas, seed
-        )
+        model = placement.place(spec.load_trained(folder))
+        with placement.autocast():
+            per_level = fixed_sigma_loss(
+                spec, model, latents, conditioning, sigmas, seed, placement.device
+            )
+        del model  # the next one takes its place
         losses.append(sum(per_level.values()) / len(per_level))
     return losses
 
@@ -102,13 +112,14 @@ def judge_new_model(
     val: pl.DataFrame,
     cfg: EvalParams,
     margin: float,
+    placement: InferencePlacement,
 ) -> Promotion:
     """The gate for the trained `model` (its `lineage`: the run's verdict and base model)
     against the registry's promoted version, both re-scored on `val` at the in-loop
-    evaluation's fixed levels and noise (`cfg.sigmas`, `cfg.seed`)."""
+    evaluation's fixed levels and noise (`cfg.sigmas`, `cfg.seed`), placed by `placement`."""
     promoted = registry.promoted()
     comparable = promoted is not None and promoted.base_identity == lineage.base_identity
     models = [model] + ([registry.model(promoted.version)] if comparable else [])
-    scores = rescore(spec, models, val, cfg.sigmas, cfg.seed)
+    scores = rescore(spec, models, val, cfg.sigmas, cfg.seed, placement)
     verdict = lineage.evaluation.verdict
     return promotion_gate(scores[0], verdict, promoted, scores[1] if comparable else None, margin)

@@ -12,6 +12,7 @@ from dagster_project.core.hashing import folder_sha256
 from dagster_project.core.params import Params
 from dagster_project.dataset.exposure import trained_exposures
 from dagster_project.models.families import family_spec
+from dagster_project.models.placement import InferencePlacement, process_device
 from dagster_project.registry.lineage import build_lineage
 from dagster_project.registry.model_registry import ModelRegistry
 from dagster_project.registry.promotion import judge_new_model
@@ -63,6 +64,9 @@ def register_run(p: Params, origin: RunOrigin, log: Callable[[str], None] = prin
         clip_table(p.cache_files, "val"),
         p.eval,
         p.automation.promotion_margin,
+        # as training ran: a model that needed the GPU (and its memory switches) to train is
+        # scored there too
+        InferencePlacement(process_device(0), p.train.memory, p.train.mixed_precision),
     )
     version = registry.register(trained.model, lineage, decision)
     log(f"registered {version.version} (parent: {version.parent or 'base'}): {decision.reason}")

@@ -75,14 +75,10 @@ def video_latents(
     # torch: loaded when the asset runs
     from dagster_project.core.progress import Progress
     from dagster_project.dataset.cache import TensorCache
-    from dagster_project.dataset.encode import (
-        LatentJob,
-        cache_latents,
-        encoding_device,
-        read_errors,
-    )
+    from dagster_project.dataset.encode import LatentJob, cache_latents, read_errors
     from dagster_project.dataset.windows import WindowRule
     from dagster_project.models.families import family_spec
+    from dagster_project.models.placement import process_device
 
     p = params.load()
     files = p.cache_files
@@ -98,7 +94,7 @@ def video_latents(
         return read_errors(reports, jobs)
 
     encoder = family_spec(p.model.family, p.base_model, p.train.task)
-    encoder.place_on(encoding_device(0))  # where this process encodes (with world 1)
+    encoder.place_on(process_device(0))  # where this process encodes (with world 1)
     index, stats = cache_latents(
         pl.read_parquet(files.manifest),
         p.path(p.data.raw_dir),

@@ -23,6 +23,7 @@ from dagster_project.models.adapters import (
     apply_speed_switches,
 )
 from dagster_project.models.families import FAMILIES, family_spec
+from dagster_project.models.placement import InferencePlacement
 from dagster_project.models.spec import ModelSpec
 from dagster_project.models.text_encoder import TextEncoder
 from dagster_project.training.data import MOMENTS
@@ -475,7 +476,9 @@ def test_encoding_sampling_and_validation_run_on_the_device_given(
     moments, conditioning, bucket = batch(spec, clip)  # on the CPU, as the caches give them
     latent = spec.latents(moments, None)[0]
     spec.place_on(meta)  # what is loaded moves: the VAE (and image encoder) encoded above
-    transformer = spec.load_transformer().eval().to(meta)
+    # as the registry places a model to re-score it
+    transformer = InferencePlacement(meta, MemoryParams()).place(spec.load_transformer())
+    assert not transformer.training and {w.device for w in transformer.parameters()} == {meta}
     pipe, arguments = spec.sampling_call(transformer, conditioning, bucket, 0, 2, 1.0)
     assert pipe._execution_device == meta, family
     assert {v.device for v in arguments.values() if torch.is_tensor(v)} == {meta}, family
