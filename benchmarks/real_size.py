@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import statistics
 import sys
 import time
@@ -284,11 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     lines, results = [header], []
     for row in args.rows.split(","):
         params = params_file(folder, bucket, args, row)
-        _, trainer_rss = run_child(
-            [sys.executable, "-m", "dagster_project.cli.worker", str(params)]
-        )
-        out = yaml.safe_load(params.read_text())["train"]["output_dir"]
-        trainer = json.loads((folder / out / "metrics.json").read_text())["seconds_per_step"]
+        try:  # a failed trainer still leaves the bare loop's figures (a device's time is short)
+            _, trainer_rss = run_child(
+                [sys.executable, "-m", "dagster_project.cli.worker", str(params)]
+            )
+            out = yaml.safe_load(params.read_text())["train"]["output_dir"]
+            trainer = json.loads((folder / out / "metrics.json").read_text())["seconds_per_step"]
+        except RuntimeError as error:
+            print(f"{row}: the trainer failed: {error}", flush=True)
+            trainer, trainer_rss = float("nan"), float("nan")
         output, bare_rss = run_child([sys.executable, "-m", "benchmarks.real_size", "--bare",
                                       str(params), "--steps", str(args.steps)])  # fmt: skip
         results.append(
@@ -298,12 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     # model FLOPs: without what gradient checkpointing computes twice (the fewest counted)
     flops = min(bare["flops_per_step"] for *_, bare, _ in results)
     for row, trainer, trainer_rss, bare, bare_rss in results:
+        bare_step = bare["seconds_per_step"]
         lines.append(
-            f"{row:<24} {trainer:14.2f} {bare['seconds_per_step']:11.2f} "
-            f"{bare['seconds_per_step'] / trainer:6.3f} {tokens / trainer:9.1f} "
-            f"{flops / trainer / rate:6.1%} {trainer_rss / 1024:8.2f} {bare_rss / 1024:8.2f} "
-            f"{bare['gpu_peak_gib']:8.2f}"
+            f"{row:<24} {trainer:14.2f} {bare_step:11.2f} {bare_step / trainer:6.3f} "
+            f"{tokens / trainer:9.1f} {flops / trainer / rate:6.1%} {trainer_rss / 1024:8.2f} "
+            f"{bare_rss / 1024:8.2f} {bare['gpu_peak_gib']:8.2f}"
         )
+        if math.isnan(trainer):  # the trainer failed: the bare loop's rates
+            lines.append(
+                f"{'  (bare loop)':<24} {'':14} {'':11} {'':6} {tokens / bare_step:9.1f} "
+                f"{flops / bare_step / rate:6.1%}"
+            )
     print(f"\n{args.model} {args.mode} at {args.size}, batch 1 ({tokens} tokens), {args.steps} "
           f"steps, attention {args.attention_backend}, compile {args.compile}")  # fmt: skip
     print(f"peak rate: {source}")
