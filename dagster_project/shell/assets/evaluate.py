@@ -37,13 +37,16 @@ def evaluation(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.
     # torch, diffusers, matplotlib: loaded when the asset runs, not with the definitions
     from dagster_project.evaluation.evaluate import evaluate
     from dagster_project.models.families import family_spec
+    from dagster_project.models.placement import process_device
     from dagster_project.training.data import clip_table
 
     p = params.load()
     out = p.eval_outputs
+    spec = family_spec(p.model.family, p.base_model, p.train.task, p.train.audio_loss_weight)
+    spec.place_on(process_device())  # every clip and sample is decoded: on the GPU if any
     metrics = evaluate(
         p.eval,
-        family_spec(p.model.family, p.base_model, p.train.task, p.train.audio_loss_weight),
+        spec,
         train=clip_table(p.cache_files, "train"),
         val=clip_table(p.cache_files, "val"),
         trained=p.train_outputs,
