@@ -92,6 +92,5 @@ def fixed_sigma_loss(
     device: torch.device = CPU,
 ) -> dict[float, float]:
     """The mean loss per noise level as training weighs it (`fixed_sigma_losses`' "loss")."""
-    return fixed_sigma_losses(spec, transformer, latents, conditioning, sigmas, seed, device)[
-        "loss"
-    ]
+    losses = fixed_sigma_losses(spec, transformer, latents, conditioning, sigmas, seed, device)
+    return losses["loss"]
