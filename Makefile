@@ -10,6 +10,10 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
+# every stage, worker and server is a Python process that imports torch and diffusers; without
+# bytecode files each one compiles those modules again (about 6 of its 11 CPU-s on this machine,
+# docs/benchmarks.md), so a PYTHONDONTWRITEBYTECODE from the environment is not passed on
+unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
 .PHONY: setup demo repro test test-fast ui screenshots sample-data lint format dvc-yaml clean

@@ -87,7 +87,7 @@ def test_dropped_clips_give_one_run_of_only_the_new_clips(
                 upload.flush()
                 time.sleep(1.0)
         # the run starts several processes, each importing torch, diffusers and dagster: 4 to
-        # 5 minutes when this 2-core host is in its slow phase (imports 4x slower)
+        # 5 minutes on this 2-core host when Python may not write bytecode (every import compiled)
         deadline = time.time() + 480
         while time.time() < deadline:
             runs = sensor_runs(home)
