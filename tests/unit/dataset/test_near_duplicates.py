@@ -189,3 +189,24 @@ def test_each_clip_is_matched_with_at_most_k_neighbours_and_a_new_one_with_its_o
     again = search(first + 1, scored=scored, searched=set(shas[:first]))
     new = again.keys() - scored.keys()
     assert 1 <= len(new) <= k and all(shas[first] in pair for pair in new)
+
+
+def test_a_crop_scores_the_same_whichever_clip_comes_first(copies: Path) -> None:
+    """Clips of equal length are matched both ways round: the score of a crop and its source
+    does not depend on their order (the order of their paths, in ingestion)."""
+    from dagster_project.dataset.near_duplicates import clip_similarity
+    from dagster_project.video.probe import probe_video
+    from dagster_project.video.thumbnails import thumbnails
+
+    def clip(path: Path) -> tuple[np.ndarray, float]:
+        probe = probe_video(path)
+        return thumbnails(path, probe.frame_count), probe.width / probe.height
+
+    (source, aspect), (crop, crop_aspect) = (
+        clip(copies / SOURCE),
+        clip(copies / "extra/cropped.mp4"),
+    )
+    assert len(source) == len(crop)
+    there = clip_similarity(source, crop, aspect, crop_aspect)
+    back = clip_similarity(crop, source, crop_aspect, aspect)
+    assert there == back >= 0.88
