@@ -16,10 +16,12 @@ from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.exposure import plan_run
 from dagster_project.dataset.ingest import discover_videos
 from dagster_project.dataset.manifest import ManifestRules, ManifestStores, build_manifest
-from dagster_project.dataset.near_duplicates import find_links, sketch
+from dagster_project.dataset.near_duplicates import clip_similarity, find_links, sketch
 from dagster_project.dataset.schema import split_problems
 from dagster_project.dataset.split import split_rule, write_memory
 from dagster_project.dataset.thumbnail_cache import ThumbnailStore
+from dagster_project.video.probe import probe_video
+from dagster_project.video.thumbnails import thumbnails
 
 BUCKETS = [Bucket(17, 64, 64), Bucket(17, 48, 80), Bucket(17, 80, 48)]
 SOURCE = "train/life_square.mp4"
@@ -194,9 +196,6 @@ def test_each_clip_is_matched_with_at_most_k_neighbours_and_a_new_one_with_its_o
 def test_a_crop_scores_the_same_whichever_clip_comes_first(copies: Path) -> None:
     """Clips of equal length are matched both ways round: the score of a crop and its source
     does not depend on their order (the order of their paths, in ingestion)."""
-    from dagster_project.dataset.near_duplicates import clip_similarity
-    from dagster_project.video.probe import probe_video
-    from dagster_project.video.thumbnails import thumbnails
 
     def clip(path: Path) -> tuple[np.ndarray, float]:
         probe = probe_video(path)
