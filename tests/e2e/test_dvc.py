@@ -93,3 +93,9 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(
         assert changed_stages(project) == stages, module
         source.write_text(original)
     assert changed_stages(project) == set()
+    # bytecode Python writes beside the code (a stage importing a module no stage imported
+    # before) is not a change, in a folder that is a dep (models) or beside a file that is
+    for folder in {project / "dagster_project/models", *((project / m).parent for m in EDITS)}:
+        (folder / "__pycache__").mkdir(exist_ok=True)
+        (folder / "__pycache__" / "new.cpython-311.pyc").write_bytes(b"bytecode")
+    assert changed_stages(project) == set()
