@@ -83,6 +83,7 @@ class DataParams(_Section):
     rejects: str = "data/rejects.parquet"
     cache_dir: str = "data/cache"
     probe_cache: str = "data/probe_cache.parquet"
+    caption_tokens: str = "data/caption_tokens.parquet"  # the caption check's counts, kept
     thumbnail_cache: str = "data/thumbnails"  # small grey frames per clip, for near-duplicates
     split_memory: str = "data/splits.parquet"  # the splits of earlier runs: clips never move
     text_index: str = "data/text_embeddings.parquet"

@@ -7,7 +7,8 @@ new content gets a new key, and unchanged content is found again whatever its fi
 Entries are trusted only as far as they check out:
 - each carries a checksum of its tensors in its safetensors metadata (`sha256`), which `verify`
   and training recompute; encoding re-encodes an entry whose header, length or checksum field
-  does not check out (a truncated file, one written before checksums) without reading it whole;
+  does not check out (a truncated file, one written before checksums) without reading it whole,
+  and remembers the entries found whole by size and modification time (`whole.parquet`);
 - the folder is marked as this project's cache (`CACHEDIR.TAG`, the cache-directory tagging
   convention) when the first entry is written, and `verify`/`prune` refuse a folder without the
   mark; they only ever look at files of the cache's own layout
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dagster_project.core.atomic import atomic_path
+from dagster_project.core.atomic import atomic_path, write_parquet
 from dagster_project.core.paths import CacheFiles
 
 KINDS = ("text", "latents")
@@ -40,6 +42,7 @@ MARK_TEXT = (
 )
 CHECKSUM = "sha256"  # the safetensors metadata key of an entry's checksum
 ENTRY = re.compile(r"(text|latents)/[0-9a-f]{2}/[0-9a-f]{64}\.safetensors")
+WHOLE = "whole.parquet"  # in `<kind>/`: the entries found whole, with their size and mtime
 LEFTOVER = re.compile(r"(text|latents)/[0-9a-f]{2}/\.[^/]+\.tmp")  # a killed writer's
 
 
@@ -71,6 +74,9 @@ def _header(path: Path | str) -> dict | None:
     try:
         head = os.read(fd, HEADER_READ)
         (size,) = struct.unpack_from("<Q", head)
+        length = os.fstat(fd).st_size
+        if 8 + size > length:  # garbage or cut inside the header (its length field says more)
+            return None
         while len(head) < 8 + size:  # a header longer than the first read
             more = os.read(fd, 8 + size - len(head))
             if not more:
@@ -79,7 +85,6 @@ def _header(path: Path | str) -> dict | None:
         header = json.loads(head[8 : 8 + size])
         tensors = [v for k, v in header.items() if k != "__metadata__"]
         end = max((tensor["data_offsets"][1] for tensor in tensors), default=0)
-        length = os.fstat(fd).st_size
     except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
         return None
     finally:
@@ -132,11 +137,40 @@ class TensorCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
 
+    def _file(self, key: str) -> str:
+        return os.path.join(self._root, key[:2], f"{key}.safetensors")
+
     def __contains__(self, key: str) -> bool:
         """Whether the entry exists whole, with a checksum (its header and length checked; the
         checksum itself is checked by `verify` and when training reads it)."""
-        header = _header(os.path.join(self._root, key[:2], f"{key}.safetensors"))
+        header = _header(self._file(key))
         return header is not None and CHECKSUM in (header.get("__metadata__") or {})
+
+    def whole(self, keys: Iterable[str]) -> set[str]:
+        """The `keys` whose entries exist whole, with a checksum (as `in`). An entry found whole
+        by an earlier call and unchanged since (its size and modification time, as the probe
+        cache trusts a video) takes one `stat`, not a read of its header: a run checks every
+        entry of the project. The entries found whole are remembered in `WHOLE`."""
+        memo = self.root / WHOLE
+        try:
+            rows = pl.read_parquet(memo, columns=["key", "size", "mtime_ns"]).iter_rows()
+            earlier = {key: (size, mtime) for key, size, mtime in rows}
+        except (OSError, pl.exceptions.PolarsError):  # none yet, or damaged: check them all
+            earlier = {}
+        found: dict[str, tuple[int, int]] = {}
+        for key in keys:
+            try:
+                stat = os.stat(self._file(key))
+            except OSError:
+                continue
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            if earlier.get(key) == stamp or key in self:
+                found[key] = stamp
+        if found != earlier:
+            rows = [(key, size, mtime) for key, (size, mtime) in found.items()]
+            schema = {"key": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
+            write_parquet(pl.DataFrame(rows, schema=schema, orient="row"), memo)
+        return set(found)
 
     def write(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         """Write an entry atomically (a killed writer leaves no partial file under its name),

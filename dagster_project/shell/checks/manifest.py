@@ -14,6 +14,7 @@ from dagster_project.dataset.schema import (
     contract_errors,
     split_problems,
 )
+from dagster_project.dataset.token_counts import remembered_token_counts
 from dagster_project.shell import ui
 from dagster_project.shell.resources import ParamsResource
 
@@ -43,12 +44,17 @@ def caption_contract(params: ParamsResource) -> dg.AssetCheckResult:
     tokens are cut), fewer than three words."""
     # the tokenizer (transformers) loads when the check runs, not with the definitions
     from dagster_project.models.families import FAMILIES
-    from dagster_project.models.text_encoder import load_tokenizer
+    from dagster_project.models.text_encoder import load_tokenizer, tokenizer_identity
 
     p = params.load()
     clips = pl.read_parquet(p.path(p.data.manifest))
-    tokenizer = load_tokenizer(p.optional_path(p.model.text_encoder))
-    tokens = FAMILIES[p.model.family].caption_tokens(tokenizer, clips["caption"].to_list())
+    path, family = p.optional_path(p.model.text_encoder), FAMILIES[p.model.family]
+    tokens = remembered_token_counts(
+        clips["caption"].to_list(),
+        f"{p.model.family}:{tokenizer_identity(path)}",
+        lambda captions: family.caption_tokens(load_tokenizer(path), captions),
+        p.path(p.data.caption_tokens),
+    )
     table = caption_table(clips, tokens, p.model.text_len)
     found = caption_warnings(table, p.model.text_len)
     shown = flagged(table)

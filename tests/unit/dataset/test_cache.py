@@ -4,6 +4,7 @@ a folder that is not marked as the cache and leave every file outside its layout
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -32,6 +33,27 @@ def test_an_entry_counts_as_cached_only_when_whole(tmp_path: Path) -> None:
     cache.path(KEY).write_bytes(data[:-10])  # truncated: not cached, so encoded again
     assert KEY not in cache
     assert "truncated" in check_entry(cache.path(KEY))
+
+
+def test_entries_found_whole_are_trusted_while_their_size_and_mtime_are(tmp_path: Path) -> None:
+    cache = TensorCache(tmp_path / "cache", "latents")
+    cache.write(KEY, entry())
+    cache.write(OTHER, entry())
+    assert cache.whole([KEY, OTHER, "ef" + "2" * 62]) == {KEY, OTHER}
+    # damaged in place with its size and mtime kept: the remembered stamp is trusted (the
+    # checksum, checked by verify and training, catches it) ...
+    path, stat = cache.path(KEY), cache.path(KEY).stat()
+    path.write_bytes(b"\xff" * stat.st_size)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert KEY not in cache and cache.whole([KEY]) == {KEY}
+    # ... and once it changes (here truncated), it is checked again and not whole
+    path.write_bytes(b"\xff" * 10)
+    assert cache.whole([KEY, OTHER]) == {OTHER}
+    path.unlink()
+    cache.write(KEY, entry())  # encoded again: whole
+    assert cache.whole([KEY, OTHER]) == {KEY, OTHER}
+    # the memo lies outside the cache's layout: prune and verify never see it
+    assert cache_files(tmp_path / "cache")[0] == sorted([cache.path(KEY), cache.path(OTHER)])
 
 
 def test_the_checksum_catches_finite_garbage_and_values_are_checked(tmp_path: Path) -> None:

@@ -1,13 +1,16 @@
 """The captions' contract: warnings that name the clips (shared captions, captions cut at the
-family's text length, captions of fewer than three words)."""
+family's text length, captions of fewer than three words); token counts remembered per tokenizer."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import polars as pl
 
 from dagster_project.dataset.caption_contract import caption_table, caption_warnings
+from dagster_project.dataset.token_counts import remembered_token_counts
 from dagster_project.models.hunyuan import HunyuanSpec
-from dagster_project.models.text_encoder import load_tokenizer
+from dagster_project.models.text_encoder import load_tokenizer, tokenizer_identity
 from dagster_project.models.wan import WanSpec
 
 LONG = " ".join(["a slow pan over a misty valley with pine trees and a river"] * 5)
@@ -42,3 +45,38 @@ def test_tokens_are_counted_with_the_family_template() -> None:
     # the Llama template's suffix counts against the text length; the cropped prefix does not
     suffix = hunyuan[0] - wan[0]
     assert suffix > 0 and hunyuan[1] - wan[1] == suffix
+
+
+def test_token_counts_are_remembered_per_tokenizer_and_counted_once(tmp_path: Path) -> None:
+    memo = tmp_path / "caption_tokens.parquet"
+    counted: list[list[str]] = []
+
+    def count(captions: list[str]) -> list[int]:
+        counted.append(captions)
+        return WanSpec.caption_tokens(load_tokenizer(None), captions)
+
+    captions = ["short", LONG, "short"]
+    direct = WanSpec.caption_tokens(load_tokenizer(None), captions)
+    assert remembered_token_counts(captions, "wan:minilm", count, memo) == direct
+    assert counted == [["short", LONG]]  # each distinct caption once
+    written = memo.stat().st_mtime_ns, memo.stat().st_ino
+    assert remembered_token_counts(captions, "wan:minilm", count, memo) == direct
+    assert len(counted) == 1 and (memo.stat().st_mtime_ns, memo.stat().st_ino) == written
+    # a new caption is the only one counted; a removed one leaves the file
+    assert remembered_token_counts([LONG, "a new one"], "wan:minilm", count, memo)[0] == direct[1]
+    assert counted[-1] == ["a new one"]
+    assert sorted(pl.read_parquet(memo)["caption"]) == sorted([LONG, "a new one"])
+    # another tokenizer (or family) counts again
+    remembered_token_counts([LONG], "hunyuan:minilm", count, memo)
+    assert counted[-1] == [LONG]
+
+
+def test_a_tokenizer_folder_changed_is_another_tokenizer(tmp_path: Path) -> None:
+    folder = tmp_path / "text_encoder"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer.json").write_text("{}")
+    first = tokenizer_identity(folder)
+    assert tokenizer_identity(folder) == first != tokenizer_identity(None)
+    (folder / "tokenizer.json").write_text('{"model": "changed"}')
+    assert tokenizer_identity(folder) != first

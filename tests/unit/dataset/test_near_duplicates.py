@@ -19,7 +19,7 @@ from dagster_project.dataset.manifest import ManifestRules, ManifestStores, buil
 from dagster_project.dataset.near_duplicates import clip_similarity, find_links, sketch
 from dagster_project.dataset.schema import split_problems
 from dagster_project.dataset.split import split_rule, write_memory
-from dagster_project.dataset.thumbnail_cache import ThumbnailStore
+from dagster_project.dataset.thumbnail_cache import SIMILARITIES, SKETCHES, ThumbnailStore
 from dagster_project.video.probe import probe_video
 from dagster_project.video.thumbnails import thumbnails
 
@@ -79,14 +79,18 @@ def test_copies_are_one_content_and_the_patterns_are_not(copies: Path, tmp_path:
     assert set(table["path"]) | set(table["copy_of"]) == group
     assert table["similarity"].min() >= 0.88
     # thumbnails are decoded once: the second run reads them back
+    stores = [tmp_path / "thumbs" / name for name in (SKETCHES, SIMILARITIES)]
+    written = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in stores]
     again = manifest(copies, thumbnail_cache=tmp_path / "thumbs")
     assert (built.thumbnails_now, again.thumbnails_now) == (clips.height, 0)
     assert built.matched_now >= len(COPIES) and again.matched_now == 0  # pairs remembered
     assert again.clips.equals(clips)
+    # and with nothing new, the stores are not written again (a file replaced has a new inode)
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in stores] == written
     # the sketches are kept too: read back equal, every clip searched (none searched again)
     store = ThumbnailStore(tmp_path / "thumbs")
     rows = clips.select("sha256", "path", "frame_count", "sample_aspect_ratio").rows()
-    kept, searched, decoded = store.prepare([(sha, copies / p, n, a) for sha, p, n, a in rows])
+    kept, searched, decoded = store.prepare([(sha, str(copies / p), n, a) for sha, p, n, a in rows])
     assert (searched, decoded) == (set(clips["sha256"]), 0)
     for (sha, *_), one in zip(rows, kept, strict=True):
         assert np.array_equal(one.descriptor, sketch(store.frames(sha)).descriptor)
