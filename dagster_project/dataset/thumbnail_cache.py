@@ -1,6 +1,6 @@
 """Remember near-duplicate matching between runs, by content (sha256): each clip's thumbnails
 (one `.npy` per clip), its sketch and whether it was searched (`sketches.npz`), and the
-similarity of every pair matched (`similarities.parquet`). A re-run decodes only new clips,
+similarity of every pair matched (`similarities.npz`). A re-run decodes only new clips,
 searches only them, and reads a remembered clip's thumbnails only when a new clip is matched
 with it. Files are written atomically; the folder keeps exactly the current clips' entries.
 """
@@ -14,15 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-from dagster_project.core.atomic import atomic_path, write_parquet
+from dagster_project.core.atomic import atomic_path
 from dagster_project.core.progress import Progress
 from dagster_project.dataset.near_duplicates import MATCHER, SKETCH, Sketch, sketch
 from dagster_project.video.thumbnails import THUMBNAIL_SIDE, thumbnails
 
-SIMILARITIES = "similarities.parquet"
-SKETCHES = "sketches.npz"  # arrays, read whole in a millisecond (Parquet: several)
+# arrays: read whole in a millisecond (Parquet took several for the sketches' floats)
+SKETCHES = "sketches.npz"
+SIMILARITIES = "similarities.npz"
+LEGACY = frozenset({"sketches.parquet", "similarities.parquet"})  # earlier versions': deleted
 Clip = tuple[str, str, int, str]  # sha256, path, frame count, sample aspect ratio
 
 
@@ -132,8 +133,8 @@ class ThumbnailStore:
             done |= dict(zip([sha for sha, *_ in decode], decoding, strict=True))
         if self.folder is not None:
             keep = {_name(sha) for sha, *_ in clips}
-            for stale in files:  # (and the sketches' Parquet file of earlier versions)
-                if (stale.endswith(".npy") and stale not in keep) or stale == "sketches.parquet":
+            for stale in files:  # (and the Parquet stores of earlier versions)
+                if (stale.endswith(".npy") and stale not in keep) or stale in LEGACY:
                     (self.folder / stale).unlink(missing_ok=True)
         searched = {sha for sha, (_, was) in known.items() if was}
         sketches = [ready[sha] if sha in ready else done[sha][0] for sha, *_ in clips]
@@ -166,15 +167,27 @@ class ThumbnailStore:
         path = self.folder / SIMILARITIES if self.folder is not None else None
         if path is None or not path.is_file():
             return {}
-        kept = pl.read_parquet(path).filter(pl.col("matcher") == MATCHER)
-        rows = kept.select("a", "b", "similarity").iter_rows()
-        self._stored_similarities = {(a, b): s for a, b, s in rows}
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["matcher"]) != MATCHER:  # scored by another matcher: again
+                    return {}
+                pairs = zip(stored["a"].tolist(), stored["b"].tolist(), strict=True)
+                scores = stored["similarity"].tolist()
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: again
+            return {}
+        self._stored_similarities = dict(zip(pairs, scores, strict=True))
         return dict(self._stored_similarities)
 
     def save_similarities(self, scored: dict[tuple[str, str], float]) -> None:
         """Keep `scored` (the current clips' matched pairs) for the next run."""
         if self.folder is None or scored == self._stored_similarities:
             return
-        rows = [(a, b, s, MATCHER) for (a, b), s in sorted(scored.items())]
-        schema = {"a": pl.String, "b": pl.String, "similarity": pl.Float64, "matcher": pl.String}
-        write_parquet(pl.DataFrame(rows, schema=schema, orient="row"), self.folder / SIMILARITIES)
+        pairs = sorted(scored)
+        with atomic_path(self.folder / SIMILARITIES) as tmp, tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                a=np.array([a for a, _ in pairs], dtype=str),
+                b=np.array([b for _, b in pairs], dtype=str),
+                similarity=np.array([scored[pair] for pair in pairs], dtype=np.float64),
+                matcher=np.array(MATCHER),
+            )

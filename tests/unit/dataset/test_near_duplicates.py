@@ -87,6 +87,12 @@ def test_copies_are_one_content_and_the_patterns_are_not(copies: Path, tmp_path:
     assert again.clips.equals(clips)
     # and with nothing new, the stores are not written again (a file replaced has a new inode)
     assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in stores] == written
+    # damaged stores are made again from the thumbnails kept (none decoded), the same groups
+    for store_file in stores:
+        store_file.write_bytes(b"damaged")
+    remade = manifest(copies, thumbnail_cache=tmp_path / "thumbs")
+    assert remade.thumbnails_now == 0 and remade.matched_now >= len(COPIES)
+    assert remade.clips.equals(clips)
     # the sketches are kept too: read back equal, every clip searched (none searched again)
     store = ThumbnailStore(tmp_path / "thumbs")
     rows = clips.select("sha256", "path", "frame_count", "sample_aspect_ratio").rows()
