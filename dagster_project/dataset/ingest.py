@@ -102,11 +102,17 @@ def control_characters(caption: str) -> str:
     return ", ".join(f"U+{ord(c):04X}" for c in found)
 
 
+class NotARegularFile(OSError):
+    """A path that exists but is no regular file (a folder, a FIFO, a device)."""
+
+
 def read_text(path: str | Path) -> str:
     """UTF-8 text with or without BOM (UnicodeDecodeError when not UTF-8). Unbuffered reads:
     `open` costs twice the system calls of a whole read of a caption (thousands a run)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the run
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(f"{path}: not a regular file")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
@@ -238,7 +244,7 @@ def _sidecar(data_dir: Path, scan: Scan, skip: list[Path]) -> Iterator[Candidate
         sidecar = stem + ".txt"
         try:
             caption = normalize_caption(read_text(sidecar))
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, NotARegularFile):  # a caption file is a regular file
             caption = None
         except (OSError, UnicodeDecodeError) as error:
             relative = _relative(data_dir, name)

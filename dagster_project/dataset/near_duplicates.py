@@ -335,13 +335,9 @@ def find_links(
     ]
     progress = Progress("near-duplicate matching", len(todo), say, unit="pairs")
 
-    @functools.lru_cache(maxsize=16)  # a new clip is in all its pairs; bounded: 0.5 MB each
-    def blurred(i: int) -> torch.Tensor:
-        return _blurred(frames(i))
-
     def match(pair: tuple[int, int]) -> float:
         a, b = pair
-        score = _similarity(blurred(a), blurred(b), aspects[a], aspects[b])
+        score = _similarity(_blurred(frames(a)), _blurred(frames(b)), aspects[a], aspects[b])
         progress()
         return score
 

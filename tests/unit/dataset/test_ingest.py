@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -271,6 +272,25 @@ def test_captions_with_control_characters_are_rejected_with_a_reason(tmp_path: P
     assert reasons == {"escape.mp4": "bad_caption", "nul.mp4": "bad_caption", "tab.mp4": None}
     [message] = found.filter(pl.col("path") == "nul.mp4")["message"]
     assert "control characters (U+0000" in message
+
+
+def test_a_caption_that_is_no_regular_file_is_missing_and_never_blocks(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    clip(data / "fifo.mp4", caption="replaced by a FIFO")
+    (data / "fifo.txt").unlink()
+    os.mkfifo(data / "fifo.txt")  # opening it for reading would wait for a writer
+    clip(data / "folder.mp4", caption="replaced by a folder")
+    (data / "folder.txt").unlink()
+    (data / "folder.txt").mkdir()
+    found: list[pl.DataFrame] = []
+    worker = threading.Thread(
+        target=lambda: found.append(discover_videos(data, [(".", "auto")])), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert found, "discovery blocked on the FIFO"
+    reasons = dict(zip(found[0]["path"], found[0]["reason"], strict=True))
+    assert reasons == {"fifo.mp4": "missing_caption", "folder.mp4": "missing_caption"}
 
 
 def test_paths_resolve_as_path_resolve_does(tmp_path: Path) -> None:
