@@ -152,14 +152,6 @@ def resolve_below(data_dir: Path, path: Path) -> Path:
     return Path(resolved)
 
 
-def stays_inside(data_dir: Path, path: str) -> bool:
-    """Whether `path` resolved (symlinks followed) lies in the (resolved) data folder; `confine`
-    without a Path made per file."""
-    folder = str(data_dir)
-    resolved, _ = _resolve(folder, path)
-    return resolved == folder or _below(folder, resolved) is not None
-
-
 def confine(data_dir: Path, path: Path | str) -> Path | None:
     """`path` resolved (symlinks followed); None when it leaves the (resolved) data folder."""
     folder = str(data_dir)

@@ -18,7 +18,7 @@ import polars as pl
 from dagster_project.core.params import DataParams
 from dagster_project.core.shapes import Bucket
 from dagster_project.dataset.buckets import assign_bucket
-from dagster_project.dataset.ingest import stays_inside
+from dagster_project.dataset.ingest import confine
 from dagster_project.dataset.near_duplicates import content_groups, find_links
 from dagster_project.dataset.probe_cache import probe_with_cache
 from dagster_project.dataset.split import (
@@ -148,7 +148,7 @@ def build_manifest(
     split_memory = stores.split_memory
     # confined again here: whatever produced `videos`, nothing outside data_dir reaches ffprobe
     inside = pl.Series(
-        [stays_inside(data_dir, os.path.join(data_dir, p)) for p in videos["path"]],
+        [confine(data_dir, os.path.join(data_dir, p)) is not None for p in videos["path"]],
         dtype=pl.Boolean,
     )
     outside = videos.filter(~inside & pl.col("reason").is_null()).with_columns(

@@ -178,10 +178,8 @@ class DiffusersSpec(ABC):
     def caption_tokens(tokenizer: Any, captions: list[str]) -> list[int]:
         """How many tokens each caption takes of `model.text_len`, as the pipeline tokenizes
         it (special tokens included); above the text length, the pipeline cuts the rest."""
-        distinct = list(dict.fromkeys(captions))  # each caption tokenized once
-        ids = tokenizer(distinct, add_special_tokens=True, return_attention_mask=False)
-        counts = dict(zip(distinct, map(len, ids["input_ids"]), strict=True))
-        return [counts[caption] for caption in captions]
+        ids = tokenizer(captions, add_special_tokens=True, return_attention_mask=False)
+        return [len(one) for one in ids["input_ids"]]
 
     # loading: the base model folder every later stage reads
     @staticmethod
