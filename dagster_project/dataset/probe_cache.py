@@ -2,7 +2,7 @@
 
 A file is trusted unchanged while its path, size and modification time (ns) are (as make and
 rsync do); anything else is probed and hashed again. The cache is one Parquet file that is
-rewritten atomically with exactly the current files' entries.
+rewritten atomically with exactly the current files' entries when they change.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def probe_with_cache(
         results = [None if i in pending else _decode(known[s]) for i, s in enumerate(stamps)]
         fresh = dict(zip(todo, probing.result(), strict=True))
     results = [fresh[i] if result is None else result for i, result in enumerate(results)]
-    if cache_file is not None:
+    current = [stamp for stamp in stamps if stamp[1] >= 0]
+    if cache_file is not None and (todo or len(known) != len(current)):  # else: unchanged
         # known results keep their stored columns (not encoded again)
         stored = [_encode(fresh[i]) if i in fresh else known[s] for i, s in enumerate(stamps)]
         rows = [(*s, *values) for s, values in zip(stamps, stored, strict=True) if s[1] >= 0]

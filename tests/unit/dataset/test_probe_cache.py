@@ -22,14 +22,17 @@ def test_known_files_are_read_back_and_only_new_or_changed_ones_probed(
     paths, memo = [*videos, str(broken)], tmp_path / "probe_cache.parquet"
     first = probe_with_cache(paths, memo)
     assert first.probed_now == 4 and isinstance(first.results[-1], ProbeError)
+    written = memo.stat().st_ino
     again = probe_with_cache(paths, memo)
-    assert again.probed_now == 0
+    assert again.probed_now == 0 and memo.stat().st_ino == written  # nothing new: not rewritten
     assert [vars(r[0]) for r in again.results[:3]] == [vars(r[0]) for r in first.results[:3]]
     assert [r[1] for r in again.results[:3]] == [r[1] for r in first.results[:3]]
     assert again.results[-1].reason == first.results[-1].reason
     assert again.sizes == [os.stat(p).st_size for p in paths]
     os.utime(videos[0], ns=(0, 10**9))  # changed (its time): probed again, alone
     assert probe_with_cache(paths, memo).probed_now == 1
+    assert probe_with_cache(paths[1:], memo).probed_now == 0  # one gone: its entry leaves
+    assert pl.read_parquet(memo)["path"].to_list() == paths[1:]
 
 
 def test_a_cache_file_it_cannot_use_is_probed_again(sample_raw: Path, tmp_path: Path) -> None:
