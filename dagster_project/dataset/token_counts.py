@@ -29,7 +29,7 @@ def remembered_token_counts(
         try:
             table = pl.read_parquet(memo).filter(pl.col("tokenizer") == tokenizer)
             earlier = dict(table.select("caption", "tokens").iter_rows())
-        except pl.exceptions.PolarsError:  # damaged or of another layout: counted again
+        except (OSError, pl.exceptions.PolarsError):  # damaged, another layout: counted again
             earlier = {}
     new = [c for c in dict.fromkeys(captions) if c not in earlier]
     counts = earlier | dict(zip(new, count(new) if new else [], strict=True))

@@ -66,9 +66,12 @@ def test_token_counts_are_remembered_per_tokenizer_and_counted_once(tmp_path: Pa
     assert remembered_token_counts([LONG, "a new one"], "wan:minilm", count, memo)[0] == direct[1]
     assert counted[-1] == ["a new one"]
     assert sorted(pl.read_parquet(memo)["caption"]) == sorted([LONG, "a new one"])
-    # another tokenizer (or family) counts again
+    # another tokenizer (or family) counts again; so does a damaged file
     remembered_token_counts([LONG], "hunyuan:minilm", count, memo)
     assert counted[-1] == [LONG]
+    memo.write_bytes(b"damaged")
+    assert remembered_token_counts(["short"], "wan:minilm", count, memo) == direct[:1]
+    assert counted[-1] == ["short"]
 
 
 def test_a_tokenizer_folder_changed_is_another_tokenizer(tmp_path: Path) -> None:
