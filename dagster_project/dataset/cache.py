@@ -135,9 +135,10 @@ class TensorCache:
         self._root = str(self.root)
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.safetensors"
+        return Path(self._file(key))
 
     def _file(self, key: str) -> str:
+        """The entry's path as a string (the checks of every entry make no Path each)."""
         return os.path.join(self._root, key[:2], f"{key}.safetensors")
 
     def __contains__(self, key: str) -> bool:

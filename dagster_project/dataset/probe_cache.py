@@ -94,8 +94,8 @@ def probe_with_cache(
         results = [None if i in pending else _decode(known[s]) for i, s in enumerate(stamps)]
         fresh = dict(zip(todo, probing.result(), strict=True))
     results = [fresh[i] if result is None else result for i, result in enumerate(results)]
-    current = [stamp for stamp in stamps if stamp[1] >= 0]
-    if cache_file is not None and (todo or len(known) != len(current)):  # else: unchanged
+    readable = sum(size >= 0 for _, size, _ in stamps)
+    if cache_file is not None and (todo or len(known) != readable):  # else: unchanged
         # known results keep their stored columns (not encoded again)
         stored = [_encode(fresh[i]) if i in fresh else known[s] for i, s in enumerate(stamps)]
         rows = [(*s, *values) for s, values in zip(stamps, stored, strict=True) if s[1] >= 0]

@@ -67,19 +67,28 @@ class ThumbnailStore:
             raise FileNotFoundError(f"no thumbnails of {sha} (prepare the clips first)")
         return frames
 
-    def _sketches(self) -> dict[str, tuple[Sketch, bool]]:
-        path = self.folder / SKETCHES if self.folder is not None else None
+    def _read(self, name: str, version: tuple[str, str], names: list[str]) -> dict | None:
+        """The arrays `names` of store `name`, written under `version` (its array's name and
+        value); None when missing, damaged or of another version: made again."""
+        path = self.folder / name if self.folder is not None else None
         if path is None or not path.is_file():
-            return {}
+            return None
         try:
             with np.load(path, allow_pickle=False) as stored:
-                arrays = {name: stored[name] for name in stored.files}
-            if str(arrays["sketch"]) != SKETCH:  # made by another sketch: made again
-                return {}
-            shas, matchers = arrays["sha256"].tolist(), arrays["matcher"].tolist()
-            frames, histograms = arrays["frames"].tolist(), arrays["histogram"]
-            descriptors = arrays["descriptor"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: made again
+                if str(stored[version[0]]) != version[1]:
+                    return None
+                return {array: stored[array] for array in names}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+
+    def _write(self, name: str, **arrays: np.ndarray) -> None:
+        with atomic_path(self.folder / name) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, **arrays)
+
+    def _sketches(self) -> dict[str, tuple[Sketch, bool]]:
+        names = ["sha256", "frames", "matcher", "histogram", "descriptor"]
+        stored = self._read(SKETCHES, ("sketch", SKETCH), names)
+        if stored is None:
             return {}
         known = {
             sha: (
@@ -87,7 +96,12 @@ class ThumbnailStore:
                 matcher == MATCHER,  # searched, as the current matcher searches
             )
             for sha, count, matcher, histogram, descriptor in zip(
-                shas, frames, matchers, histograms, descriptors, strict=True
+                stored["sha256"].tolist(),
+                stored["frames"].tolist(),
+                stored["matcher"].tolist(),
+                stored["histogram"],
+                stored["descriptor"],
+                strict=True,
             )
         }
         self._stored_sketches = {sha: searched for sha, (_, searched) in known.items()}
@@ -151,31 +165,23 @@ class ThumbnailStore:
         if not kept:
             self.folder.joinpath(SKETCHES).unlink(missing_ok=True)
             return
-        with atomic_path(self.folder / SKETCHES) as tmp, tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                sha256=np.array([sha for sha, _ in kept]),
-                frames=np.array([s.frames for _, s in kept], dtype=np.int64),
-                histogram=np.stack([s.histogram for _, s in kept]),
-                descriptor=np.stack([s.descriptor for _, s in kept]),
-                matcher=np.array([MATCHER] * len(kept)),
-                sketch=np.array(SKETCH),
-            )
+        self._write(
+            SKETCHES,
+            sha256=np.array([sha for sha, _ in kept]),
+            frames=np.array([s.frames for _, s in kept], dtype=np.int64),
+            histogram=np.stack([s.histogram for _, s in kept]),
+            descriptor=np.stack([s.descriptor for _, s in kept]),
+            matcher=np.array([MATCHER] * len(kept)),
+            sketch=np.array(SKETCH),
+        )
 
     def similarities(self) -> dict[tuple[str, str], float]:
         """The similarities of pairs matched by earlier runs with the current matcher."""
-        path = self.folder / SIMILARITIES if self.folder is not None else None
-        if path is None or not path.is_file():
+        stored = self._read(SIMILARITIES, ("matcher", MATCHER), ["a", "b", "similarity"])
+        if stored is None:
             return {}
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                if str(stored["matcher"]) != MATCHER:  # scored by another matcher: again
-                    return {}
-                pairs = zip(stored["a"].tolist(), stored["b"].tolist(), strict=True)
-                scores = stored["similarity"].tolist()
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: again
-            return {}
-        self._stored_similarities = dict(zip(pairs, scores, strict=True))
+        pairs = zip(stored["a"].tolist(), stored["b"].tolist(), strict=True)
+        self._stored_similarities = dict(zip(pairs, stored["similarity"].tolist(), strict=True))
         return dict(self._stored_similarities)
 
     def save_similarities(self, scored: dict[tuple[str, str], float]) -> None:
@@ -183,11 +189,10 @@ class ThumbnailStore:
         if self.folder is None or scored == self._stored_similarities:
             return
         pairs = sorted(scored)
-        with atomic_path(self.folder / SIMILARITIES) as tmp, tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                a=np.array([a for a, _ in pairs], dtype=str),
-                b=np.array([b for _, b in pairs], dtype=str),
-                similarity=np.array([scored[pair] for pair in pairs], dtype=np.float64),
-                matcher=np.array(MATCHER),
-            )
+        self._write(
+            SIMILARITIES,
+            a=np.array([a for a, _ in pairs], dtype=str),
+            b=np.array([b for _, b in pairs], dtype=str),
+            similarity=np.array([scored[pair] for pair in pairs], dtype=np.float64),
+            matcher=np.array(MATCHER),
+        )
